@@ -1,0 +1,1 @@
+"""The rasa-gitops deploy agent."""

@@ -1,0 +1,1 @@
+"""pre-commit hooks for Rasa projects. Never imports `agent`."""

@@ -1,0 +1,118 @@
+"""The one seam that runs external commands (`rasa`, `git`, `pytest`).
+
+Everything that starts a subprocess goes through `run`, so that output capture,
+timeouts, environment and the "command not found" message live in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hooks.errors import FatalError
+
+QUIET_RASA_ENV = {
+    "RASA_TELEMETRY_ENABLED": "false",
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "PYTHONWARNINGS": "ignore",
+}
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.output.splitlines()[-lines:])
+
+
+def rasa_command() -> list[str]:
+    """The command that runs Rasa: $RASA_GITOPS_RASA, else `rasa` on PATH."""
+    configured = os.environ.get("RASA_GITOPS_RASA")
+    if configured:
+        return shlex.split(configured)
+    return ["rasa"]
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    stream: object | None = None,
+) -> Completed:
+    """Run a command, capture stdout and stderr together, never raise on rc != 0.
+
+    `stream`, when given, is a callable that receives each output line as it
+    arrives (long steps show progress through it).
+    """
+    argv = [str(part) for part in argv]
+    if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
+        raise FatalError(
+            f"command not found: {argv[0]}. Install it, or point RASA_GITOPS_RASA "
+            "(for rasa) at the right executable."
+        )
+    full_env = dict(os.environ)
+    full_env.update(QUIET_RASA_ENV)
+    if env:
+        full_env.update(env)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
+        raise FatalError(f"cannot run {argv[0]}: {exc.strerror}") from None
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if callable(stream):
+                stream(line.rstrip("\n"))
+
+    # A reader thread keeps the timeout honest even when the child never
+    # closes its output.
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        reader.join(timeout=5)
+        raise FatalError(f"{shlex.join(argv)} timed out after {timeout:.0f} s") from None
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    reader.join()
+    return Completed(tuple(argv), proc.returncode, "".join(lines))
+
+
+def run_rasa(args: Sequence[str], **kwargs: object) -> Completed:
+    return run([*rasa_command(), *args], **kwargs)  # type: ignore[arg-type]
+
+
+def git(args: Sequence[str], cwd: Path, **kwargs: object) -> Completed:
+    return run(["git", *args], cwd=cwd, **kwargs)  # type: ignore[arg-type]

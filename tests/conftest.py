@@ -1,0 +1,110 @@
+"""Fixtures shared by every test module.
+
+Expensive things (a trained model, services) are session-scoped: each is made
+once per test run and shared, which keeps the suite inside its CI budget.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO_ROOT / "examples"
+COFFEEBOT = EXAMPLES / "coffeebot"
+SHARED_BOTS = REPO_ROOT.parent / "shared" / "bots"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip locally when a real part is missing; in CI that is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI needs this and it is missing: {reason}")
+    pytest.skip(reason)
+
+
+def copy_bot(source: Path, dest: Path) -> Path:
+    shutil.copytree(
+        source,
+        dest,
+        ignore=shutil.ignore_patterns("models", ".rasa", "results", "__pycache__"),
+    )
+    return dest
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Test Author",
+        "GIT_AUTHOR_EMAIL": "author@example.com",
+        "GIT_COMMITTER_NAME": "Test Author",
+        "GIT_COMMITTER_EMAIL": "author@example.com",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+def init_repo(path: Path) -> Path:
+    """Turn a folder into a git repo with everything in one commit."""
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "commit.gpgsign", "false")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+@pytest.fixture(scope="session")
+def rasa_bin() -> Path:
+    """The real `rasa` executable of the test venv."""
+    candidate = Path(sys.executable).parent / "rasa"
+    found = candidate if candidate.exists() else shutil.which("rasa")
+    need(found is not None, "rasa 3.6.21 is not installed in the test environment")
+    return Path(str(found))
+
+
+@pytest.fixture()
+def coffeebot(tmp_path: Path) -> Path:
+    """A fresh copy of the example bot, not yet a git repo."""
+    return copy_bot(COFFEEBOT, tmp_path / "coffeebot")
+
+
+@pytest.fixture()
+def coffeebot_repo(coffeebot: Path) -> Path:
+    """A fresh copy of the example bot as a one-commit git repo."""
+    return init_repo(coffeebot)
+
+
+@pytest.fixture(scope="session")
+def trained_coffeebot(
+    tmp_path_factory: pytest.TempPathFactory, rasa_bin: Path
+) -> Iterator[tuple[Path, Path]]:
+    """The example bot trained once per session: (bot folder, model file)."""
+    bot = copy_bot(COFFEEBOT, tmp_path_factory.mktemp("trained") / "coffeebot")
+    env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false"}
+    done = subprocess.run(
+        [str(rasa_bin), "train", "--fixed-model-name", "coffeebot", "--out", "models"],
+        cwd=bot,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    yield bot, bot / "models" / "coffeebot.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def shared_bots() -> Path:
+    """The real public bots in ../shared/bots (only where that folder exists)."""
+    if not SHARED_BOTS.is_dir():
+        pytest.skip("../shared/bots is not present on this machine")
+    return SHARED_BOTS
