@@ -1,0 +1,1 @@
+"""Where things land. Targets are the only code that talks to a server."""

@@ -1,0 +1,80 @@
+"""The two interfaces every deploy target implements.
+
+Steps drive targets only through these protocols, so no step knows whether it
+talks to a local process, a Docker host over SSH, a Swarm service, a Rasa
+server or Rasa X. No target imports another target or the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+LogSink = Callable[[str], None]
+"""Receives one plain line of progress; the caller redacts secrets."""
+
+
+@dataclass(frozen=True)
+class ActionServerSpec:
+    """What to run as the action server of one release."""
+
+    release_id: str
+    commit: str
+    worktree: Path
+    required_actions: frozenset[str]
+    image: str | None = None  # set by the build step for Docker targets
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class ActionServerDeployment:
+    """A running action server, as the journal keeps it for rollback."""
+
+    release_id: str
+    url: str  # the webhook URL a Rasa server's action_endpoint points at
+    served_actions: frozenset[str]
+    handle: dict[str, str] = field(default_factory=dict)  # target-specific ids
+
+
+class ActionServerTarget(Protocol):
+    name: str
+
+    def deploy(self, spec: ActionServerSpec, log: LogSink) -> ActionServerDeployment:
+        """Start the release beside the live one, switch only once /health
+        answers and /actions lists every required action, then stop the old one.
+        Raises DeployError and leaves the live server serving otherwise."""
+
+    def live(self) -> ActionServerDeployment | None:
+        """The deployment that serves now, read from the real server."""
+
+    def served_actions(self) -> frozenset[str]:
+        """Names listed by GET /actions of the live server."""
+
+    def reactivate(self, deployment: ActionServerDeployment, log: LogSink) -> None:
+        """Make a kept earlier deployment live again (rollback)."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    release_id: str
+    model_id: str  # what the target reports as live once active (e.g. /status model_id)
+    location: str  # path or URL the target loaded it from
+
+
+class ModelTarget(Protocol):
+    name: str
+
+    def upload(self, release_id: str, model: Path, log: LogSink) -> ModelRef:
+        """Make the model file available to the server, without activating it."""
+
+    def activate(self, ref: ModelRef, log: LogSink) -> None:
+        """Make the uploaded model the live one (tag production)."""
+
+    def live_model_id(self) -> str | None:
+        """What the server reports as live now, or None if nothing is loaded."""
+
+
+class DeployError(Exception):
+    """A target could not do what was asked; the live state is unchanged."""
