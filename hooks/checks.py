@@ -1,0 +1,433 @@
+"""The named checks of `rasa-validate`: pure functions from a Project to Problems.
+
+Each mirrors one finding of Rasa 3.6's `rasa data validate` (noted per check)
+or closes a gap it leaves, so that every reference from the training data to
+the domain resolves. A check never prints; `validate.py` scopes and grades.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hooks.names import (
+    ASSISTANT_ID_PLACEHOLDER,
+    CONFIG_MANDATORY_KEYS,
+    DEFAULT_ACTIONS,
+    DEFAULT_INTENTS,
+    DEFAULT_SLOTS,
+    LATEST_FORMAT_VERSION,
+    UTTER_PREFIX,
+)
+from hooks.problems import Problem
+from hooks.project import Project, Story
+
+CheckFn = Callable[[Project], Iterator[Problem]]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    summary: str
+    run: CheckFn
+    needs_rasa: bool = False
+
+
+def _domain_files(project: Project) -> frozenset[Path]:
+    return frozenset(project.layout.domain)
+
+
+def _training_stories(project: Project) -> list[Story]:
+    return [s for s in project.stories if s.kind in {"story", "rule"}]
+
+
+def _story_files(project: Project) -> frozenset[Path]:
+    return frozenset(s.path for s in _training_stories(project))
+
+
+def _nlu_files(project: Project) -> frozenset[Path]:
+    return frozenset(e.path for e in project.examples)
+
+
+def _known_actions(project: Project) -> set[str]:
+    domain = project.domain
+    retrieval = {name.split("/")[0] for name in project.data_responses}
+    return (
+        set(DEFAULT_ACTIONS) | set(domain.actions) | set(domain.responses)
+        | set(domain.forms) | retrieval
+    )
+
+
+def _known_intents(project: Project) -> set[str]:
+    return set(project.domain.intents) | set(DEFAULT_INTENTS)
+
+
+# ----------------------------------------------------------------- domain
+
+
+def domain_empty(project: Project) -> Iterator[Problem]:
+    """Rasa: "Encountered empty domain during validation"."""
+    if project.domain.is_empty():
+        first = project.layout.domain[0]
+        yield Problem(
+            "domain-empty",
+            "the domain declares no intents, entities, slots, responses, actions or forms.",
+            first, 0, _domain_files(project),
+        )
+
+
+def mapping_policy(project: Project) -> Iterator[Problem]:
+    """Rasa: verify_domain_validity (MappingPolicy `triggers`)."""
+    for name, props in project.domain.intent_properties.items():
+        if "triggers" in props:
+            ref = project.domain.intents[name]
+            yield Problem(
+                "mapping-policy",
+                f"intent '{name}' uses the removed MappingPolicy `triggers:`; "
+                "write a rule instead (RulePolicy).",
+                ref.path, ref.line,
+            )
+
+
+def domain_duplicate(project: Project) -> Iterator[Problem]:
+    """Extra: a name declared twice; Rasa silently merges or overrides it."""
+    for name, first, again in project.domain.duplicates:
+        yield Problem(
+            "domain-duplicate",
+            f"'{name}' is declared again (first at {first.path.name}:{first.line}); "
+            "keep one declaration.",
+            again.path, again.line, frozenset({first.path}),
+        )
+
+
+def form_slot_not_in_domain(project: Project) -> Iterator[Problem]:
+    """Rasa: verify_form_slots."""
+    slots = set(project.domain.slots) | DEFAULT_SLOTS
+    for form_name, form in project.domain.forms.items():
+        for slot in form.required_slots:
+            if slot.name not in slots:
+                yield Problem(
+                    "form-slot-not-in-domain",
+                    f"form '{form_name}' requires slot '{slot.name}', which the domain "
+                    "does not declare under `slots:`; add it or fix the typo.",
+                    slot.path, slot.line, _domain_files(project),
+                )
+
+
+def slot_mapping_form(project: Project) -> Iterator[Problem]:
+    """Rasa: verify_slot_mappings (conditions naming forms)."""
+    forms = project.domain.forms
+    for slot in project.domain.slots.values():
+        for mapping, line in zip(slot.mappings, slot.mapping_lines, strict=True):
+            conditions = mapping.get("conditions") or []
+            for condition in conditions if isinstance(conditions, list) else []:
+                loop = condition.get("active_loop") if isinstance(condition, dict) else None
+                if not loop:
+                    continue
+                if loop not in forms:
+                    yield Problem(
+                        "slot-mapping-form",
+                        f"slot '{slot.ref.name}' has a mapping condition for form '{loop}', "
+                        "which is not under `forms:`; add the form or fix the typo.",
+                        slot.ref.path, line, _domain_files(project),
+                    )
+                    continue
+                required = {r.name for r in forms[loop].required_slots}
+                if (required and slot.ref.name not in required
+                        and mapping.get("type") != "from_trigger_intent"):
+                    yield Problem(
+                        "slot-mapping-form",
+                        f"slot '{slot.ref.name}' has a mapping condition for form '{loop}' "
+                        f"but is not in that form's required_slots; add it there.",
+                        slot.ref.path, line, _domain_files(project),
+                    )
+
+
+def slot_mapping_reference(project: Project) -> Iterator[Problem]:
+    """Extra: slot mappings must name declared entities and intents."""
+    entities = set(project.domain.entities)
+    intents = _known_intents(project)
+    for slot in project.domain.slots.values():
+        for mapping, line in zip(slot.mappings, slot.mapping_lines, strict=True):
+            entity = mapping.get("entity")
+            if mapping.get("type") == "from_entity" and entity and entity not in entities:
+                yield Problem(
+                    "slot-mapping-reference",
+                    f"slot '{slot.ref.name}' maps from entity '{entity}', which is not "
+                    "under `entities:`; declare it or fix the name.",
+                    slot.ref.path, line, _domain_files(project),
+                )
+            for key in ("intent", "not_intent"):
+                named = mapping.get(key) or []
+                for intent in [named] if isinstance(named, str) else named:
+                    if isinstance(intent, str) and intent not in intents:
+                        yield Problem(
+                            "slot-mapping-reference",
+                            f"slot '{slot.ref.name}' mapping names intent '{intent}' "
+                            f"(in `{key}`), which is not under `intents:`.",
+                            slot.ref.path, line, _domain_files(project),
+                        )
+
+
+# ----------------------------------------------------------------- NLU
+
+
+def intent_not_in_domain(project: Project) -> Iterator[Problem]:
+    """Rasa: verify_intents (NLU intent missing from the domain)."""
+    known = _known_intents(project)
+    seen: set[tuple[str, Path]] = set()
+    for example in project.examples:
+        if example.intent in known or (example.intent, example.path) in seen:
+            continue
+        seen.add((example.intent, example.path))
+        yield Problem(
+            "intent-not-in-domain",
+            f"NLU examples are labelled with intent '{example.intent}', which the domain "
+            "does not list; add it under `intents:`.",
+            example.path, example.line, _domain_files(project),
+        )
+
+
+def intent_without_examples(project: Project) -> Iterator[Problem]:
+    """Rasa: verify_intents (domain intent with no NLU examples)."""
+    labelled = {e.intent for e in project.examples}
+    for name, ref in project.domain.intents.items():
+        if name not in DEFAULT_INTENTS and name not in labelled:
+            yield Problem(
+                "intent-without-examples",
+                f"intent '{name}' is in the domain but has no NLU training examples.",
+                ref.path, ref.line, _nlu_files(project) | _domain_files(project),
+            )
+
+
+def example_multiple_intents(project: Project) -> Iterator[Problem]:
+    """Rasa: verify_example_repetition_in_intents."""
+    by_text: dict[str, list] = defaultdict(list)  # type: ignore[type-arg]
+    for example in project.examples:
+        by_text[example.text].append(example)
+    for text, examples in by_text.items():
+        intents = sorted({e.intent for e in examples})
+        if len(intents) < 2:
+            continue
+        places = ", ".join(f"{e.intent} ({e.path.name}:{e.line})" for e in examples)
+        yield Problem(
+            "example-multiple-intents",
+            f"example '{text}' is labelled with several intents: {places}; keep one.",
+            examples[-1].path, examples[-1].line, frozenset(e.path for e in examples),
+        )
+
+
+def entity_not_in_domain(project: Project) -> Iterator[Problem]:
+    """Extra: entities annotated in NLU examples or stories must be declared."""
+    declared = set(project.domain.entities)
+    seen: set[tuple[str, Path]] = set()
+    places = [(e.entities, e.path, e.line) for e in project.examples]
+    places += [(s.entities, s.path, s.line) for st in _training_stories(project) for s in st.steps]
+    for names, path, line in places:
+        for name in names:
+            if name in declared or (name, path) in seen:
+                continue
+            seen.add((name, path))
+            yield Problem(
+                "entity-not-in-domain",
+                f"entity '{name}' is annotated here but not declared under `entities:`.",
+                path, line, _domain_files(project),
+            )
+
+
+# ----------------------------------------------------------------- stories
+
+
+def story_intent_not_in_domain(project: Project) -> Iterator[Problem]:
+    """Rasa: verify_intents_in_stories (intent used in a story or rule)."""
+    known = _known_intents(project)
+    for story in _training_stories(project):
+        for step in story.steps:
+            if step.kind == "intent" and step.name and step.name.split("/")[0] not in known:
+                yield Problem(
+                    "story-intent-not-in-domain",
+                    f"{story.kind} '{story.name}' uses intent '{step.name}', which the "
+                    "domain does not list; add it under `intents:`.",
+                    step.path, step.line, _domain_files(project),
+                )
+
+
+def intent_unused(project: Project) -> Iterator[Problem]:
+    """Rasa: verify_intents_in_stories (intent not used in any story or rule)."""
+    used = {
+        step.name.split("/")[0]
+        for story in _training_stories(project) for step in story.steps
+        if step.kind == "intent" and step.name
+    }
+    for name, ref in project.domain.intents.items():
+        if name not in DEFAULT_INTENTS and name not in used:
+            yield Problem(
+                "intent-unused",
+                f"intent '{name}' is not used in any story or rule.",
+                ref.path, ref.line, _story_files(project) | _domain_files(project),
+            )
+
+
+def _utterances(project: Project) -> set[str]:
+    return {n for n in project.domain.responses if n.startswith(UTTER_PREFIX)} | {
+        n.split("/")[0] for n in project.data_responses
+    }
+
+
+def utterance_not_in_domain(project: Project) -> Iterator[Problem]:
+    """Rasa: verify_utterances_in_stories (undefined utter_ action)."""
+    utterances = _utterances(project)
+    for story in _training_stories(project):
+        for step in story.steps:
+            name = step.name or ""
+            if step.kind == "action" and name.startswith(UTTER_PREFIX) and name not in utterances:
+                yield Problem(
+                    "utterance-not-in-domain",
+                    f"{story.kind} '{story.name}' uses '{name}', which has no response "
+                    "in the domain; add it under `responses:`.",
+                    step.path, step.line, _domain_files(project),
+                )
+
+
+def utterance_unused(project: Project) -> Iterator[Problem]:
+    """Rasa: verify_utterances_in_stories (response not used in any story)."""
+    used = {
+        step.name for story in _training_stories(project) for step in story.steps
+        if step.kind == "action"
+    }
+    for name in sorted(_utterances(project)):
+        if name in used:
+            continue
+        ref = project.domain.responses.get(name)
+        if ref is None:
+            ref = next(r for k, r in project.data_responses.items() if k.split("/")[0] == name)
+        hint = " Forms ask with it; if so, make this check warn-only." if "_ask_" in name else ""
+        yield Problem(
+            "utterance-unused",
+            f"response '{name}' is not used in any story or rule.{hint}",
+            ref.path, ref.line, _story_files(project) | _domain_files(project),
+        )
+
+
+def action_not_in_domain(project: Project) -> Iterator[Problem]:
+    """Rasa: verify_actions_in_stories_rules (it checks `action_*` only; we
+    check every non-utter action name)."""
+    known = _known_actions(project)
+    for story in _training_stories(project):
+        for step in story.steps:
+            name = step.name or ""
+            if step.kind != "action" or not name or name.startswith(UTTER_PREFIX):
+                continue
+            if name not in known:
+                yield Problem(
+                    "action-not-in-domain",
+                    f"{story.kind} '{story.name}' uses action '{name}', which the domain "
+                    "does not list; add it under `actions:`.",
+                    step.path, step.line, _domain_files(project),
+                )
+
+
+def form_not_in_domain(project: Project) -> Iterator[Problem]:
+    """Rasa: verify_forms_in_stories_rules (active_loop names)."""
+    known = _known_actions(project)
+    for story in _training_stories(project):
+        for step in story.steps:
+            if step.kind == "active_loop" and step.name and step.name not in known:
+                yield Problem(
+                    "form-not-in-domain",
+                    f"{story.kind} '{story.name}' activates form '{step.name}', which the "
+                    "domain does not list; add it under `forms:`.",
+                    step.path, step.line, _domain_files(project),
+                )
+
+
+def slot_not_in_domain(project: Project) -> Iterator[Problem]:
+    """Extra: `slot_was_set` must name a declared slot."""
+    slots = set(project.domain.slots) | DEFAULT_SLOTS
+    for story in _training_stories(project):
+        for step in story.steps:
+            if step.kind == "slot" and step.name and step.name not in slots:
+                yield Problem(
+                    "slot-not-in-domain",
+                    f"{story.kind} '{story.name}' sets slot '{step.name}', which the "
+                    "domain does not declare under `slots:`.",
+                    step.path, step.line, _domain_files(project),
+                )
+
+
+# ----------------------------------------------------------------- config and format
+
+
+def config_keys(project: Project) -> Iterator[Problem]:
+    """Rasa: warn_if_config_mandatory_keys_are_not_set."""
+    config = project.config
+    path = project.layout.config
+    for key in CONFIG_MANDATORY_KEYS:
+        if key not in config:
+            yield Problem(
+                "config-keys",
+                f"config is missing the mandatory key '{key}'; add it "
+                "(assistant_id: a unique name for this bot).",
+                path, 1,
+            )
+    if config.get("assistant_id") == ASSISTANT_ID_PLACEHOLDER:
+        line = getattr(config, "line_of", lambda _k: 1)("assistant_id")
+        yield Problem(
+            "config-keys",
+            "assistant_id is still the placeholder value; set a unique identifier.",
+            path, line,
+        )
+
+
+def _parse_version(value: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(part) for part in value.strip("\"'").split("."))
+    except ValueError:
+        return None
+
+
+def format_version(project: Project) -> Iterator[Problem]:
+    """Rasa: validate_training_data_format_version (older format keys)."""
+    latest = ".".join(map(str, LATEST_FORMAT_VERSION))
+    for key in [*project.domain.versions, *project.versions]:
+        parsed = _parse_version(key.value)
+        if parsed is None:
+            yield Problem(
+                "format-version",
+                f"version '{key.value}' is not a version number; use \"{latest}\".",
+                key.path, key.line,
+            )
+        elif parsed < LATEST_FORMAT_VERSION:
+            yield Problem(
+                "format-version",
+                f"format version {key.value} is older than Rasa 3.6's {latest}; "
+                f"set version: \"{latest}\" after checking the file.",
+                key.path, key.line,
+            )
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("domain-empty", "the domain declares something", domain_empty),
+    Check("mapping-policy", "no MappingPolicy `triggers`", mapping_policy),
+    Check("domain-duplicate", "each name declared once in the domain", domain_duplicate),
+    Check("form-slot-not-in-domain", "form required slots are declared", form_slot_not_in_domain),
+    Check("slot-mapping-form", "slot mapping conditions name real forms", slot_mapping_form),
+    Check("slot-mapping-reference", "slot mappings name declared entities and intents",
+          slot_mapping_reference),
+    Check("intent-not-in-domain", "NLU intents are in the domain", intent_not_in_domain),
+    Check("intent-without-examples", "domain intents have NLU examples", intent_without_examples),
+    Check("example-multiple-intents", "an example has one intent", example_multiple_intents),
+    Check("entity-not-in-domain", "annotated entities are declared", entity_not_in_domain),
+    Check("story-intent-not-in-domain", "story intents are in the domain",
+          story_intent_not_in_domain),
+    Check("intent-unused", "domain intents are used in stories or rules", intent_unused),
+    Check("utterance-not-in-domain", "utter_ actions have responses", utterance_not_in_domain),
+    Check("utterance-unused", "responses are used in stories or rules", utterance_unused),
+    Check("action-not-in-domain", "story actions are in the domain", action_not_in_domain),
+    Check("form-not-in-domain", "active_loop forms are in the domain", form_not_in_domain),
+    Check("slot-not-in-domain", "slot_was_set slots are declared", slot_not_in_domain),
+    Check("config-keys", "config has assistant_id and language", config_keys),
+    Check("format-version", "files use format version 3.1", format_version),
+)
