@@ -177,7 +177,11 @@ def yaml_files(path: Path) -> list[Path]:
         return [path] if path.suffix in YAML_SUFFIXES else []
     if not path.is_dir():
         return []
-    return sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+    # Dangling symlinks are kept so that loading reports them, not skips them.
+    return sorted(
+        p for p in path.rglob("*")
+        if p.suffix in YAML_SUFFIXES and (p.is_file() or p.is_symlink())
+    )
 
 
 def layout_for(

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hooks.errors import LocatedError
 from hooks.nlu_schema import is_plain_nlu_file, nlu_schema_problems
 from hooks.problems import Problem
 from hooks.project import Project, Story
@@ -151,8 +150,13 @@ def story_structure_problems(project: Project, max_history: int | None) -> Itera
             graph, domain=domain, remove_duplicates=False, augmentation_factor=0
         ).generate_story_trackers()
     except (RasaException, ValueError, KeyError) as exc:
-        message = f"Rasa could not load the stories: {exc}"
-        raise LocatedError(project.layout.root, 0, message) from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        yield Problem(
+            "story-structure",
+            f"not checked: Rasa could not load the stories ({first_line}). Fix that first.",
+            project.layout.root, 0, frozenset(project.layout.files),
+        )
+        return
 
     def sliced() -> Iterator[tuple[Any, Any, list[Any]]]:
         for tracker in trackers:

@@ -56,7 +56,11 @@ def run_checks(project: Project, options: Options) -> list[Problem]:
         found.extend(schema_problems(project, files))
     story_inputs = {s.path for s in project.stories} | {project.layout.config}
     story_inputs |= set(project.layout.domain)
-    if "story-structure" not in options.skip and (changed is None or changed & story_inputs):
+    # Rasa cannot even load a project with these, so its conflict check would
+    # only repeat them.
+    unloadable = any(p.check in {"schema", "domain-duplicate"} for p in found)
+    wanted = changed is None or bool(changed & story_inputs)
+    if "story-structure" not in options.skip and wanted and not unloadable:
         max_history = options.max_history or project.max_history
         found.extend(story_structure_problems(project, max_history))
     return graded(scoped(found, changed), options.warn_only, options.skip)

@@ -61,28 +61,29 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc, valid-type]
         self._depth = 0
         self._aliases = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # libyaml composes the node graph in C, so the limits live here: an
+        # alias is a node constructed a second time, and depth is recursion.
+        if node in self.constructed_objects:
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark
                 raise LocatedError(
                     self._path,
-                    mark.line + 1,
+                    node.start_mark.line + 1,
                     f"more than {MAX_ALIASES} YAML aliases; refusing a possible "
                     "alias bomb. Write the values out instead of using anchors.",
                 )
+            return self.constructed_objects[node]
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
                 raise LocatedError(
                     self._path,
-                    mark.line + 1,
+                    node.start_mark.line + 1,
                     f"YAML nested deeper than {MAX_DEPTH} levels; Rasa files never "
                     "need this. Flatten the structure.",
                 )
-            return super().compose_node(parent, index)
+            return super().construct_object(node, deep=deep)
         finally:
             self._depth -= 1
 
@@ -157,11 +158,30 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+def _preflight(text: str, path: Path) -> None:
+    """Bound nesting on the event stream first: libyaml's composer recurses in
+    C and crashes the process on deep nesting instead of raising."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise LocatedError(
+                    path,
+                    event.start_mark.line + 1 if event.start_mark else 0,
+                    f"YAML nested deeper than {MAX_DEPTH} levels; Rasa files never "
+                    "need this. Flatten the structure.",
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def load_yaml(path: Path) -> Any:
     """Parse one YAML file into line-aware values, or raise LocatedError."""
     text = read_text(path)
     loader = _LineLoader(text, path)
     try:
+        _preflight(text, path)
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
