@@ -53,11 +53,13 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     stream: object | None = None,
+    inherit_env: bool = True,
 ) -> Completed:
     """Run a command, capture stdout and stderr together, never raise on rc != 0.
 
     `stream`, when given, is a callable that receives each output line as it
-    arrives (long steps show progress through it).
+    arrives (long steps show progress through it). `inherit_env=False` starts
+    from an empty environment instead of ours.
     """
     argv = [str(part) for part in argv]
     if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
@@ -65,7 +67,9 @@ def run(
             f"command not found: {argv[0]}. Install it, or point RASA_GITOPS_RASA "
             "(for rasa) at the right executable."
         )
-    full_env = dict(os.environ)
+    # inherit_env=False runs the command in a clean environment (only what
+    # `env` gives), as the agent does for a bot's own action-code tests.
+    full_env = dict(os.environ) if inherit_env else {}
     full_env.update(QUIET_RASA_ENV)
     if env:
         full_env.update(env)
@@ -116,3 +120,72 @@ def run_rasa(args: Sequence[str], **kwargs: object) -> Completed:
 
 def git(args: Sequence[str], cwd: Path, **kwargs: object) -> Completed:
     return run(["git", *args], cwd=cwd, **kwargs)  # type: ignore[arg-type]
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    log_file: Path,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Start a long-running server (a Rasa or action server) detached from us.
+
+    It runs in its own session, so it outlives the process that started it and
+    a Ctrl-C on the agent's terminal doesn't reach it; its output goes to
+    `log_file`. Returns the pid; `stop` ends it.
+    """
+    argv = [str(part) for part in argv]
+    if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
+        raise FatalError(
+            f"command not found: {argv[0]}. Install it, or point the configured "
+            "command at the right executable."
+        )
+    full_env = dict(os.environ)
+    full_env.update(QUIET_RASA_ENV)
+    if env:
+        full_env.update(env)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        except OSError as exc:
+            raise FatalError(f"cannot run {argv[0]}: {exc.strerror}") from None
+    return proc.pid
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie child we started counts as gone)."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop(pid: int, *, timeout: float = 15.0) -> None:
+    """SIGTERM the process group `spawn` made, then SIGKILL it after `timeout`."""
+    import signal
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not alive(pid):
+                return
+            time.sleep(0.1)

@@ -1,0 +1,327 @@
+"""The agent's one YAML file, checked against a declarative schema.
+
+Every key lives in `SCHEMA` (dotted path -> type, default, check, help). A key
+the schema doesn't know only warns, so a newer config still starts on an older
+agent; a known key with a bad value fails at start-up with `file: key: problem`.
+Secrets never sit inline: a secret is named by `<name>_env` (an environment
+variable) or `<name>_file` (a file), and is read into a `Secret` that prints as
+`***`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hooks.errors import FatalError
+from hooks.yaml_lines import LDict, load_yaml
+
+Check = Callable[[Any], "str | None"]
+REQUIRED = object()
+
+SECRET_WORDS = ("token", "password", "secret", "passphrase", "api_key", "private_key")
+PROMOTION_POLICIES = ("auto", "auto_unless_action_code", "manual")
+BRANCH_NAME = re.compile(r"^(?!/|.*//|.*\.\.|.*@\{|.*\.lock$|.*/$)[A-Za-z0-9._/-]+$")
+
+
+class ConfigError(FatalError):
+    def __init__(self, path: Path, key: str, problem: str, line: int = 0) -> None:
+        self.path, self.key, self.problem, self.line = path, key, problem, line
+        where = f" (line {line})" if line else ""
+        super().__init__(f"{path}: {key}: {problem}{where}")
+
+
+class Secret:
+    """A value that never prints; `reveal()` is the only way to read it."""
+
+    def __init__(self, value: str, origin: str) -> None:
+        self._value = value
+        self.origin = origin
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.origin})"
+
+    __str__ = __repr__
+
+
+# ------------------------------------------------------------------ checks
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _port(value: Any) -> str | None:
+    return None if 0 < value < 65536 else "must be a TCP port (1-65535)"
+
+
+def _branch(value: Any) -> str | None:
+    return None if BRANCH_NAME.match(value) else f"{value!r} is not a valid git branch name"
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        if value in choices:
+            return None
+        return f"{value!r} is not one of: {', '.join(choices)}"
+
+    return check
+
+
+def _url(value: Any) -> str | None:
+    return None if re.match(r"^https?://[^/\s]+", value) else f"{value!r} is not an http(s) URL"
+
+
+@dataclass(frozen=True)
+class Key:
+    types: tuple[type, ...]
+    default: Any
+    check: Check | None = None
+    help: str = ""
+    nullable: bool = False
+
+
+def _key(types: type | tuple[type, ...], default: Any, check: Check | None = None,
+         help: str = "", nullable: bool = False) -> Key:
+    return Key(types if isinstance(types, tuple) else (types,), default, check, help, nullable)
+
+
+NUMBER = (int, float)
+
+SCHEMA: dict[str, Key] = {
+    "repo": _key(str, REQUIRED, help="a local bare repository path, or a remote git URL"),
+    "branch": _key(str, "main", _branch, "the branch whose commits become releases"),
+    "work_dir": _key(str, REQUIRED, help="where the journal, worktrees and models live"),
+    "rasa_command": _key(str, "rasa", help="the command that runs Rasa, e.g. `rasa`"),
+    "poll_interval": _key(NUMBER, 60, _positive, "seconds between `git fetch` for remotes"),
+    "keep_releases": _key(int, 5, _positive, "worktrees and models kept for rollback"),
+    "pipeline.max_history": _key(int, None, _positive, nullable=True,
+                                 help="passed to validation; default: from config.yml"),
+    "pipeline.fail_on_warnings": _key(bool, True),
+    "pipeline.test_stories": _key(str, "tests/test_*.yml", help="glob in the bot repo"),
+    "pipeline.action_tests": _key(str, None, nullable=True,
+                                  help="command run in the release worktree, e.g. `pytest -q`"),
+    "pipeline.step_timeout": _key(NUMBER, 3600, _positive, "seconds before a step fails"),
+    "action_server.target": _key(str, "local", help="local (a process on this host)"),
+    "action_server.host": _key(str, "127.0.0.1"),
+    "action_server.port": _key(int, 5055, _port,
+                               "stable port the Rasa server calls (the agent's forwarder)"),
+    "action_server.actions_module": _key(str, "actions"),
+    "action_server.start_timeout": _key(NUMBER, 180, _positive),
+    "model.target": _key(str, "rasa_http", _one_of("rasa_http"),
+                         "rasa_http: a Rasa server's HTTP API (`PUT /model`)"),
+    "model.url": _key(str, "http://127.0.0.1:5005", _url),
+    "model.manage_server": _key(bool, True,
+                                help="the agent starts the Rasa server if it isn't running"),
+    "model.auth_token_env": _key(str, None, nullable=True),
+    "model.auth_token_file": _key(str, None, nullable=True),
+    "model.load_timeout": _key(NUMBER, 900, _positive),
+    "environments": _key(dict, None, nullable=True,
+                         help="per environment: {promote: auto|auto_unless_action_code|manual}"),
+}
+
+BLOCKS = {key.split(".", 1)[0] for key in SCHEMA if "." in key}
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    promote: str = "auto"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    path: Path
+    values: Mapping[str, Any]
+    environments: tuple[Environment, ...]
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    blocks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    @property
+    def repo(self) -> str:
+        return str(self.values["repo"])
+
+    @property
+    def branch(self) -> str:
+        return str(self.values["branch"])
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.values["work_dir"])
+
+    @property
+    def is_local_repo(self) -> bool:
+        return is_local_path(self.repo)
+
+    def secret(self, name: str) -> Secret | None:
+        return self.secrets.get(name)
+
+    def environment(self, name: str) -> Environment:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        known = ", ".join(e.name for e in self.environments)
+        raise FatalError(f"{self.path}: environments: no environment {name!r} (known: {known})")
+
+    def block(self, name: str) -> Mapping[str, Any]:
+        """A target block as written, for targets that read their own extra keys."""
+        return self.blocks.get(name, {})
+
+
+def is_local_path(repo: str) -> bool:
+    return not re.match(r"^[a-z][a-z0-9+.-]*://", repo) and not re.match(r"^[^/]+@[^/:]+:", repo)
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+             dict: "a mapping"}
+    if types == NUMBER:
+        return "a number"
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _check_value(path: Path, dotted: str, key: Key, value: Any, line: int) -> Any:
+    if value is None:
+        if key.nullable:
+            return None
+        raise ConfigError(path, dotted, "must not be empty", line)
+    # YAML `yes` is a bool and bool is an int: keep them apart.
+    ok = isinstance(value, key.types) and not (isinstance(value, bool) and bool not in key.types)
+    if not ok:
+        raise ConfigError(path, dotted, f"must be {_type_name(key.types)}, got {value!r}", line)
+    if key.check is not None:
+        problem = key.check(value)
+        if problem:
+            raise ConfigError(path, dotted, problem, line)
+    return value
+
+
+def _is_secret_name(name: str) -> bool:
+    return any(word in name for word in SECRET_WORDS)
+
+
+def _read_secret(path: Path, dotted: str, how: str, where: str, line: int) -> Secret:
+    if how == "env":
+        value = os.environ.get(where)
+        if not value:
+            raise ConfigError(path, dotted, f"environment variable {where} is not set", line)
+        return Secret(value.strip(), f"${where}")
+    secret_path = Path(where).expanduser()
+    if not secret_path.is_absolute():
+        secret_path = path.parent / secret_path
+    try:
+        value = secret_path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        problem = f"cannot read {secret_path}: {exc.strerror}"
+        raise ConfigError(path, dotted, problem, line) from None
+    if not value:
+        raise ConfigError(path, dotted, f"{secret_path} is empty", line)
+    return Secret(value, str(secret_path))
+
+
+def _environments(path: Path, raw: Any, line: int) -> tuple[Environment, ...]:
+    if raw is None:
+        return (Environment("production"),)
+    if not raw:
+        raise ConfigError(path, "environments", "needs at least one environment", line)
+    envs = []
+    for name, body in raw.items():
+        key_line = raw.line_of(name) if isinstance(raw, LDict) else line
+        body = body or {}
+        if not isinstance(body, dict):
+            raise ConfigError(path, f"environments.{name}", "must be a mapping", key_line)
+        for sub in body:
+            if sub != "promote":
+                raise ConfigError(path, f"environments.{name}.{sub}", "unknown key; "
+                                  "only `promote` is known", key_line)
+        promote = body.get("promote", "auto")
+        problem = _one_of(*PROMOTION_POLICIES)(promote)
+        if problem:
+            raise ConfigError(path, f"environments.{name}.promote", problem, key_line)
+        envs.append(Environment(str(name), str(promote)))
+    return tuple(envs)
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and check the config; raise ConfigError naming file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise FatalError(f"{path}: config file not found; `agent --config FILE` names it.")
+    doc = load_yaml(path)
+    if doc is None:
+        doc = LDict()
+        doc.line, doc.key_lines = 1, {}
+    if not isinstance(doc, dict):
+        raise ConfigError(path, "(top level)", "must be a YAML mapping of keys", 1)
+
+    flat: dict[str, tuple[Any, int]] = {}
+    warnings: list[str] = []
+    blocks: dict[str, dict[str, Any]] = {}
+
+    def line_of(mapping: Any, key: str) -> int:
+        return mapping.line_of(key) if isinstance(mapping, LDict) else 0
+
+    for top, value in doc.items():
+        top = str(top)
+        if top in BLOCKS:
+            if not isinstance(value, dict):
+                raise ConfigError(path, top, "must be a mapping", line_of(doc, top))
+            blocks[top] = dict(value)
+            for sub, subvalue in value.items():
+                flat[f"{top}.{sub}"] = (subvalue, line_of(value, str(sub)))
+        else:
+            flat[top] = (value, line_of(doc, top))
+
+    values: dict[str, Any] = {}
+    secrets: dict[str, Secret] = {}
+    for dotted, (value, line) in flat.items():
+        leaf = dotted.rsplit(".", 1)[-1]
+        for how in ("env", "file"):
+            if leaf.endswith(f"_{how}") and _is_secret_name(leaf):
+                name = dotted[: -len(how) - 1]
+                if not isinstance(value, str) or not value:
+                    raise ConfigError(path, dotted, "must name an environment variable or a "
+                                      "file" if how == "env" else "must be a file path", line)
+                if name in secrets:
+                    raise ConfigError(path, dotted, f"{name} is given twice; keep one of "
+                                      f"{name}_env and {name}_file", line)
+                secrets[name] = _read_secret(path, dotted, how, value, line)
+        if dotted not in SCHEMA and _is_secret_name(leaf) and not leaf.endswith(("_env", "_file")):
+            raise ConfigError(path, dotted, f"secrets are never written inline; use "
+                              f"{leaf}_env: VARIABLE or {leaf}_file: PATH", line)
+        if dotted not in SCHEMA:
+            if not (leaf.endswith(("_env", "_file")) and _is_secret_name(leaf)):
+                warnings.append(f"{path}: {dotted}: unknown key, ignored (line {line})")
+            continue
+        values[dotted] = _check_value(path, dotted, SCHEMA[dotted], value, line)
+
+    for dotted, key in SCHEMA.items():
+        if dotted in values:
+            continue
+        if key.default is REQUIRED:
+            raise ConfigError(path, dotted, "is required; " + key.help)
+        values[dotted] = key.default
+
+    work_dir = Path(os.path.expanduser(values["work_dir"]))
+    if not work_dir.is_absolute():
+        work_dir = (path.parent / work_dir).resolve()
+    values["work_dir"] = str(work_dir)
+    if is_local_path(values["repo"]):
+        repo = Path(os.path.expanduser(values["repo"]))
+        if not repo.is_absolute():
+            repo = (path.parent / repo).resolve()
+        values["repo"] = str(repo)
+    env_line = line_of(doc, "environments")
+    environments = _environments(path, values.pop("environments"), env_line)
+    return AgentConfig(path, values, environments, secrets, tuple(warnings), blocks)

@@ -1,0 +1,68 @@
+"""One small module per pipeline step.
+
+Every step module has `NAME`, `LONG` (whether SIGTERM may abandon it midway)
+and `run(ctx) -> Outcome`; it raises StepFailed with a one-line summary when
+the release must stop. Steps drive targets only through `ctx.targets`, never
+knowing which target they talk to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.config import AgentConfig
+from agent.journal import Journal, Release
+from agent.repo import Mirror
+from agent.targets.base import LogSink
+from agent.targets.factory import Targets
+
+PASSED, FAILED, SKIPPED, REUSED, ABANDONED = "passed", "failed", "skipped", "reused", "abandoned"
+
+
+class StepFailed(Exception):
+    """The release stops here; `summary` says why in one line."""
+
+    def __init__(self, summary: str, details: str = "") -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.details = details
+
+
+class Abandoned(BaseException):  # a control-flow signal, not an error
+    """SIGTERM arrived during a long step; the step's subprocess is killed."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    summary: str
+    status: str = PASSED
+
+
+@dataclass
+class StepContext:
+    config: AgentConfig
+    journal: Journal
+    mirror: Mirror
+    targets: Targets
+    release_id: int
+    commit: str
+    rasa_argv: list[str]
+    log: LogSink
+    worktree: Path = Path()
+    production: Release | None = None  # what was in production when the release started
+    notes: dict[str, str] = field(default_factory=dict)
+    run_line: Callable[[str], None] | None = None
+
+    @property
+    def release(self) -> Release:
+        return self.journal.release(self.release_id)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.config.work_dir / "models"
+
+    @property
+    def timeout(self) -> float:
+        return float(self.config["pipeline.step_timeout"])

@@ -1,0 +1,65 @@
+"""Builds the configured targets. The only place that maps a config name to a class."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config import AgentConfig, ConfigError
+from agent.targets.base import ActionServerTarget, ModelTarget
+from agent.targets.local_process import LocalActionServerTarget
+from agent.targets.rasa_http import RasaHttpModelTarget
+
+
+def rasa_argv(config: AgentConfig) -> list[str]:
+    return shlex.split(str(config["rasa_command"]))
+
+
+def _local_action_server(config: AgentConfig) -> ActionServerTarget:
+    return LocalActionServerTarget(
+        state_dir=config.work_dir / "action-server",
+        rasa_argv=rasa_argv(config),
+        host=str(config["action_server.host"]),
+        port=int(config["action_server.port"]),
+        actions_module=str(config["action_server.actions_module"]),
+        start_timeout=float(config["action_server.start_timeout"]),
+    )
+
+
+# Other action server targets (Docker host over SSH, Swarm) register here with
+# a builder that reads their keys from `config.block("action_server")`.
+ACTION_SERVER_TARGETS: dict[str, Callable[[AgentConfig], ActionServerTarget]] = {
+    "local": _local_action_server,
+}
+
+
+@dataclass(frozen=True)
+class Targets:
+    action_server: ActionServerTarget
+    model: ModelTarget
+
+
+def action_endpoint_url(action_server: ActionServerTarget) -> str:
+    url = getattr(action_server, "url", None)
+    return str(url) if url else "http://127.0.0.1:5055/webhook"
+
+
+def build_targets(config: AgentConfig) -> Targets:
+    name = str(config["action_server.target"])
+    builder = ACTION_SERVER_TARGETS.get(name)
+    if builder is None:
+        raise ConfigError(config.path, "action_server.target",
+                          f"{name!r} is not one of: {', '.join(sorted(ACTION_SERVER_TARGETS))}")
+    action_server = builder(config)
+    model = RasaHttpModelTarget(
+        url=str(config["model.url"]),
+        token=config.secret("model.auth_token"),
+        state_dir=Path(config.work_dir / "rasa-server"),
+        rasa_argv=rasa_argv(config),
+        manage_server=bool(config["model.manage_server"]),
+        action_endpoint=action_endpoint_url(action_server),
+        load_timeout=float(config["model.load_timeout"]),
+    )
+    return Targets(action_server, model)
