@@ -111,8 +111,8 @@ class TickResult:
 # ------------------------------------------------------------------ recovery
 
 
-def recover(agent: Agent) -> list[int]:
-    """Mark releases orphaned by a crash as interrupted; restore production."""
+def recover_orphans(agent: Agent) -> list[int]:
+    """Mark releases orphaned by a crashed agent as interrupted (freeing its lock)."""
     orphans = agent.journal.orphaned_releases()
     for release in orphans:
         agent.journal.mark_interrupted(
@@ -120,8 +120,6 @@ def recover(agent: Agent) -> list[int]:
         )
         agent.progress.info(f"release {release.id} was interrupted by a crash of its agent; "
                             "marked interrupted")
-    if orphans:
-        restore_production(agent, agent.environment.name)
     return [r.id for r in orphans]
 
 
@@ -163,12 +161,15 @@ def _attempts(journal: Journal, release: Release) -> int:
 
 def tick(agent: Agent) -> TickResult:
     journal = agent.journal
+    # Recovery comes first: it also frees the lock a crashed agent held.
+    recovered = recover_orphans(agent)
     try:
         journal.acquire_lock(DEPLOY_LOCK, "release pipeline")
     except LockHeld as exc:
         return TickResult("busy", message=str(exc))
     try:
-        recover(agent)
+        if recovered:
+            restore_production(agent, agent.environment.name)
         try:
             head = agent.mirror.fetch()
         except FatalError as exc:
@@ -222,8 +223,8 @@ def tick(agent: Agent) -> TickResult:
 def run_step(agent: Agent, ctx: StepContext, step: ModuleType) -> None:
     journal, progress = agent.journal, agent.progress
     name: str = step.NAME
-    if agent.stop_requested:
-        raise Abandoned()
+    if agent.stop_requested and step.LONG:
+        raise Abandoned()  # a deploy switch, once begun, is finished instead
     lines: list[str] = []
 
     def log(line: str) -> None:

@@ -21,6 +21,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 SYNC_FILE = "sync-request"
+WRITE_EVENTS = {"created", "modified", "moved", "deleted", "closed"}
 
 
 class _Handler(FileSystemEventHandler):  # type: ignore[misc]
@@ -30,6 +31,10 @@ class _Handler(FileSystemEventHandler):  # type: ignore[misc]
         self.reason = reason
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        # Only writes count: watchdog also reports opens and reads, and the
+        # agent's own `git fetch` reads the ref it watches.
+        if event.event_type not in WRITE_EVENTS:
+            return
         for attr in ("src_path", "dest_path"):
             raw = getattr(event, attr, "")
             if raw and Path(str(raw)) in self.wanted:

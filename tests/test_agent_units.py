@@ -230,6 +230,11 @@ def test_watchdog_sees_a_push_to_the_bare_repo(tmp_path: Path) -> None:
         # A generous bound only so a broken watcher fails instead of hanging;
         # the speed figure lives in bench/agent_latency.py.
         assert watcher.wait(timeout=30) == ["push"]
+        time.sleep(0.5)
+        watcher.wait(timeout=0.01)  # drain the rest of the push's file events
+        # The agent's own fetch reads the ref; a read must not count as a push.
+        Mirror(str(bare), "main", tmp_path / "mirror.git").fetch()
+        assert watcher.wait(timeout=1.0) == ["poll"]
         request_sync(tmp_path / "work")
         assert watcher.wait(timeout=30) == ["sync"]
     finally:
@@ -274,3 +279,65 @@ def test_progress_redacts_and_writes_plain_lines_off_a_terminal() -> None:
     assert "tok-12345" not in text and "using *** now" in text
     assert "\r" not in text
     assert time.strftime("%H:") in text
+
+
+# ---------------------------------------------------- tick: bad input, no Rasa
+
+
+def _bare_bot_repo(tmp_path: Path) -> tuple[Path, Path]:
+    from tests.conftest import COFFEEBOT, copy_bot
+
+    bare = tmp_path / "bot.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    src = copy_bot(COFFEEBOT, tmp_path / "src")
+    git(src, "init", "-q", "-b", "main")
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", "bot")
+    git(src, "push", "-q", str(bare), "main")
+    return bare, src
+
+
+def _agent(tmp_path: Path, extra: str) -> object:
+    from agent.config import load_config
+    from agent.tick import Agent
+
+    cfg = write(tmp_path / "agent.yml", "work_dir: work\nmodel:\n  manage_server: false\n"
+                "  url: http://127.0.0.1:9\n" + extra)
+    return Agent.open(load_config(cfg), Progress(quiet=True))
+
+
+def test_tick_on_a_missing_branch_or_repo_gives_an_error_and_a_journal_entry(
+    tmp_path: Path,
+) -> None:
+    from agent.tick import Agent, tick
+
+    bare, _ = _bare_bot_repo(tmp_path)
+    agent = _agent(tmp_path, f"repo: {bare}\nbranch: release\n")
+    assert isinstance(agent, Agent)
+    result = tick(agent)
+    assert result.outcome == "error"
+    assert "branch 'release' does not exist" in result.message
+    assert [e.kind for e in agent.journal.events()] == ["fetch.failed"]
+    assert agent.journal.releases() == []
+    agent.close()
+    (tmp_path / "x").mkdir()
+    other = _agent(tmp_path / "x", f"repo: {tmp_path / 'gone.git'}\n")
+    assert isinstance(other, Agent)
+    assert "cannot fetch" in tick(other).message
+
+
+def test_a_missing_rasa_command_fails_the_release_at_train(tmp_path: Path) -> None:
+    from agent.tick import Agent, tick
+
+    bare, _ = _bare_bot_repo(tmp_path)
+    agent = _agent(tmp_path, f"repo: {bare}\nrasa_command: /nonexistent/rasa\n")
+    assert isinstance(agent, Agent)
+    result = tick(agent)
+    assert result.status == FAILED
+    release = agent.journal.release(result.release_id or 0)
+    assert release.reason == "train: command not found: /nonexistent/rasa. Install it, or " \
+        "point RASA_GITOPS_RASA (for rasa) at the right executable."
+    steps = {s.name: s.status for s in agent.journal.steps(release.id)}
+    assert steps == {"checkout": "passed", "validate": "passed", "train": "failed"}
+    assert agent.journal.production("production") is None
+    assert tick(agent).outcome == "idle"  # a failed commit is not retried by itself

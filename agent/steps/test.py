@@ -55,7 +55,7 @@ def run(ctx: StepContext) -> Outcome:
             shutil.copy(path, target / f"{index:03d}_{path.name}")
     done = run_command(
         [*ctx.rasa_argv, "test", "core", "--model", release.model_path, "--stories",
-         str(target), "--fail-on-prediction-errors", "--out", str(out)],
+         str(target), "--fail-on-prediction-errors", "--no-plot", "--out", str(out)],
         cwd=ctx.worktree, timeout=ctx.timeout, stream=ctx.log,
     )
     if not done.ok:

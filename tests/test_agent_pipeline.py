@@ -1,0 +1,384 @@
+"""The deploy agent end to end: a real bare repo, real pushes, real Rasa 3.6.21.
+
+One deploy host per module (a bare repo, the agent's work dir, and the Rasa
+server, action forwarder and action servers the agent starts) is shared by the
+tests, which run in file order like a day of pushes. The bot is trained once:
+every later commit leaves the training data alone, so the agent reuses the model
+(that is itself one of the behaviours under test). The costly parts are one
+`rasa train`, one model load and two `rasa test` runs.
+
+The example bot's own test stories are replaced here by two that its tiny model
+passes; the pipeline under test is the agent's, not the bot's accuracy.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from agent.config import load_config
+from agent.journal import FAILED, INTERRUPTED, PROMOTED, SKIPPED, Journal
+from agent.progress import Progress
+from agent.targets.local_process import free_port
+from agent.tick import Agent, TickResult, tick
+from tests.conftest import COFFEEBOT, copy_bot, git
+
+pytestmark = pytest.mark.rasa
+
+TEST_STORIES = """\
+version: "3.1"
+stories:
+  - story: a coffee order, end to end
+    steps:
+      - user: |
+          hello
+        intent: greet
+      - action: utter_greet
+      - user: |
+          one coffee please
+        intent: order_coffee
+      - action: utter_confirm_order
+      - user: |
+          thanks
+        intent: thank
+      - action: utter_you_are_welcome
+  - story: opening hours, end to end
+    steps:
+      - user: |
+          hi
+        intent: greet
+      - action: utter_greet
+      - user: |
+          when are you open
+        intent: ask_opening_hours
+      - action: action_tell_opening_hours
+      - user: |
+          bye
+        intent: goodbye
+      - action: utter_goodbye
+"""
+
+ACTION_TEST = """\
+from actions.actions import ActionTellOpeningHours
+
+
+def test_action_name():
+    assert ActionTellOpeningHours().name() == "action_tell_opening_hours"
+"""
+
+HOURS = "We are open 7am to 7pm, every day."
+
+
+@dataclass
+class Host:
+    root: Path
+    bare: Path
+    src: Path
+    config_path: Path
+    rasa_url: str
+    rasa_bin: Path
+
+    def commit_and_push(self, message: str, **files: str) -> str:
+        for rel, text in files.items():
+            path = self.src / rel.replace("__", "/")
+            path.write_text(text, encoding="utf-8")
+        git(self.src, "add", "-A")
+        git(self.src, "commit", "-q", "-m", message)
+        git(self.src, "push", "-q", "deploy", "main")
+        return git(self.src, "rev-parse", "HEAD")
+
+    def set_hours(self, text: str, message: str) -> str:
+        actions = self.src / "actions" / "actions.py"
+        code = actions.read_text(encoding="utf-8")
+        start = code.index('text="') + len('text="')
+        end = code.index('"', start)
+        actions.write_text(code[:start] + text + code[end:], encoding="utf-8")
+        return self.commit_and_push(message)
+
+    def tick(self, config: Path | None = None) -> TickResult:
+        agent = Agent.open(load_config(config or self.config_path), Progress(quiet=True))
+        try:
+            return tick(agent)
+        finally:
+            agent.close()
+
+    def journal(self) -> Journal:
+        return Journal(self.root / "work" / "journal.sqlite")
+
+    def token(self) -> str:
+        return (self.root / "work" / "rasa-server" / "auth-token").read_text().strip()
+
+    def live_model_id(self) -> str:
+        answer = requests.get(f"{self.rasa_url}/status", params={"token": self.token()},
+                              timeout=30)
+        answer.raise_for_status()
+        return str(answer.json()["model_id"])
+
+    def say(self, text: str, sender: str = "tester") -> list[str]:
+        answer = requests.post(f"{self.rasa_url}/webhooks/rest/webhook",
+                               json={"sender": sender, "message": text}, timeout=300)
+        answer.raise_for_status()
+        return [m["text"] for m in answer.json() if "text" in m]
+
+    def agent_cli(self, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "agent.cli", "-c", str(config or self.config_path), *args],
+            capture_output=True, text=True, env=_env(self.rasa_bin), timeout=900,
+        )
+
+
+def _env(rasa_bin: Path) -> dict[str, str]:
+    return {**os.environ, "PATH": f"{rasa_bin.parent}{os.pathsep}{os.environ['PATH']}",
+            "RASA_TELEMETRY_ENABLED": "false"}
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory, rasa_bin: Path) -> Iterator[Host]:
+    root = tmp_path_factory.mktemp("deploy-host")
+    bare = root / "coffeebot.git"
+    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
+    src = copy_bot(COFFEEBOT, root / "src")
+    (src / "tests" / "test_stories.yml").write_text(TEST_STORIES, encoding="utf-8")
+    (src / "actions_test.py").write_text(ACTION_TEST, encoding="utf-8")
+    git(src, "init", "-q", "-b", "main")
+    git(src, "config", "commit.gpgsign", "false")
+    git(src, "remote", "add", "deploy", str(bare))
+    rasa_port, action_port = free_port(), free_port()
+    config = root / "agent.yml"
+    config.write_text(
+        f"repo: {bare}\n"
+        "branch: main\n"
+        "work_dir: work\n"
+        f"rasa_command: {rasa_bin}\n"
+        "pipeline:\n"
+        f"  action_tests: {sys.executable} -m pytest -q -p no:cacheprovider actions_test.py\n"
+        "action_server:\n"
+        f"  port: {action_port}\n"
+        "model:\n"
+        f"  url: http://127.0.0.1:{rasa_port}\n",
+        encoding="utf-8",
+    )
+    os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+    made = Host(root, bare, src, config, f"http://127.0.0.1:{rasa_port}", rasa_bin)
+    try:
+        yield made
+    finally:
+        done = made.agent_cli("stop")
+        assert done.returncode == 0, done.stderr
+
+
+def test_a_push_becomes_a_promoted_model_answering_on_the_rest_channel(host: Host) -> None:
+    git(host.src, "add", "-A")
+    git(host.src, "commit", "-q", "-m", "coffeebot, first release")
+    git(host.src, "push", "-q", "deploy", "main")
+    result = host.tick()
+    journal = host.journal()
+    assert result.status == PROMOTED, journal.release(result.release_id or 0).reason
+    release = journal.release(result.release_id or 0)
+    steps = {s.name: s.status for s in journal.steps(release.id)}
+    assert steps == {"checkout": "passed", "validate": "passed", "train": "passed",
+                     "test": "passed", "action_tests": "passed",
+                     "deploy_actions": "passed", "activate_model": "passed"}
+    assert journal.production_release("production").id == release.id  # type: ignore[union-attr]
+    assert host.live_model_id() == release.model_id
+    assert host.say("hello", "first") == ["Hi! Coffee, or opening hours?"]
+    # The custom action runs on the action server the agent started.
+    assert host.say("when are you open", "first") == [HOURS]
+    events = [e.detail for e in journal.events() if e.kind == "release.order"]
+    assert events and events[0].startswith("action_server then model")
+
+
+def test_an_action_code_only_change_does_not_retrain(host: Host) -> None:
+    before = host.journal().production_release("production")
+    assert before is not None
+    host.set_hours("Open 8am to 6pm, weekdays only.", "new opening hours")
+    result = host.tick()
+    journal = host.journal()
+    release = journal.release(result.release_id or 0)
+    assert result.status == PROMOTED, release.reason
+    steps = {s.name: s for s in journal.steps(release.id)}
+    assert steps["train"].status == "reused"
+    assert release.model_reused and release.model_path == before.model_path
+    assert release.model_id == before.model_id == host.live_model_id()
+    assert steps["deploy_actions"].status == "passed"  # the new action code went live
+    assert host.say("when are you open", "second") == ["Open 8am to 6pm, weekdays only."]
+
+
+def test_a_validation_error_fails_the_release_and_production_is_untouched(host: Host) -> None:
+    journal = host.journal()
+    production = journal.production_release("production")
+    assert production is not None
+    live_before = host.live_model_id()
+    stories = (host.src / "data" / "stories.yml").read_text(encoding="utf-8")
+    broken = stories + "  - story: uses an unknown intent\n    steps:\n" \
+                       "      - intent: order_tea\n      - action: utter_greet\n"
+    host.commit_and_push("story with an intent the domain lacks", data__stories_yml=broken)
+    result = host.tick()
+    release = host.journal().release(result.release_id or 0)
+    assert result.status == FAILED
+    assert release.reason.startswith("validate:")
+    assert "order_tea" in release.reason
+    assert host.live_model_id() == live_before
+    assert host.journal().production_release("production").id == production.id  # type: ignore[union-attr]
+    assert host.say("when are you open", "third") == ["Open 8am to 6pm, weekdays only."]
+    # Repair it for the next tests.
+    host.commit_and_push("revert the broken story", data__stories_yml=stories)
+
+
+def test_a_failing_test_story_fails_the_release_and_production_is_untouched(
+    host: Host,
+) -> None:
+    live_before = host.live_model_id()
+    production = host.journal().production_release("production")
+    wrong = TEST_STORIES.replace("      - action: utter_you_are_welcome",
+                                 "      - action: utter_goodbye")
+    host.commit_and_push("a test story that expects the wrong reply",
+                         tests__test_stories_yml=wrong)
+    result = host.tick()
+    journal = host.journal()
+    release = journal.release(result.release_id or 0)
+    assert result.status == FAILED
+    assert release.reason.startswith("test: test stories failed"), release.reason
+    steps = {s.name: s.status for s in journal.steps(release.id)}
+    assert steps["train"] == "reused" and steps["test"] == "failed"
+    assert "deploy_actions" not in steps and "activate_model" not in steps
+    assert host.live_model_id() == live_before
+    assert journal.production_release("production").id == production.id  # type: ignore[union-attr]
+    host.commit_and_push("fix the test story", tests__test_stories_yml=TEST_STORIES)
+
+
+def test_three_quick_pushes_deploy_only_the_last(host: Host) -> None:
+    first = host.set_hours("Hours v1.", "hours v1")
+    second = host.set_hours("Hours v2.", "hours v2")
+    third = host.set_hours("Hours v3.", "hours v3")
+    result = host.tick()
+    journal = host.journal()
+    assert result.status == PROMOTED, journal.release(result.release_id or 0).reason
+    assert journal.release(result.release_id or 0).commit == third
+    for sha in (first, second):
+        (only,) = journal.releases_of_commit(sha)
+        assert only.status == SKIPPED
+        assert only.reason == f"superseded by {third[:8]}"
+    assert len(result.skipped) >= 2
+    assert host.say("when are you open", "fourth") == ["Hours v3."]
+    # Nothing new: the next tick does nothing.
+    assert host.tick().outcome == "idle"
+
+
+def _wait_for_step(host: Host, commit: str, step: str) -> int:
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        journal = host.journal()
+        for release in journal.releases_of_commit(commit):
+            if any(s.name == step and s.status == "running" for s in journal.steps(release.id)):
+                return release.id
+        time.sleep(0.2)
+    raise AssertionError(f"no release of {commit[:8]} reached {step}")
+
+
+def _slow_config(host: Host) -> Path:
+    """The same host, but with action tests that hang: a window to crash or stop in."""
+    slow = host.root / "agent-slow.yml"
+    text = host.config_path.read_text(encoding="utf-8")
+    start = text.index("  action_tests:")
+    end = text.index("\n", start)
+    slow.write_text(text[:start] + f"  action_tests: {sys.executable} -c "
+                    "\"import time; time.sleep(600)\"" + text[end:], encoding="utf-8")
+    return slow
+
+
+def test_a_crash_mid_release_is_detected_and_the_release_retried(host: Host) -> None:
+    production = host.journal().production_release("production")
+    assert production is not None
+    commit = host.set_hours("Hours after a crash.", "hours, deployed across a crash")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "-c", str(_slow_config(host)), "once"],
+        env=_env(host.rasa_bin), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        crashed = _wait_for_step(host, commit, "action_tests")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the agent and its sleeping child
+        proc.wait()
+    journal = host.journal()
+    assert journal.release(crashed).status == "running"  # what a crash leaves behind
+    assert journal.production_release("production").id == production.id  # type: ignore[union-attr]
+    status = host.agent_cli("status")
+    assert "its agent is gone" in status.stdout
+    result = host.tick()
+    journal = host.journal()
+    old = journal.release(crashed)
+    assert old.status == INTERRUPTED
+    assert {s.name: s.status for s in journal.steps(crashed)}["action_tests"] == INTERRUPTED
+    retry = journal.release(result.release_id or 0)
+    assert retry.retry_of == crashed and retry.commit == commit
+    assert result.status == PROMOTED, retry.reason
+    assert host.say("when are you open", "fifth") == ["Hours after a crash."]
+
+
+def test_the_daemon_sees_a_push_and_sigterm_abandons_a_long_step(host: Host) -> None:
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "-c", str(_slow_config(host)), "run"],
+        env=_env(host.rasa_bin), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        # The daemon is up once it has written its pid file.
+        pid_file = host.root / "work" / "agent.pid"
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # let the first (idle) tick finish
+        commit = host.set_hours("Hours from the daemon.", "pushed while the daemon watches")
+        stopped = _wait_for_step(host, commit, "action_tests")
+        daemon.send_signal(signal.SIGTERM)
+        out, _ = daemon.communicate(timeout=120)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    assert daemon.returncode == 0, out
+    assert "woken by push" in out
+    journal = host.journal()
+    release = journal.release(stopped)
+    assert release.status == INTERRUPTED
+    assert {s.name: s.status for s in journal.steps(stopped)}["action_tests"] == "abandoned"
+    assert not (host.root / "work" / "agent.pid").exists()
+    # The next start retries it with the normal config and promotes it.
+    result = host.tick()
+    assert result.status == PROMOTED
+    assert journal.release(result.release_id or 0).retry_of == stopped
+
+
+def test_status_history_and_logs_read_the_journal(host: Host) -> None:
+    status = host.agent_cli("status")
+    assert status.returncode == 0, status.stderr
+    production = host.journal().production_release("production")
+    assert production is not None
+    assert f"production: release {production.id} {production.commit[:8]}" in status.stdout
+    assert "last failure: release" in status.stdout
+    history = host.agent_cli("history", "--json")
+    import json
+
+    releases = json.loads(history.stdout)
+    statuses = {r["status"] for r in releases}
+    assert {"promoted", "failed", "skipped", "interrupted"} <= statuses
+    assert all("steps" in r for r in releases)
+    failed = next(r for r in releases if r["reason"].startswith("test:"))
+    logs = host.agent_cli("logs", str(failed["id"]))
+    assert logs.returncode == 0
+    assert "== test: failed" in logs.stdout
+    token = host.token()
+    for text in (status.stdout, history.stdout, logs.stdout):
+        assert token not in text
+    missing = host.agent_cli("logs", "9999")
+    assert missing.returncode == 1 and "no release 9999" in missing.stderr
