@@ -1,0 +1,105 @@
+"""rasa-validate through real pre-commit, the way a bot team uses it.
+
+Both tests build the hook repo from this working tree (tracked and untracked
+files, one commit), so what runs is what is checked out, committed or not.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, git, init_repo
+from tests.seeds import append, replace
+
+
+def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, env={**os.environ, **env}, timeout=900
+    )
+
+
+@pytest.fixture(scope="session")
+def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This working tree as a one-commit git repo that pre-commit can clone."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT,
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    dest = tmp_path_factory.mktemp("hookrepo") / "rasa-gitops"
+    for name in listed:
+        source = REPO_ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return init_repo(dest)
+
+
+@pytest.fixture(scope="session")
+def pre_commit_home() -> Iterator[Path]:
+    """pre-commit's env cache, kept between local runs (Rasa takes minutes)."""
+    cache = Path(os.environ.get("RASA_GITOPS_CACHE", Path.home() / ".cache/rasa-gitops"))
+    home = cache / "pre-commit"
+    home.mkdir(parents=True, exist_ok=True)
+    yield home
+
+
+def test_try_repo_catches_an_nlu_defect_without_rasa_in_the_hook_env(
+    hook_repo: Path, coffeebot_repo: Path, pre_commit_home: Path
+) -> None:
+    # The hook's own env has no Rasa: an NLU-only commit needs none.
+    append(coffeebot_repo / "data/nlu.yml",
+           "  - intent: orphan\n    examples: |\n      - orphaned text\n")
+    git(coffeebot_repo, "add", "-A")
+    done = _run(
+        ["pre-commit", "try-repo", str(hook_repo), "rasa-validate", "--files", "data/nlu.yml"],
+        coffeebot_repo, PRE_COMMIT_HOME=str(pre_commit_home),
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "data/nlu.yml:45: [intent-not-in-domain]" in output, output
+    assert "Traceback" not in output
+
+
+def test_installed_hook_blocks_a_commit_that_breaks_an_untouched_rule(
+    hook_repo: Path, coffeebot_repo: Path, pre_commit_home: Path
+) -> None:
+    rev = git(hook_repo, "rev-parse", "HEAD")
+    (coffeebot_repo / ".pre-commit-config.yaml").write_text(
+        "repos:\n"
+        f"  - repo: {hook_repo}\n"
+        f"    rev: {rev}\n"
+        "    hooks:\n"
+        "      - id: rasa-validate\n"
+        "        language_version: python3.10\n"
+        "        additional_dependencies: ['rasa==3.6.21']\n",
+        encoding="utf-8",
+    )
+    git(coffeebot_repo, "add", "-A")
+    git(coffeebot_repo, "commit", "-q", "-m", "use rasa-gitops hooks")
+    env = {"PRE_COMMIT_HOME": str(pre_commit_home),
+           "PYENV_VERSION": os.environ.get("PYENV_VERSION", "3.11.7:3.10.13")}
+    installed = _run(["pre-commit", "install"], coffeebot_repo, **env)
+    assert installed.returncode == 0, installed.stderr
+
+    # Renaming a response in the domain breaks rules.yml, which the commit
+    # does not touch; the domain is the changed file that is to blame.
+    replace(coffeebot_repo / "domain.yml", "  utter_goodbye:\n", "  utter_farewell:\n")
+    git(coffeebot_repo, "add", "domain.yml")
+    blocked = _run(["git", "commit", "-m", "rename a response"], coffeebot_repo, **env)
+    output = blocked.stdout + blocked.stderr
+    assert blocked.returncode != 0, output
+    assert "data/rules.yml:6: [utterance-not-in-domain]" in output, output
+    assert "Traceback" not in output
+
+    replace(coffeebot_repo / "data/rules.yml", "utter_goodbye", "utter_farewell")
+    replace(coffeebot_repo / "data/stories.yml", "utter_goodbye", "utter_farewell")
+    git(coffeebot_repo, "add", "-A")
+    fixed = _run(["git", "commit", "-m", "rename a response everywhere"], coffeebot_repo, **env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "rasa data validate (fast)" in fixed.stdout + fixed.stderr
