@@ -120,8 +120,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise FatalError(f"{config.path}: repo: {local} is not a bare git repository")
     watcher = Watcher(config.work_dir, local_repo=local, branch=config.branch,
                       poll_interval=float(config["poll_interval"]))
-    _pid_file(config).write_text(f"{os.getpid()}\n", encoding="utf-8")
-
     def on_signal(signum: int, frame: FrameType | None) -> None:
         agent.stop_requested = True
         watcher.wakeup.set("stop")
@@ -131,6 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     watcher.start()
+    _pid_file(config).write_text(f"{os.getpid()}\n", encoding="utf-8")
     how = "watching the bare repo" if local else f"polling every {config['poll_interval']} s"
     agent.progress.info(f"agent started: {config.repo} branch {config.branch}, {how}")
     try:
@@ -289,6 +288,80 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release_number(text: str) -> int:
+    try:
+        return int(str(text).lstrip("r#"))
+    except ValueError:
+        raise FatalError(f"{text!r} is not a release number; "
+                         "`agent history` lists them") from None
+
+
+def _env_name(config: AgentConfig, given: str | None) -> str:
+    return config.environment(given).name if given else config.environments[0].name
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from agent.promote import promote
+
+    config = _load(args)
+    agent = Agent.open(config, Progress())
+    try:
+        env = _env_name(config, args.env)
+        plan = promote(agent, _release_number(args.release), env, args.reason or "")
+    finally:
+        agent.close()
+    print(f"release {args.release} is in {env} ({' then '.join(plan.switches) or 'no switch'})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from agent.promote import rollback
+
+    config = _load(args)
+    agent = Agent.open(config, Progress())
+    try:
+        env = _env_name(config, args.env)
+        to = _release_number(args.to) if args.to else None
+        target = rollback(agent, env, to, args.reason or "")
+    finally:
+        agent.close()
+    print(f"{env} is back on release {target.id} ({target.short} {target.message!r}); "
+          f"auto-promotion of {env} is paused until `agent resume`")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from agent.promote import actor
+
+    config = _load(args)
+    journal = _journal(config)
+    env = _env_name(config, args.env)
+    pointer = journal.production(env)
+    if pointer is None or not pointer.paused:
+        print(f"auto-promotion of {env} is not paused")
+        return 0
+    journal.set_paused(env, False, "", actor())
+    print(f"auto-promotion of {env} resumed")
+    return 0
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    from agent.journal import owner_alive as alive
+    from agent.promote import actor
+
+    journal = _journal(_load(args))
+    holder = journal.lock_holder("deploy")
+    if holder is None:
+        print("the deploy lock is free")
+        return 0
+    if alive(holder["owner"]) and not args.force:
+        raise FatalError(f"the deploy lock is held by {holder['owner']}, which is still "
+                         f"running ({holder['purpose']}); stop it, or pass --force")
+    journal.force_unlock("deploy", actor())
+    print(f"released the deploy lock held by {holder['owner']} ({holder['purpose']})")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from agent.doctor import run_doctor
 
@@ -318,6 +391,20 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("release")
     logs.add_argument("--lines", type=int, default=30, help="log lines per step")
     logs.add_argument("--summary", action="store_true", help="steps only, no log lines")
+    promote = sub.add_parser("promote", help="put a staged (or earlier) release in production")
+    promote.add_argument("release")
+    promote.add_argument("--env", help="environment (default: the first one)")
+    promote.add_argument("--reason", help="recorded in the journal")
+    rollback = sub.add_parser("rollback", help="go back to an earlier release; pauses "
+                              "auto-promotion until `agent resume`")
+    rollback.add_argument("--env", help="environment (default: the first one)")
+    rollback.add_argument("--to", help="release number (default: the previous production)")
+    rollback.add_argument("--reason", help="recorded in the journal with who did it")
+    resume = sub.add_parser("resume", help="resume auto-promotion after a rollback")
+    resume.add_argument("--env")
+    unlock = sub.add_parser("unlock", help="release a deploy lock left by a crashed agent")
+    unlock.add_argument("--force", action="store_true",
+                        help="even if its owner still runs (dangerous)")
     sub.add_parser("doctor", help="check config, git, rasa, docker, registry, SSH")
     sub.add_parser("stop", help="stop the servers the agent started")
     return parser
@@ -326,6 +413,8 @@ def _parser() -> argparse.ArgumentParser:
 COMMANDS = {
     "run": cmd_run, "once": cmd_once, "sync": cmd_sync, "status": cmd_status,
     "history": cmd_history, "logs": cmd_logs, "doctor": cmd_doctor, "stop": cmd_stop,
+    "promote": cmd_promote, "rollback": cmd_rollback, "resume": cmd_resume,
+    "unlock": cmd_unlock,
 }
 
 

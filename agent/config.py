@@ -75,6 +75,17 @@ def _one_of(*choices: str) -> Check:
     return check
 
 
+def _conversations(value: Any) -> str | None:
+    for i, conversation in enumerate(value):
+        if not isinstance(conversation, list) or not conversation:
+            return f"item {i + 1} must be a list of {{say: ..., expect: ...}} turns"
+        for turn in conversation:
+            if not isinstance(turn, dict) or not isinstance(turn.get("say"), str) or set(
+                turn) - {"say", "expect"}:
+                return f"item {i + 1}: each turn is {{say: TEXT, expect: TEXT}} (expect optional)"
+    return None
+
+
 def _url(value: Any) -> str | None:
     return None if re.match(r"^https?://[^/\s]+", value) else f"{value!r} is not an http(s) URL"
 
@@ -123,6 +134,9 @@ SCHEMA: dict[str, Key] = {
     "model.auth_token_env": _key(str, None, nullable=True),
     "model.auth_token_file": _key(str, None, nullable=True),
     "model.load_timeout": _key(NUMBER, 900, _positive),
+    "smoke.conversations": _key(list, None, _conversations, nullable=True,
+                                help="after switching, each turn's reply must contain `expect`"),
+    "smoke.rollback": _key(bool, True, help="roll back automatically when the smoke test fails"),
     "environments": _key(dict, None, nullable=True,
                          help="per environment: {promote: auto|auto_unless_action_code|manual}"),
 }
@@ -185,7 +199,7 @@ def is_local_path(repo: str) -> bool:
 
 def _type_name(types: tuple[type, ...]) -> str:
     names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
-             dict: "a mapping"}
+             dict: "a mapping", list: "a list"}
     if types == NUMBER:
         return "a number"
     return " or ".join(names.get(t, t.__name__) for t in types)

@@ -420,6 +420,36 @@ class Journal:
         pointer = self.production(environment)
         return self.release(pointer.release_id) if pointer else None
 
+    def set_production(self, environment: str, release_id: int, *, kind: str, actor: str,
+                       reason: str, pause: bool = False) -> None:
+        """Move the production pointer (promote, rollback) in one transaction."""
+        now = time.time()
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO production (environment, release_id, since, paused, paused_reason)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (environment) DO UPDATE SET"
+                " release_id = excluded.release_id, since = excluded.since,"
+                " paused = excluded.paused, paused_reason = excluded.paused_reason",
+                (environment, release_id, now, int(pause), reason if pause else ""),
+            )
+            tx.execute(
+                "UPDATE releases SET status = ?, finished_at = COALESCE(finished_at, ?)"
+                " WHERE id = ? AND status = ?", (PROMOTED, now, release_id, STAGED),
+            )
+            tx.event(kind, release_id, environment, actor, reason)
+
+    def previous_production(self, environment: str, before: int) -> Release | None:
+        """The newest promoted release older than `before` whose model is still kept."""
+        rows = self._db.execute(
+            "SELECT * FROM releases WHERE environment = ? AND status = ? AND id < ?"
+            " ORDER BY id DESC", (environment, PROMOTED, before),
+        )
+        for row in rows:
+            release = _release(row)
+            if release.model_path and Path(release.model_path).is_file():
+                return release
+        return None
+
     def set_paused(self, environment: str, paused: bool, reason: str, actor: str) -> None:
         with self.transaction() as tx:
             tx.execute(

@@ -44,6 +44,7 @@ from agent.steps import (
     activate_model,
     checkout,
     deploy_actions,
+    smoke,
     test,
     train,
     validate,
@@ -339,7 +340,8 @@ def run_release(agent: Agent, release: Release) -> str:
                       + f" ({plan.why})")
         for switch in plan.switches:
             run_step(agent, ctx, SWITCHES[switch])
-        journal.finish_release(release.id, PROMOTED, "", promote_environment=env)
+        smoke_failure = run_smoke(agent, ctx)
+        journal.finish_release(release.id, PROMOTED, smoke_failure, promote_environment=env)
         agent.progress.info(f"release {release.id} ({release.short}) is in {env}")
         return PROMOTED
     except ReleaseStopped as stop:
@@ -355,6 +357,22 @@ def run_release(agent: Agent, release: Release) -> str:
         return INTERRUPTED
     finally:
         cleanup(agent)
+
+
+def run_smoke(agent: Agent, ctx: StepContext) -> str:
+    """The post-switch smoke test. A failure rolls back (ReleaseStopped) unless
+    `smoke.rollback` is off; then it returns the failure to keep on record."""
+    try:
+        run_step(agent, ctx, smoke)
+    except ReleaseStopped as stop:
+        if agent.config["smoke.rollback"]:
+            agent.journal.event("release.rolled_back", ctx.release_id,
+                                agent.environment.name, detail=stop.summary)
+            raise
+        agent.journal.event("smoke.failed_kept", ctx.release_id, agent.environment.name,
+                            detail=stop.summary)
+        return f"smoke test failed (kept: smoke.rollback is off): {stop.summary}"
+    return ""
 
 
 def _undo_switches(agent: Agent, ctx: StepContext, production: Release | None) -> None:
@@ -384,6 +402,7 @@ def cleanup(agent: Agent) -> None:
     recent = [r for r in journal.releases(limit=500) if r.status != SKIPPED]
     kept: set[int] = {r.id for r in recent[:keep]}
     kept |= {r.id for r in recent if r.status in {RUNNING, STAGED}}
+    kept |= set([r.id for r in recent if r.status == PROMOTED][:keep])  # rollback targets
     for env in agent.config.environments:
         pointer = journal.production(env.name)
         if pointer is not None:

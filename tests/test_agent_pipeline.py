@@ -26,7 +26,7 @@ import pytest
 import requests
 
 from agent.config import load_config
-from agent.journal import FAILED, INTERRUPTED, PROMOTED, SKIPPED, Journal
+from agent.journal import FAILED, INTERRUPTED, PROMOTED, SKIPPED, STAGED, Journal
 from agent.progress import Progress
 from agent.targets.local_process import free_port
 from agent.tick import Agent, TickResult, tick
@@ -187,7 +187,8 @@ def test_a_push_becomes_a_promoted_model_answering_on_the_rest_channel(host: Hos
     steps = {s.name: s.status for s in journal.steps(release.id)}
     assert steps == {"checkout": "passed", "validate": "passed", "train": "passed",
                      "test": "passed", "action_tests": "passed",
-                     "deploy_actions": "passed", "activate_model": "passed"}
+                     "deploy_actions": "passed", "activate_model": "passed",
+                     "smoke": "skipped"}
     assert journal.production_release("production").id == release.id  # type: ignore[union-attr]
     assert host.live_model_id() == release.model_id
     assert host.say("hello", "first") == ["Hi! Coffee, or opening hours?"]
@@ -382,3 +383,107 @@ def test_status_history_and_logs_read_the_journal(host: Host) -> None:
         assert token not in text
     missing = host.agent_cli("logs", "9999")
     assert missing.returncode == 1 and "no release 9999" in missing.stderr
+
+
+# ------------------------------------------- promotion policy, smoke, rollback
+
+
+def _variant(host: Host, name: str, extra: str) -> Path:
+    path = host.root / f"agent-{name}.yml"
+    path.write_text(host.config_path.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    return path
+
+
+def _hours_of(host: Host, release_id: int) -> str:
+    commit = host.journal().release(release_id).commit
+    code = git(host.src, "show", f"{commit}:actions/actions.py")
+    start = code.index('text="') + len('text="')
+    return code[start:code.index('"', start)]
+
+
+def test_manual_promotion_waits_as_staged_then_promotes(host: Host) -> None:
+    manual = _variant(host, "manual", "environments:\n  production:\n    promote: manual\n")
+    before = host.journal().production_release("production")
+    assert before is not None
+    old_text = host.say("when are you open", "manual-1")
+    host.set_hours("Hours, promoted by hand.", "a release that waits for a human")
+    result = host.tick(manual)
+    assert result.status == STAGED
+    journal = host.journal()
+    assert journal.production_release("production").id == before.id  # type: ignore[union-attr]
+    assert host.say("when are you open", "manual-2") == old_text
+    status = host.agent_cli("status", config=manual)
+    assert f"staged (waiting for `agent promote`): {result.release_id}" in status.stdout
+    done = host.agent_cli("promote", str(result.release_id), "--reason", "checked by hand",
+                          config=manual)
+    assert done.returncode == 0, done.stderr
+    journal = host.journal()
+    assert journal.production_release("production").id == result.release_id  # type: ignore[union-attr]
+    assert journal.release(result.release_id or 0).status == PROMOTED
+    assert host.say("when are you open", "manual-3") == ["Hours, promoted by hand."]
+    promoted = [e for e in journal.events() if e.kind == "production.promoted"]
+    assert promoted and promoted[0].detail == "checked by hand"
+
+
+def test_a_failing_smoke_test_rolls_the_release_back(host: Host) -> None:
+    smoke = _variant(host, "smoke", "smoke:\n  conversations:\n"
+                     "    - - say: hello\n        expect: Hi!\n"
+                     "      - say: when are you open\n        expect: Hours that never come\n")
+    before = host.journal().production_release("production")
+    assert before is not None
+    host.set_hours("Hours that fail the smoke test.", "a release the smoke test rejects")
+    result = host.tick(smoke)
+    journal = host.journal()
+    release = journal.release(result.release_id or 0)
+    assert result.status == FAILED
+    assert release.reason.startswith("smoke: conversation 1: to 'when are you open' the bot "
+                                     "said 'Hours that fail the smoke test.'"), release.reason
+    kinds = [e.kind for e in journal.events(release_id=release.id)]
+    assert "release.rolled_back" in kinds
+    assert journal.production_release("production").id == before.id  # type: ignore[union-attr]
+    # The live action server is production's again.
+    assert host.say("when are you open", "smoke") == [_hours_of(host, before.id)]
+
+
+def test_rollback_restores_the_previous_release_and_pauses_auto_promotion(host: Host) -> None:
+    journal = host.journal()
+    current = journal.production_release("production")
+    assert current is not None
+    previous = journal.previous_production("production", before=current.id)
+    assert previous is not None
+    done = host.agent_cli("rollback", "--reason", "customers complain")
+    assert done.returncode == 0, done.stderr
+    journal = host.journal()
+    pointer = journal.production("production")
+    assert pointer is not None and pointer.release_id == previous.id and pointer.paused
+    assert host.live_model_id() == previous.model_id
+    assert host.say("when are you open", "rollback") == [_hours_of(host, previous.id)]
+    event = next(e for e in journal.events() if e.kind == "production.rolled_back")
+    assert "customers complain" in event.detail and event.actor
+    # Paused: the next push is staged, not deployed.
+    host.set_hours("Hours while paused.", "pushed during the pause")
+    result = host.tick()
+    assert result.status == STAGED
+    assert "paused" in host.journal().release(result.release_id or 0).reason
+    resumed = host.agent_cli("resume")
+    assert resumed.returncode == 0 and "resumed" in resumed.stdout
+    assert not host.journal().production("production").paused  # type: ignore[union-attr]
+    # A release that does not exist is a clean refusal.
+    missing = host.agent_cli("rollback", "--to", "9999")
+    assert missing.returncode == 1 and "no release 9999" in missing.stderr
+
+
+def test_unlock_releases_only_a_stale_deploy_lock(host: Host) -> None:
+    journal = host.journal()
+    journal.acquire_lock("deploy", "a test holds it")  # owner: this live process
+    refused = host.agent_cli("unlock")
+    assert refused.returncode == 1 and "still running" in refused.stderr
+    journal.release_lock("deploy")
+    script = ("import sys; from pathlib import Path; from agent.journal import Journal; "
+              "Journal(Path(sys.argv[1])).acquire_lock('deploy', 'a crashed promote')")
+    subprocess.run([sys.executable, "-c", script, str(journal.path)], check=True)
+    busy = host.tick()
+    assert busy.outcome == "busy" and "stale lock" in busy.message
+    done = host.agent_cli("unlock")
+    assert done.returncode == 0 and "a crashed promote" in done.stdout
+    assert host.journal().lock_holder("deploy") is None

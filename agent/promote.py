@@ -1,0 +1,111 @@
+"""`agent promote` and `agent rollback`: move production to a kept release.
+
+Both take the deploy lock, check the release still has its model (and recreate
+its worktree from the mirror when it was cleaned up), take the switch order
+from `agent.order` exactly as a release does, switch, run the smoke test, and
+only then move the production pointer. A failure puts back what was switched
+and leaves the pointer where it was. Rollback also pauses auto-promotion for the
+environment until `agent resume`, and records who did it and why.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agent import order
+from agent.journal import PROMOTED, STAGED, Release
+from agent.steps import StepContext, StepFailed, smoke
+from agent.targets.factory import rasa_argv
+from agent.tick import DEPLOY_LOCK, SWITCHES, Agent, _undo_switches, deploy_plan
+from hooks.errors import FatalError
+
+
+def actor() -> str:
+    return os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+
+
+def _usable(agent: Agent, release: Release) -> Path:
+    if not release.model_path or not Path(release.model_path).is_file():
+        raise FatalError(f"release {release.id} has no kept model (cleaned up or never "
+                         "trained); push its commit again to rebuild it")
+    worktree = Path(release.worktree or agent.config.work_dir / "releases"
+                    / f"release-{release.id}")
+    if not worktree.is_dir():
+        agent.mirror.ensure()
+        agent.mirror.add_worktree(release.commit, worktree)
+        agent.journal.update_release(release.id, worktree=str(worktree))
+    return worktree
+
+
+def switch_production(agent: Agent, release: Release, environment: str, *, kind: str,
+                      reason: str, pause: bool = False) -> order.Plan:
+    """Make `release` live in `environment`; raise FatalError (state unchanged) if not."""
+    journal = agent.journal
+    journal.acquire_lock(DEPLOY_LOCK, f"{kind} of release {release.id}")
+    try:
+        production = journal.production_release(environment)
+        worktree = _usable(agent, release)
+        try:
+            plan = deploy_plan(agent, release, production)
+        except order.NoSafeOrder as exc:
+            journal.event(f"{kind}.refused", release.id, environment, actor(), str(exc))
+            raise FatalError(f"refused: {exc}") from None
+        ctx = StepContext(
+            config=agent.config, journal=journal, mirror=agent.mirror, targets=agent.targets,
+            release_id=release.id, commit=release.commit, rasa_argv=rasa_argv(agent.config),
+            log=agent.progress.info, worktree=worktree, production=production,
+        )
+        try:
+            for switch in plan.switches:
+                SWITCHES[switch].run(ctx)
+            outcome = smoke.run(ctx)
+            agent.progress.info(f"smoke: {outcome.summary}")
+        except StepFailed as exc:
+            if agent.config["smoke.rollback"] or not ctx.notes:
+                _undo_switches(agent, ctx, production)
+                journal.event(f"{kind}.failed", release.id, environment, actor(), exc.summary)
+                raise FatalError(f"{kind} of release {release.id} failed, production is "
+                                 f"unchanged: {exc.summary}") from None
+            journal.event("smoke.failed_kept", release.id, environment, actor(), exc.summary)
+        journal.set_production(environment, release.id, kind=kind, actor=actor(),
+                               reason=reason, pause=pause)
+        return plan
+    finally:
+        journal.release_lock(DEPLOY_LOCK)
+
+
+def promote(agent: Agent, release_id: int, environment: str, reason: str = "") -> order.Plan:
+    release = agent.journal.release(release_id)
+    agent.config.environment(environment)  # an unknown environment is a clean error
+    if release.status not in {STAGED, PROMOTED}:
+        raise FatalError(f"release {release.id} is {release.status}; only a staged or an "
+                         "earlier promoted release can be promoted (its gates passed)")
+    current = agent.journal.production(environment)
+    if current is not None and current.release_id == release.id:
+        raise FatalError(f"release {release.id} is already in {environment}")
+    return switch_production(agent, release, environment, kind="production.promoted",
+                             reason=reason or "agent promote")
+
+
+def rollback(agent: Agent, environment: str, to: int | None, reason: str) -> Release:
+    agent.config.environment(environment)
+    current = agent.journal.production(environment)
+    if current is None:
+        raise FatalError(f"nothing is in {environment} yet; there is nothing to roll back")
+    if to is None:
+        target = agent.journal.previous_production(environment, before=current.release_id)
+        if target is None:
+            raise FatalError(f"no earlier promoted release of {environment} has a kept model; "
+                             "name one with --to")
+    else:
+        target = agent.journal.release(to)
+        if target.status != PROMOTED:
+            raise FatalError(f"release {target.id} is {target.status}; rollback goes only to "
+                             "a release that was in production")
+    if target.id == current.release_id:
+        raise FatalError(f"release {target.id} is already in {environment}")
+    why = reason or "no reason given"
+    switch_production(agent, target, environment, kind="production.rolled_back",
+                      reason=f"rollback from release {current.release_id}: {why}", pause=True)
+    return target
