@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,9 @@ from typing import Any
 import yaml
 
 from hooks.errors import FatalError, LocatedError
+
+# Rasa's `examples: |` block reader, shared with the project loader.
+from hooks.project import _block_examples as block_examples
 from hooks.project import layout_for, load_config, strip_markup
 from hooks.yaml_lines import LDict, LList, line_of, load_yaml
 
@@ -88,21 +91,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _block_lines(value: Any, key_line: int) -> Iterable[tuple[str, int]]:
-    if isinstance(value, str):
-        first = line_of(value, key_line)
-        base = first + 1 if first == key_line else first
-        for offset, raw in enumerate(value.splitlines()):
-            stripped = raw.strip()
-            if stripped.startswith("- ") and stripped[2:].strip():
-                yield stripped[2:].strip(), base + offset
-    elif isinstance(value, LList):
-        for index, item in enumerate(value):
-            text = item.get("text") if isinstance(item, dict) else item
-            if isinstance(text, str) and text.strip():
-                yield text.strip(), value.line_of(index)
-
-
 def read_nlu_file(path: Path) -> tuple[list[NluExample], list[dict[str, Any]]]:
     doc = load_yaml(path)
     if not isinstance(doc, LDict) or doc.get("nlu") is None:
@@ -119,7 +107,9 @@ def read_nlu_file(path: Path) -> tuple[list[NluExample], list[dict[str, Any]]]:
             extras.append(_plain(item))
             continue
         intent = str(item["intent"])
-        for raw, line in _block_lines(item.get("examples"), item.line_of("examples")):
+        for raw, line in block_examples(item.get("examples"), item.line_of("examples")):
+            if not raw:
+                continue
             text, _ = strip_markup(raw)
             examples.append(NluExample(intent, raw, text, path, line))
     return examples, extras
@@ -153,6 +143,14 @@ def load_nlu_inputs(
 # ---------------------------------------------------------------- folds
 
 
+def _texts_by_intent(inputs: NluInputs) -> dict[str, list[str]]:
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for example in inputs.examples:
+        if example.text not in by_intent[example.intent]:
+            by_intent[example.intent].append(example.text)
+    return by_intent
+
+
 def _rank(seed: int, text: str) -> str:
     return hashlib.sha256(f"{seed}\0{text}".encode()).hexdigest()
 
@@ -166,10 +164,7 @@ def cv_folds(
     new texts go where their intent is thinnest, so both sides share folds.
     """
     reuse = reuse or {}
-    by_intent: dict[str, list[str]] = defaultdict(list)
-    for example in inputs.examples:
-        if example.text not in by_intent[example.intent]:
-            by_intent[example.intent].append(example.text)
+    by_intent = _texts_by_intent(inputs)
     assignment: dict[str, int] = {}
     for intent in sorted(by_intent):
         load = [0] * folds
@@ -198,10 +193,7 @@ def split_halves(
     texts it never saw fill each intent's test half up to its share, in
     seeded order.
     """
-    by_intent: dict[str, list[str]] = defaultdict(list)
-    for example in inputs.examples:
-        if example.text not in by_intent[example.intent]:
-            by_intent[example.intent].append(example.text)
+    by_intent = _texts_by_intent(inputs)
     assignment: dict[str, int] = {}
     for intent in sorted(by_intent):
         texts = [t for t in by_intent[intent] if t not in assignment]
