@@ -14,6 +14,7 @@ import os
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,26 @@ def missing_rasa(check: str, project: Project) -> Problem:
     return Problem(check, NEEDS_RASA.format(check=check), project.layout.config, 0)
 
 
-def _quiet_rasa() -> None:
+@contextmanager
+def _quiet_rasa() -> Iterator[None]:
+    """Silence Rasa's warnings, logs and progress bars for one call, and put
+    everything back: the agent calls these checks in a long-lived process."""
     # Rasa reads LOG_LEVEL to decide whether to draw tqdm progress bars.
-    os.environ.setdefault("LOG_LEVEL", "ERROR")
-    warnings.filterwarnings("ignore")
-    logging.getLogger("rasa").setLevel(logging.ERROR)
+    saved_level = os.environ.get("LOG_LEVEL")
+    os.environ["LOG_LEVEL"] = "ERROR"
+    logger = logging.getLogger("rasa")
+    saved_logger_level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(saved_logger_level)
+        if saved_level is None:
+            os.environ.pop("LOG_LEVEL", None)
+        else:
+            os.environ["LOG_LEVEL"] = saved_level
 
 
 # ----------------------------------------------------------------- schema
@@ -97,7 +113,14 @@ def schema_problems(project: Project, files: Iterable[Path]) -> Iterator[Problem
     if not rasa_available():
         yield missing_rasa("schema", project)
         return
-    _quiet_rasa()
+    with _quiet_rasa():
+        found = list(_rasa_schema_problems(project, needs_rasa))
+    yield from found
+
+
+def _rasa_schema_problems(
+    project: Project, needs_rasa: list[tuple[Path, Any]]
+) -> Iterator[Problem]:
     from rasa.shared.exceptions import YamlException
     from rasa.shared.utils.validation import YamlValidationException, validate_yaml_schema
 
@@ -131,7 +154,12 @@ def story_structure_problems(project: Project, max_history: int | None) -> Itera
     if not rasa_available():
         yield missing_rasa("story-structure", project)
         return
-    _quiet_rasa()
+    with _quiet_rasa():
+        found = list(_rasa_story_structure(project, max_history))
+    yield from found
+
+
+def _rasa_story_structure(project: Project, max_history: int | None) -> Iterator[Problem]:
     from rasa.shared.core.domain import Domain
     from rasa.shared.core.events import ActionExecuted
     from rasa.shared.core.generator import TrainingDataGenerator
