@@ -194,3 +194,14 @@ def load_yaml(path: Path) -> Any:
         raise LocatedError(path, 0, "YAML nested too deeply; flatten it.") from None
     finally:
         loader.dispose()
+
+
+def plain(value: Any) -> Any:
+    """Line-aware values as plain dicts, lists and strings (for JSON and YAML dumps)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
