@@ -84,7 +84,8 @@ def _check_test_files(layout: Layout, tests: list[Story], changed: frozenset[Pat
         doc = load_yaml(path)
         if doc is None:
             continue  # an empty file really holds nothing to test
-        if not isinstance(doc, LDict) or not any(k in doc for k in ("stories", "rules")):
+        # NLU test data (`nlu:`) often lives in tests/ too; it is not ours to judge.
+        if not isinstance(doc, LDict) or not any(k in doc for k in ("stories", "rules", "nlu")):
             raise LocatedError(
                 path, getattr(doc, "line", 1),
                 "this test file holds no `stories:` list, so none of it can be tested. "

@@ -213,15 +213,16 @@ def touched_by(
     root = layout.root
     for path in sorted(set(changed)):
         shown = path.relative_to(root).as_posix()
-        if path == layout.config:
-            touched.everything = f"{shown} changed (the config affects every prediction)"
-            continue
-        if path not in layout.domain and path not in layout.data:
+        if path not in layout.domain and path not in layout.data and path != layout.config:
             continue
         new = load_yaml(path) if path.exists() else None
         known, old = base_content(path, base) if base else (False, None)
         if not known:
             old = None
+        if path == layout.config:
+            if not known or old != new:
+                touched.everything = f"{shown} changed (the config affects every prediction)"
+            continue
         names, others = changed_keys(old, new)
         if others:
             keys = ", ".join(sorted(others))

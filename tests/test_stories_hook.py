@@ -355,3 +355,10 @@ def test_verdicts_equal_rasa_fail_on_prediction_errors_per_story_on_formbot(
     tests = [s for s in project.stories if s.kind == "test"]
     assert len(tests) > len(rasa_failed) > 0
     assert ours_failed == rasa_failed
+
+
+def test_files_passed_but_unchanged_touch_nothing(coffeebot_repo: Path) -> None:
+    """`pre-commit run --all-files` passes every file; only real changes count."""
+    layout = layout_for(coffeebot_repo)
+    touched = touched_by(layout, layout.files, "HEAD")
+    assert touched.everything is None and touched.names == {}
