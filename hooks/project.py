@@ -159,16 +159,29 @@ def is_project_root(folder: Path) -> bool:
     )
 
 
+def looks_like_root(folder: Path) -> bool:
+    """A project missing its config or domain still marks its root, so that a
+    commit that deletes one gets an error rather than a pass. A lone
+    config.yml is too common outside Rasa to count; with a data/ folder it is."""
+    has_config = _first_existing(folder, CONFIG_NAMES) is not None
+    has_domain_file = _first_existing(folder, DOMAIN_NAMES[:2]) is not None
+    return has_domain_file or (has_config and (folder / "data").is_dir())
+
+
 def find_root_above(path: Path, stop: Path | None = None) -> Path | None:
-    """The nearest folder at or above `path` that holds config and domain."""
+    """The nearest folder at or above `path` that holds config and domain
+    (or, failing that, one of them)."""
     current = path if path.is_dir() else path.parent
     current = current.resolve()
     stop = stop.resolve() if stop else None
+    half: Path | None = None
     while True:
         if is_project_root(current):
             return current
+        if half is None and looks_like_root(current):
+            half = current
         if current == stop or current.parent == current:
-            return None
+            return half
         current = current.parent
 
 

@@ -255,3 +255,25 @@ def test_list_checks_names_every_check(capsys: pytest.CaptureFixture[str]) -> No
     assert code == 0
     for seed in SEEDS:
         assert seed.check in output
+
+
+def test_a_commit_that_deletes_the_domain_fails(
+    coffeebot: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (coffeebot / "domain.yml").unlink()
+    monkeypatch.chdir(coffeebot)
+    code, output = run(capsys, "domain.yml")
+    assert code == 1 and "domain.yml: domain not found" in output, output
+
+
+def test_an_unrelated_config_yml_elsewhere_is_not_a_rasa_project(
+    coffeebot: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deploy = coffeebot / "deploy"
+    deploy.mkdir()
+    (deploy / "config.yml").write_text("replicas: 2\n", encoding="utf-8")
+    (deploy / "app.yml").write_text("image: x\n", encoding="utf-8")
+    monkeypatch.chdir(coffeebot)
+    # The nearest full project above deploy/ is the bot itself, which is fine.
+    code, output = run(capsys, "deploy/app.yml")
+    assert (code, output) == (0, "")
