@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT, git
-from tests.seeds import append, replace
+from tests.seeds import append
 
 HOOKS = [h["id"] for h in yaml.safe_load((REPO_ROOT / ".pre-commit-hooks.yaml").read_text())]
 
@@ -47,7 +47,6 @@ def _syntax(bot: Path) -> str:
 
 
 def _duplicate_key(bot: Path) -> str:
-    replace(bot / "data/nlu.yml", "nlu:\n", "nlu:\n", )
     append(bot / "data/nlu.yml", "nlu:\n  - intent: greet\n    examples: |\n      - yo\n")
     return "data/nlu.yml"
 
