@@ -15,6 +15,7 @@ call it. A tick:
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,10 @@ from agent.steps import (
     StepFailed,
     action_tests,
     activate_model,
+    build,
     checkout,
     deploy_actions,
+    push,
     smoke,
     test,
     train,
@@ -54,6 +57,8 @@ from agent.targets.factory import Targets, build_targets, rasa_argv
 from hooks.errors import FatalError
 
 GATES: tuple[ModuleType, ...] = (checkout, validate, train, test, action_tests)
+# Docker action-server targets also build and push an image, after the gates.
+IMAGE_STEPS: tuple[ModuleType, ...] = (build, push)
 SWITCHES = {order.ACTION_SERVER: deploy_actions, order.MODEL: activate_model}
 MAX_ATTEMPTS = 2  # an interrupted release is retried once, then left failed
 DEPLOY_LOCK = "deploy"
@@ -227,8 +232,11 @@ def run_step(agent: Agent, ctx: StepContext, step: ModuleType) -> None:
     if agent.stop_requested and step.LONG:
         raise Abandoned()  # a deploy switch, once begun, is finished instead
     lines: list[str] = []
+    noise = NoiseFilter()
 
     def log(line: str) -> None:
+        if noise.drop(line):
+            return
         clean = progress.redact(line)
         lines.append(clean)
         progress.line(clean)
@@ -260,6 +268,27 @@ def run_step(agent: Agent, ctx: StepContext, step: ModuleType) -> None:
         _finish_step(agent, ctx, name, FAILED, summary, lines)
         raise ReleaseStopped(name, summary)
     _finish_step(agent, ctx, name, status, summary, lines)
+
+
+class NoiseFilter:
+    """Drops the Python warnings Rasa's dependencies print on every start-up
+    (a `file.py:N: SomeWarning: ...` line and the source line under it), so
+    that logs and journal excerpts keep what matters."""
+
+    WARNING = re.compile(r"^\S.*\.py:\d+: \w*(Warning|Deprecated)\w*:")
+    KNOWN = ("Implementing implicit namespace packages", "declare_namespace(pkg)")
+
+    def __init__(self) -> None:
+        self._after_warning = False
+
+    def drop(self, line: str) -> bool:
+        if self.WARNING.search(line):
+            self._after_warning = True
+            return True
+        if self._after_warning and line[:1].isspace():
+            return True
+        self._after_warning = False
+        return any(known in line for known in self.KNOWN)
 
 
 def _finish_step(agent: Agent, ctx: StepContext, name: str, status: str, summary: str,
@@ -322,7 +351,7 @@ def run_release(agent: Agent, release: Release) -> str:
     agent.progress.info(f"release {release.id}: {release.short} {release.message!r} "
                         f"by {release.author}")
     try:
-        for step in GATES:
+        for step in (*GATES, *(IMAGE_STEPS if build.uses_images(ctx.config) else ())):
             run_step(agent, ctx, step)
         current = journal.release(release.id)
         waiting = promotion_decision(agent, current, production)

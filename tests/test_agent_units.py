@@ -341,3 +341,20 @@ def test_a_missing_rasa_command_fails_the_release_at_train(tmp_path: Path) -> No
     assert steps == {"checkout": "passed", "validate": "passed", "train": "failed"}
     assert agent.journal.production("production") is None
     assert tick(agent).outcome == "idle"  # a failed commit is not retried by itself
+
+
+def test_noise_filter_drops_python_warnings_but_keeps_rasa_output() -> None:
+    from agent.tick import NoiseFilter
+
+    noise = NoiseFilter()
+    lines = [
+        "/x/site-packages/rasa/core/tracker_store.py:1044: MovedIn20Warning: Deprecated API",
+        "  Base: DeclarativeMeta = declarative_base()",
+        "/x/pkg_resources/__init__.py:3117: DeprecationWarning: Deprecated call to `ns`.",
+        "Implementing implicit namespace packages (as specified in PEP 420) is preferred",
+        "  declare_namespace(pkg)",
+        "Your Rasa model is trained and saved at 'models/release-1.tar.gz'.",
+        "  - action: utter_goodbye  # predicted: utter_you_are_welcome",
+    ]
+    kept = [line for line in lines if not noise.drop(line)]
+    assert kept == lines[5:]

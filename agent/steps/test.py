@@ -1,4 +1,8 @@
-"""Test stories: `rasa test core --fail-on-prediction-errors` on the configured glob.
+"""Test stories: `rasa test core --e2e --fail-on-prediction-errors` on the configured glob.
+
+`--e2e` because test stories carry the user's text: the model's own NLU reads
+it, as in production, instead of trusting the intents and entities written in
+the story (the `rasa-test-stories` hook runs them the same way).
 
 Test stories exercise the model, not the action code (Rasa's guide says so).
 So when an earlier release passed with the very same model and the very same
@@ -54,7 +58,7 @@ def run(ctx: StepContext) -> Outcome:
         for index, path in enumerate(files):
             shutil.copy(path, target / f"{index:03d}_{path.name}")
     done = run_command(
-        [*ctx.rasa_argv, "test", "core", "--model", release.model_path, "--stories",
+        [*ctx.rasa_argv, "test", "core", "--e2e", "--model", release.model_path, "--stories",
          str(target), "--fail-on-prediction-errors", "--no-plot", "--out", str(out)],
         cwd=ctx.worktree, timeout=ctx.timeout, stream=ctx.log,
     )
