@@ -134,7 +134,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     agent.progress.info(f"agent started: {config.repo} branch {config.branch}, {how}")
     try:
         while not agent.stop_requested:
-            result = tick(agent)
+            try:
+                result = tick(agent)
+            except FatalError as exc:  # e.g. a full disk: say so, keep serving, retry
+                agent.progress.info(f"tick failed: {exc}")
+                result = TickResult("error", message=str(exc))
             if result.outcome in {"released", "error"} or result.outcome == "busy":
                 _print_result(result)
             if agent.stop_requested:

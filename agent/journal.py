@@ -518,8 +518,10 @@ class Journal:
     # -------------------------------------------------------------- recovery
 
     def orphaned_releases(self) -> list[Release]:
-        """Releases left `running` by an agent process that no longer exists."""
-        return [r for r in self.in_flight() if r.status == RUNNING and not owner_alive(r.owner)]
+        """Releases left `running` by an agent process that no longer exists, or by
+        this very process (called between ticks, when none of ours can run)."""
+        return [r for r in self.in_flight() if r.status == RUNNING
+                and (r.owner == owner_id() or not owner_alive(r.owner))]
 
     def mark_interrupted(self, release_id: int, reason: str) -> None:
         with self.transaction() as tx:
