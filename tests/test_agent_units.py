@@ -358,3 +358,18 @@ def test_noise_filter_drops_python_warnings_but_keeps_rasa_output() -> None:
     ]
     kept = [line for line in lines if not noise.drop(line)]
     assert kept == lines[5:]
+
+
+def test_doctor_reports_each_check_and_fails_on_an_unreachable_repo(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "agent.yml", f"repo: {tmp_path / 'gone.git'}\nwork_dir: work\n"
+                "rasa_command: /bin/true\nmodel:\n  manage_server: false\n"
+                "  url: http://127.0.0.1:9\n")
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "-c", str(cfg), "doctor"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    rows = {line[6:].split("  ")[0].strip(): line[:4].strip()
+            for line in done.stdout.splitlines()}
+    assert rows["config"] == rows["work dir"] == rows["rasa"] == "ok", done.stdout
+    assert rows["git"] == rows["rasa server"] == "FAIL" and rows["docker"] == "skip"
+    assert f"{tmp_path / 'gone.git'} is not reachable" in done.stdout
+    assert "http://127.0.0.1:9 does not answer" in done.stdout
