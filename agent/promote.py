@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent import order
+from agent import faults, order
 from agent.journal import PROMOTED, STAGED, Release
 from agent.steps import StepContext, StepFailed, smoke
 from agent.targets.factory import rasa_argv
@@ -68,6 +68,7 @@ def switch_production(agent: Agent, release: Release, environment: str, *, kind:
                 raise FatalError(f"{kind} of release {release.id} failed, production is "
                                  f"unchanged: {exc.summary}") from None
             journal.event("smoke.failed_kept", release.id, environment, actor(), exc.summary)
+        faults.kill_point("promote.switched")
         journal.set_production(environment, release.id, kind=kind, actor=actor(),
                                reason=reason, pause=pause)
         return plan

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from agent import order
+from agent import faults, order
 from agent.config import AgentConfig, Environment
 from agent.journal import (
     FAILED,
@@ -243,6 +243,7 @@ def run_step(agent: Agent, ctx: StepContext, step: ModuleType) -> None:
 
     ctx.log = log
     journal.start_step(ctx.release_id, name)
+    faults.kill_point(f"step.{name}.start")
     progress.step_started(ctx.release_id, name)
     agent.in_long_step = bool(step.LONG)
     failure: str | None = None
@@ -268,6 +269,7 @@ def run_step(agent: Agent, ctx: StepContext, step: ModuleType) -> None:
         _finish_step(agent, ctx, name, FAILED, summary, lines)
         raise ReleaseStopped(name, summary)
     _finish_step(agent, ctx, name, status, summary, lines)
+    faults.kill_point(f"step.{name}.end")
 
 
 class NoiseFilter:
@@ -370,6 +372,7 @@ def run_release(agent: Agent, release: Release) -> str:
         for switch in plan.switches:
             run_step(agent, ctx, SWITCHES[switch])
         smoke_failure = run_smoke(agent, ctx)
+        faults.kill_point("release.promoting")
         journal.finish_release(release.id, PROMOTED, smoke_failure, promote_environment=env)
         agent.progress.info(f"release {release.id} ({release.short}) is in {env}")
         return PROMOTED

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from agent import faults
 from agent.steps import REUSED, Outcome, StepContext, StepFailed
 from agent.targets.base import DeployError
 from agent.targets.rasa_http import model_id_of
@@ -62,10 +63,12 @@ def run(ctx: StepContext) -> Outcome:
     cache = ctx.config.work_dir / "train-cache"
     done = run_command(
         [*ctx.rasa_argv, "train", "--out", str(ctx.models_dir), "--fixed-model-name", name],
-        cwd=ctx.worktree, timeout=ctx.timeout, stream=ctx.log,
+        cwd=ctx.worktree, timeout=ctx.timeout,
+        stream=faults.on_first_line(ctx.log, "train.running"),
         env={"RASA_CACHE_DIRECTORY": str(cache)},
     )
     model = ctx.models_dir / f"{name}.tar.gz"
+    faults.kill_point("train.trained")
     if not done.ok or not model.is_file():
         last = next((ln for ln in reversed(done.output.splitlines()) if ln.strip()), "")
         raise StepFailed(f"rasa train failed (exit {done.returncode}): {last.strip()[:300]}")

@@ -22,6 +22,7 @@ from typing import Any
 
 import requests
 
+from agent import faults
 from agent.targets.base import (
     ActionServerDeployment,
     ActionServerSpec,
@@ -179,6 +180,7 @@ class LocalActionServerTarget:
     def _switch(self, deployment: ActionServerDeployment, log: LogSink) -> None:
         old = self._read_live()
         _write_atomically(self._upstream_file, deployment.handle["upstream"] + "\n")
+        faults.kill_point("actions.switched")
         _write_atomically(self._live_file, json.dumps(_encode(deployment), indent=2))
         log(f"action forwarder now points at release {deployment.release_id} "
             f"({deployment.handle['upstream']})")

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from agent import faults
 from agent.config import Secret
 from agent.targets.base import DeployError, LogSink, ModelRef
 from hooks.errors import FatalError
@@ -200,6 +201,7 @@ class RasaHttpModelTarget:
                 raise DeployError(f"after PUT /model the server reports model {live}, "
                                   f"not {ref.model_id}")
             log(f"GET /status confirms model_id {live}")
+            faults.kill_point("model.loaded")
         tmp = self.live_link.with_name(".live-model.tmp")
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(ref.location)
