@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# Real dockerd, docker-registry and sshd, started once per session (Docker tests).
+pytest_plugins = ["tests.services"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
 COFFEEBOT = EXAMPLES / "coffeebot"

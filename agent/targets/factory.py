@@ -9,6 +9,7 @@ from pathlib import Path
 
 from agent.config import AgentConfig, ConfigError
 from agent.targets.base import ActionServerTarget, ModelTarget
+from agent.targets.docker import factories as docker_targets
 from agent.targets.local_process import LocalActionServerTarget
 from agent.targets.rasa_http import RasaHttpModelTarget
 
@@ -32,6 +33,9 @@ def _local_action_server(config: AgentConfig) -> ActionServerTarget:
 # a builder that reads their keys from `config.block("action_server")`.
 ACTION_SERVER_TARGETS: dict[str, Callable[[AgentConfig], ActionServerTarget]] = {
     "local": _local_action_server,
+    "docker": docker_targets.docker_local,
+    "docker_ssh": docker_targets.docker_ssh,
+    "swarm": docker_targets.swarm,
 }
 
 

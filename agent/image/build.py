@@ -1,0 +1,134 @@
+"""Build an action-server image with the `docker` SDK, or reuse the one in production.
+
+The image is rebuilt only when its inputs changed: the fingerprint of the
+build context (action code, requirements, Dockerfile, and for the default
+Dockerfile the base image and rasa-sdk version) is stored as an image label and
+compared with the production image's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from agent.image.context import DEFAULT_DOCKERFILE_LABEL, FINGERPRINT_LABEL, BuildContext
+from agent.targets.base import LogSink
+
+STEP_LINE = re.compile(r"^Step (\d+/\d+) : (.*)$")
+TAIL_LINES = 12
+
+
+class BuildError(Exception):
+    """The image could not be built; the message names the failing step."""
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    ref: str  # repository:tag
+    image_id: str
+    fingerprint: str
+    reused: bool
+
+
+def labels_for(commit: str, source: str, fingerprint: str, default_dockerfile: bool,
+               created: datetime | None = None) -> dict[str, str]:
+    when = (created or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    labels = {
+        "org.opencontainers.image.revision": commit,
+        "org.opencontainers.image.source": source,
+        "org.opencontainers.image.created": when,
+        FINGERPRINT_LABEL: fingerprint,
+    }
+    if default_dockerfile:
+        labels[DEFAULT_DOCKERFILE_LABEL] = "true"
+    return labels
+
+
+def image_fingerprint(client: Any, ref: str) -> str | None:
+    """The fingerprint label of a local image, or None if it isn't here or has none."""
+    import docker.errors
+
+    try:
+        image = client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError:
+        return None
+    labels = image.attrs.get("Config", {}).get("Labels") or {}
+    value = labels.get(FINGERPRINT_LABEL)
+    return str(value) if value else None
+
+
+def build_image(
+    client: Any,
+    context: BuildContext,
+    *,
+    repository: str,
+    commit: str,
+    source: str,
+    log: LogSink,
+    production_ref: str | None = None,
+    production_fingerprint: str | None = None,
+    timeout: float = 1800,
+) -> BuiltImage:
+    """Build `repository:commit`, or reuse the production image when nothing changed."""
+    import docker.errors
+
+    fingerprint = context.fingerprint()
+    if production_ref:
+        known = production_fingerprint or image_fingerprint(client, production_ref)
+        if known == fingerprint:
+            log(f"action code, requirements and Dockerfile unchanged: reusing {production_ref}")
+            image_id = ""
+            with contextlib.suppress(docker.errors.DockerException):
+                image_id = str(client.images.get(production_ref).id)
+            return BuiltImage(production_ref, image_id, fingerprint, reused=True)
+
+    ref = f"{repository}:{commit}"
+    labels = labels_for(commit, source, fingerprint, context.uses_default_dockerfile)
+    log(f"building {ref} ({len(context.entries)} files in the context)")
+    step = ""
+    tail: list[str] = []
+    image_id = ""
+    try:
+        stream = client.api.build(
+            fileobj=context.tar(), custom_context=True, dockerfile=context.dockerfile,
+            tag=ref, labels=labels, rm=True, forcerm=True, pull=False, decode=True,
+            timeout=timeout,
+        )
+        for chunk in stream:
+            if "stream" in chunk:
+                for line in str(chunk["stream"]).splitlines():
+                    line = line.rstrip()
+                    if not line:
+                        continue
+                    match = STEP_LINE.match(line)
+                    if match:
+                        step = f"Step {match.group(1)} `{match.group(2)}`"
+                    log(line)
+                    tail = [*tail[-(TAIL_LINES - 1):], line]
+            elif "aux" in chunk and isinstance(chunk["aux"], dict):
+                image_id = str(chunk["aux"].get("ID", image_id))
+            elif "error" in chunk:
+                error = str(chunk["error"]).strip()
+                log(error)
+                raise BuildError(_failure(step, error, tail))
+    except docker.errors.APIError as exc:
+        raise BuildError(_failure(step, str(exc.explanation or exc), tail)) from None
+    except docker.errors.DockerException as exc:
+        raise BuildError(f"docker build of {ref} failed: {exc}") from None
+    if not image_id:
+        image_id = str(client.images.get(ref).id)
+    return BuiltImage(ref, image_id, fingerprint, reused=False)
+
+
+def _failure(step: str, error: str, tail: list[str]) -> str:
+    where = f" at {step}" if step else ""
+    output = [line for line in tail if line.strip() and not STEP_LINE.match(line)
+              and not line.lstrip().startswith(("--->", "Removing intermediate container"))]
+    last = "; ".join(output[-3:])
+    hint = f" (last output: {last})" if last and last != error else ""
+    return f"docker build failed{where}: {error}{hint}"

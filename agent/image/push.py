@@ -1,0 +1,157 @@
+"""Push an image to its registry and return the pushed digest.
+
+Credentials come from the environment (passed in as values, never logged) or
+from the Docker config the SDK reads itself. Failures are sorted into a few
+kinds with a clear message each; only the transient kinds are retried, with a
+bounded exponential backoff.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.targets.base import LogSink
+
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+class PushError(Exception):
+    """The image could not be pushed; `kind` is auth, unreachable, disk or other."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Credentials({self.username}, ***)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Pushed:
+    ref: str
+    digest: str
+
+    @property
+    def by_digest(self) -> str:
+        return f"{split_ref(self.ref)[0]}@{self.digest}"
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """`registry/repo:tag` into (repository, tag); tag defaults to latest."""
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = ref.rsplit(":", 1)
+        return repo, tag
+    return ref, "latest"
+
+
+def registry_of(repository: str) -> str:
+    first = repository.split("/", 1)[0]
+    if "/" in repository and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def classify(message: str) -> str:
+    text = message.lower()
+    if any(word in text for word in ("unauthorized", "authentication required", "denied",
+                                     "no basic auth credentials", "401", "403 forbidden")):
+        return "auth"
+    if "no space left" in text or "disk quota" in text:
+        return "disk"
+    if any(word in text for word in ("connection refused", "no such host", "i/o timeout",
+                                     "timeout", "connection reset", "eof", "dial tcp",
+                                     "server misbehaving", "503", "502", "network is unreachable")):
+        return "unreachable"
+    return "other"
+
+
+def _explain(kind: str, registry: str, raw: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            raw = raw.replace(secret, "***")
+    if kind == "auth":
+        return (f"registry {registry} refused the credentials (authentication failed); "
+                f"check the registry user and password the agent is given ({raw})")
+    if kind == "unreachable":
+        return (f"registry {registry} is unreachable; check that it runs and that the "
+                f"address is right ({raw})")
+    if kind == "disk":
+        return f"registry {registry} or the Docker host is out of disk space ({raw})"
+    return f"push to {registry} failed: {raw}"
+
+
+def push_image(
+    client: Any,
+    ref: str,
+    log: LogSink,
+    *,
+    credentials: Credentials | None = None,
+    attempts: int = 4,
+    backoff: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Pushed:
+    """Push `ref`; retry unreachable registries up to `attempts` times."""
+    import docker.errors
+
+    repository, tag = split_ref(ref)
+    registry = registry_of(repository)
+    auth = ({"username": credentials.username, "password": credentials.password}
+            if credentials else None)
+    secrets = [credentials.password] if credentials else []
+    last: PushError | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            return _push_once(client, repository, tag, auth, registry, secrets, log)
+        except PushError as exc:
+            last = exc
+        except docker.errors.APIError as exc:
+            raw = str(exc.explanation or exc)
+            kind = classify(raw)
+            last = PushError(kind, _explain(kind, registry, raw, secrets))
+        except docker.errors.DockerException as exc:
+            last = PushError("other", _explain("other", registry, str(exc), secrets))
+        if last.kind != "unreachable" or attempt == attempts:
+            break
+        wait = backoff * 2 ** (attempt - 1)
+        log(f"push attempt {attempt}/{attempts} failed ({last.kind}); retrying in {wait:.0f} s")
+        sleep(wait)
+    assert last is not None
+    raise PushError(last.kind, f"{last} (after {attempt} attempt(s))")
+
+
+def _push_once(client: Any, repository: str, tag: str, auth: dict[str, str] | None,
+               registry: str, secrets: list[str], log: LogSink) -> Pushed:
+    log(f"pushing {repository}:{tag}")
+    digest = ""
+    stream = client.api.push(repository, tag=tag, auth_config=auth, stream=True, decode=True)
+    for chunk in stream:
+        if "error" in chunk:
+            raw = str(chunk["error"])
+            kind = classify(raw)
+            raise PushError(kind, _explain(kind, registry, raw, secrets))
+        aux = chunk.get("aux")
+        if isinstance(aux, dict) and aux.get("Digest"):
+            digest = str(aux["Digest"])
+        status = chunk.get("status")
+        if status and chunk.get("id") is None:
+            log(str(status))
+            found = DIGEST.search(str(status))
+            if found and not digest:
+                digest = found.group(0)
+    if not digest:
+        raise PushError("other", f"push to {registry} ended without a digest")
+    log(f"pushed {repository}:{tag} as {digest}")
+    return Pushed(f"{repository}:{tag}", digest)

@@ -1,0 +1,65 @@
+"""Build the release's action-server image, or reuse production's when nothing changed.
+
+Runs only for Docker action-server targets. The image is rebuilt only when the
+action code, its requirements or the Dockerfile changed since the image in
+production (their fingerprint is a label of every image we build).
+"""
+
+from __future__ import annotations
+
+from agent import faults
+from agent.config import AgentConfig
+from agent.image.build import BuildError, build_image
+from agent.image.context import ContextError, assemble
+from agent.image.dockerfile import ImageSettings
+from agent.steps import REUSED, SKIPPED, Outcome, StepContext, StepFailed
+from agent.targets.base import DeployError
+from agent.targets.docker.engine import local_engine
+from agent.targets.docker.images import split_digest
+
+NAME = "build"
+LONG = True
+DOCKER_TARGETS = ("docker", "docker_ssh", "swarm")
+
+
+def uses_images(config: AgentConfig) -> bool:
+    return str(config["action_server.target"]) in DOCKER_TARGETS
+
+
+def run(ctx: StepContext) -> Outcome:
+    if not uses_images(ctx.config):
+        return Outcome("the action server target runs no image", SKIPPED)
+    repository = ctx.config["image.repository"]
+    if not repository:
+        raise StepFailed(f"{ctx.config.path}: image.repository: is required for the "
+                         f"{ctx.config['action_server.target']} action server target")
+    settings = ImageSettings(base_image=str(ctx.config["image.base_image"]),
+                             sdk_version=str(ctx.config["image.sdk_version"]))
+    try:
+        context = assemble(ctx.worktree, settings, requirements=ctx.config["image.requirements"],
+                           log=ctx.log)
+    except ContextError as exc:
+        raise StepFailed(str(exc)) from None
+    production = ctx.production.image if ctx.production is not None else None
+    production_ref = split_digest(production)[0] if production else None
+    try:
+        client = local_engine(ctx.config["image.docker_host"])()
+    except DeployError as exc:
+        raise StepFailed(str(exc)) from None
+    try:
+        built = build_image(
+            client, context, repository=str(repository), commit=ctx.commit,
+            source=str(ctx.config["image.source"] or ctx.config.repo),
+            log=faults.on_first_line(ctx.log, "build.running"),
+            production_ref=production_ref, timeout=ctx.timeout,
+        )
+    except BuildError as exc:
+        raise StepFailed(str(exc)) from None
+    finally:
+        client.close()
+    if built.reused:
+        ctx.journal.update_release(ctx.release_id, image=production)
+        ctx.notes["image_reused"] = "yes"
+        return Outcome(f"action code unchanged: reusing {production}", REUSED)
+    ctx.journal.update_release(ctx.release_id, image=built.ref)
+    return Outcome(f"built {built.ref}")

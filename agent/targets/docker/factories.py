@@ -1,0 +1,76 @@
+"""Docker action-server targets built from the agent's config (`action_server:` block)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig, ConfigError
+from agent.targets.base import ActionServerTarget
+from agent.targets.docker.engine import local_engine
+from agent.targets.docker.host import DockerHostTarget, HostSettings
+from agent.targets.docker.ssh import SshEngineFactory, SshSettings
+from agent.targets.docker.swarm import SwarmSettings, SwarmTarget
+
+
+def _backend_ports(config: AgentConfig) -> tuple[int, int]:
+    port = int(config["action_server.port"])
+    ports = config["action_server.backend_ports"]
+    if not ports:
+        return port + 1, port + 2
+    if (len(ports) != 2 or not all(isinstance(p, int) and 0 < p < 65536 for p in ports)
+            or ports[0] == ports[1] or port in ports):
+        raise ConfigError(config.path, "action_server.backend_ports",
+                          "must be two different TCP ports, neither of them action_server.port")
+    return int(ports[0]), int(ports[1])
+
+
+def _command(config: AgentConfig) -> tuple[str, ...] | None:
+    command: Any = config["action_server.command"]
+    return tuple(str(part) for part in command) if command else None
+
+
+def _host_settings(config: AgentConfig, public_host: str) -> HostSettings:
+    return HostSettings(
+        instance=str(config["action_server.instance"]), port=int(config["action_server.port"]),
+        backend_ports=_backend_ports(config), public_host=public_host,
+        start_timeout=float(config["action_server.start_timeout"]),
+        keep_images=int(config["action_server.keep_images"]), command=_command(config),
+    )
+
+
+def docker_local(config: AgentConfig) -> ActionServerTarget:
+    public = config["action_server.public_host"] or str(config["action_server.host"])
+    return DockerHostTarget("docker", local_engine(config["action_server.docker_host"]),
+                            _host_settings(config, str(public)))
+
+
+def docker_ssh(config: AgentConfig) -> ActionServerTarget:
+    host = config["action_server.ssh_host"]
+    if not host:
+        raise ConfigError(config.path, "action_server.ssh_host",
+                          "is required for the docker_ssh target")
+    passphrase = config.secret("action_server.ssh_key_passphrase")
+    key_file = config["action_server.ssh_key_file"]
+    settings = SshSettings(
+        host=str(host), port=int(config["action_server.ssh_port"]),
+        user=str(config["action_server.ssh_user"]),
+        key_file=Path(str(key_file)).expanduser() if key_file else None,
+        key_passphrase=passphrase.reveal() if passphrase else None,
+        known_hosts=Path(str(config["action_server.ssh_known_hosts"])).expanduser(),
+        allow_unknown_hosts=bool(config["action_server.ssh_allow_unknown_hosts"]),
+        remote_docker_host=config["action_server.remote_docker_host"],
+    )
+    public = config["action_server.public_host"] or str(host)
+    return DockerHostTarget("docker_ssh", SshEngineFactory(settings),
+                            _host_settings(config, str(public)))
+
+
+def swarm(config: AgentConfig) -> ActionServerTarget:
+    public = config["action_server.public_host"] or str(config["action_server.host"])
+    return SwarmTarget("swarm", local_engine(config["action_server.docker_host"]), SwarmSettings(
+        instance=str(config["action_server.instance"]), port=int(config["action_server.port"]),
+        backend_ports=_backend_ports(config), replicas=int(config["action_server.replicas"]),
+        public_host=str(public), start_timeout=float(config["action_server.start_timeout"]),
+        monitor=float(config["action_server.monitor"]), command=_command(config),
+    ))

@@ -1,0 +1,361 @@
+"""Real services for the Docker tests, each started once per test session.
+
+- `docker_engine`: Debian's `dockerd` (overlay2 where the kernel has it, else
+  vfs; host networking, no iptables) on its own socket. Its data root lives in the cache dir
+  ($RASA_GITOPS_CACHE/docker) so the base image survives between local runs.
+- `sdk_base_image`: a rasa-sdk base image made without Docker Hub: a Debian
+  rootfs from `mmdebstrap`, `docker import`ed, plus rasa-sdk wheels
+  downloaded from PyPI once.
+- `registry`: Debian's `docker-registry` on 127.0.0.1 with htpasswd auth, and
+  `open_registry` without auth.
+- `sshd`: OpenSSH on a loopback port with a throwaway host key, an authorized
+  key for root, and a known_hosts file naming that host key.
+
+Loaded as a plugin from tests/conftest.py. Helpers here are also used by
+bench/image_build.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CACHE = Path(os.environ.get("RASA_GITOPS_CACHE", Path.home() / ".cache" / "rasa-gitops"))
+DOCKER_CACHE = CACHE / "docker"
+SDK_VERSION = "3.11.2"
+DEBIAN_IMAGE = "rasa-gitops-test/debian:bookworm"
+SDK_IMAGE = f"rasa-gitops-test/rasa-sdk:{SDK_VERSION}"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+SDK_DOCKERFILE = """\
+FROM {debian}
+RUN python3 -m venv /opt/venv
+COPY wheels /tmp/wheels
+RUN /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels \\
+    rasa-sdk=={version} && rm -rf /tmp/wheels
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /app
+EXPOSE 5055
+CMD ["python3", "-m", "rasa_sdk", "--actions", "actions"]
+"""
+
+
+def _need(condition: bool, reason: str) -> None:
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI needs this and it is missing: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not come up within {timeout:.0f} s")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# ---------------------------------------------------------------- dockerd
+
+
+@dataclass
+class DockerEngine:
+    socket: Path
+    base_url: str
+    log: Path
+
+    def client(self) -> Any:
+        import docker
+
+        return docker.DockerClient(base_url=self.base_url, timeout=600)
+
+
+def storage_driver() -> str:
+    """overlay2 where the kernel has it (fast), else vfs; RASA_GITOPS_DOCKER_STORAGE overrides."""
+    chosen = os.environ.get("RASA_GITOPS_DOCKER_STORAGE")
+    if chosen:
+        return chosen
+    try:
+        filesystems = Path("/proc/filesystems").read_text()
+    except OSError:
+        return "vfs"
+    return "overlay2" if "\toverlay\n" in filesystems else "vfs"
+
+
+def start_dockerd(run_dir: Path) -> tuple[DockerEngine, subprocess.Popen[bytes]]:
+    """Start dockerd with its data root in the cache; its sockets under `run_dir`."""
+    driver = storage_driver()
+    data = DOCKER_CACHE / f"data-{driver}"
+    data.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sock = run_dir / "docker.sock"
+    log = run_dir / "dockerd.log"
+    pidfile = run_dir / "docker.pid"
+    argv = [
+        "dockerd", "--storage-driver", driver, "--iptables=false", "--ip6tables=false",
+        "--bridge=none", "--data-root", str(data), "--exec-root", str(run_dir / "exec"),
+        "-H", f"unix://{sock}", "--pidfile", str(pidfile),
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    engine = DockerEngine(sock, f"unix://{sock}", log)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dockerd exited: {log.read_text()[-2000:]}")
+        client = engine.client()
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+
+    wait_for(up, "dockerd", timeout=90)
+    return engine, proc
+
+
+def clean_engine(client: Any) -> None:
+    """Remove what an earlier, interrupted run left: our containers, services, swarm."""
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.APIError):
+        for service in client.services.list():
+            service.remove()
+    with contextlib.suppress(docker.errors.APIError):
+        client.swarm.leave(force=True)
+    for container in client.containers.list(all=True):
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
+    _need(shutil.which("dockerd") is not None, "dockerd (Debian's docker.io) is not installed")
+    _need(os.geteuid() == 0, "dockerd needs root")
+    # Unix socket paths are limited to 108 bytes: keep the run dir short.
+    run_dir = Path(f"/tmp/rgd-{os.getpid()}")
+    engine, proc = start_dockerd(run_dir)
+    client = engine.client()
+    clean_engine(client)
+    try:
+        yield engine
+    finally:
+        clean_engine(client)
+        client.close()
+        stop_process(proc)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- base image
+
+
+def _has_image(client: Any, ref: str) -> bool:
+    import docker.errors
+
+    try:
+        client.images.get(ref)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def ensure_sdk_image(client: Any, log: Any = print) -> str:
+    """The rasa-sdk base image, made once and cached in the engine's data root."""
+    if _has_image(client, SDK_IMAGE):
+        return SDK_IMAGE
+    work = DOCKER_CACHE / "base"
+    work.mkdir(parents=True, exist_ok=True)
+    if not _has_image(client, DEBIAN_IMAGE):
+        rootfs = work / "bookworm.tar"
+        if not rootfs.is_file():
+            log("mmdebstrap: making a bookworm rootfs with python3")
+            partial = work / "bookworm.partial.tar"  # mmdebstrap picks the format by suffix
+            subprocess.run(
+                ["mmdebstrap", "--variant=essential", "--quiet",
+                 "--include=python3-venv,ca-certificates,libstdc++6",
+                 "--dpkgopt=path-exclude=/usr/share/man/*",
+                 "--dpkgopt=path-exclude=/usr/share/doc/*",
+                 "--dpkgopt=path-exclude=/usr/share/locale/*",
+                 "--dpkgopt=path-exclude=/usr/share/info/*",
+                 "bookworm", str(partial)],
+                check=True, capture_output=True,
+            )
+            partial.rename(rootfs)
+        repository, tag = DEBIAN_IMAGE.split(":")
+        # docker-py's file and stream imports are broken (path sent as a URL; chunked
+        # upload refused); ~150 MB in memory once is fine.
+        client.api.import_image_from_data(rootfs.read_bytes(), repository=repository, tag=tag)
+    context = work / "sdk-context"
+    wheels = context / "wheels"
+    if not any(wheels.glob("rasa_sdk-*.whl")):
+        log(f"pip download rasa-sdk=={SDK_VERSION} for Python 3.11")
+        wheels.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", f"rasa-sdk=={SDK_VERSION}",
+             "-d", str(wheels), "--python-version", "3.11", "--only-binary=:all:",
+             "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
+             "--platform", "manylinux_2_28_x86_64", "--implementation", "cp"],
+            check=True, capture_output=True,
+        )
+    (context / "Dockerfile").write_text(
+        SDK_DOCKERFILE.format(debian=DEBIAN_IMAGE, version=SDK_VERSION))
+    log(f"building {SDK_IMAGE}")
+    client.images.build(path=str(context), tag=SDK_IMAGE, rm=True, forcerm=True)
+    return SDK_IMAGE
+
+
+@pytest.fixture(scope="session")
+def sdk_base_image(docker_engine: DockerEngine) -> str:
+    _need(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
+    client = docker_engine.client()
+    try:
+        return ensure_sdk_image(client)
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------- registry
+
+
+@dataclass
+class Registry:
+    address: str  # host:port, as used in image names
+    username: str | None = None
+    password: str | None = None
+
+
+def start_registry(root: Path, port: int, htpasswd: Path | None
+                   ) -> subprocess.Popen[bytes]:
+    root.mkdir(parents=True, exist_ok=True)
+    auth = (f"auth:\n  htpasswd:\n    realm: rasa-gitops-test\n    path: {htpasswd}\n"
+            if htpasswd else "")
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"{auth}"
+    )
+    log = (root / "registry.log").open("wb")
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError((root / "registry.log").read_text()[-2000:])
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    wait_for(up, "docker-registry", timeout=30)
+    return proc
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry with htpasswd auth (bcrypt, as distribution requires)."""
+    import bcrypt
+
+    _need(shutil.which("docker-registry") is not None, "docker-registry is not installed")
+    root = tmp_path_factory.mktemp("registry-auth")
+    password = "s3cret-" + os.urandom(6).hex()
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+    htpasswd = root / "htpasswd"
+    htpasswd.write_text(f"deployer:{hashed}\n")
+    port = free_port()
+    proc = start_registry(root / "store", port, htpasswd)
+    try:
+        yield Registry(f"127.0.0.1:{port}", "deployer", password)
+    finally:
+        stop_process(proc)
+
+
+# ---------------------------------------------------------------- sshd
+
+
+@dataclass
+class SshServer:
+    host: str
+    port: int
+    user: str
+    key_file: Path  # the client's private key
+    known_hosts: Path  # names this server's host key
+    host_key_line: str
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    _need(Path("/usr/sbin/sshd").exists(), "openssh-server is not installed")
+    _need(os.geteuid() == 0, "sshd with a root login needs root")
+    root = tmp_path_factory.mktemp("sshd")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "host_key")],
+                   check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                    str(root / "client_key")], check=True)
+    (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
+    os.chmod(root / "authorized_keys", 0o600)
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    port = free_port()
+    config = root / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_key'}\n"
+        f"AuthorizedKeysFile {root / 'authorized_keys'}\n"
+        f"PidFile {root / 'sshd.pid'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        "AllowTcpForwarding yes\nAllowStreamLocalForwarding yes\nLogLevel ERROR\n"
+    )
+    log = (root / "sshd.log").open("wb")
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError((root / "sshd.log").read_text()[-2000:])
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            return sock.recv(4).startswith(b"SSH-")
+
+    wait_for(up, "sshd", timeout=30)
+    kind, key = (root / "host_key.pub").read_text().split()[:2]
+    line = f"[127.0.0.1]:{port} {kind} {key}"
+    (root / "known_hosts").write_text(line + "\n")
+    try:
+        yield SshServer("127.0.0.1", port, "root", root / "client_key", root / "known_hosts",
+                        line)
+    finally:
+        stop_process(proc)
