@@ -240,18 +240,31 @@ def entity_not_in_domain(project: Project) -> Iterator[Problem]:
 # ----------------------------------------------------------------- stories
 
 
+def _undeclared_steps(
+    project: Project, kind: str, declared: set[str], check: str, what: str, where: str,
+    *, applies: Callable[[str], bool] = lambda _name: True,
+) -> Iterator[Problem]:
+    """A Problem for every story or rule step of `kind` whose name the domain
+    does not declare; `what` and `where` fill in the message."""
+    for story in _training_stories(project):
+        for step in story.steps:
+            name = step.name or ""
+            if step.kind == kind and name and applies(name) and name not in declared:
+                yield Problem(
+                    check,
+                    f"{story.kind} '{story.name}' {what} '{name}', which the domain "
+                    f"does not list; add it under `{where}:`.",
+                    step.path, step.line, _domain_files(project),
+                )
+
+
 def story_intent_not_in_domain(project: Project) -> Iterator[Problem]:
     """Rasa: verify_intents_in_stories (intent used in a story or rule)."""
     known = _known_intents(project)
-    for story in _training_stories(project):
-        for step in story.steps:
-            if step.kind == "intent" and step.name and step.name.split("/")[0] not in known:
-                yield Problem(
-                    "story-intent-not-in-domain",
-                    f"{story.kind} '{story.name}' uses intent '{step.name}', which the "
-                    "domain does not list; add it under `intents:`.",
-                    step.path, step.line, _domain_files(project),
-                )
+    yield from _undeclared_steps(
+        project, "intent", known, "story-intent-not-in-domain", "uses intent", "intents",
+        applies=lambda name: name.split("/")[0] not in known,
+    )
 
 
 def intent_unused(project: Project) -> Iterator[Problem]:
@@ -278,17 +291,10 @@ def _utterances(project: Project) -> set[str]:
 
 def utterance_not_in_domain(project: Project) -> Iterator[Problem]:
     """Rasa: verify_utterances_in_stories (undefined utter_ action)."""
-    utterances = _utterances(project)
-    for story in _training_stories(project):
-        for step in story.steps:
-            name = step.name or ""
-            if step.kind == "action" and name.startswith(UTTER_PREFIX) and name not in utterances:
-                yield Problem(
-                    "utterance-not-in-domain",
-                    f"{story.kind} '{story.name}' uses '{name}', which has no response "
-                    "in the domain; add it under `responses:`.",
-                    step.path, step.line, _domain_files(project),
-                )
+    yield from _undeclared_steps(
+        project, "action", _utterances(project), "utterance-not-in-domain", "uses response",
+        "responses", applies=lambda name: name.startswith(UTTER_PREFIX),
+    )
 
 
 def utterance_unused(project: Project) -> Iterator[Problem]:
@@ -314,47 +320,26 @@ def utterance_unused(project: Project) -> Iterator[Problem]:
 def action_not_in_domain(project: Project) -> Iterator[Problem]:
     """Rasa: verify_actions_in_stories_rules (it checks `action_*` only; we
     check every non-utter action name)."""
-    known = _known_actions(project)
-    for story in _training_stories(project):
-        for step in story.steps:
-            name = step.name or ""
-            if step.kind != "action" or not name or name.startswith(UTTER_PREFIX):
-                continue
-            if name not in known:
-                yield Problem(
-                    "action-not-in-domain",
-                    f"{story.kind} '{story.name}' uses action '{name}', which the domain "
-                    "does not list; add it under `actions:`.",
-                    step.path, step.line, _domain_files(project),
-                )
+    yield from _undeclared_steps(
+        project, "action", _known_actions(project), "action-not-in-domain", "uses action",
+        "actions", applies=lambda name: not name.startswith(UTTER_PREFIX),
+    )
 
 
 def form_not_in_domain(project: Project) -> Iterator[Problem]:
     """Rasa: verify_forms_in_stories_rules (active_loop names)."""
-    known = _known_actions(project)
-    for story in _training_stories(project):
-        for step in story.steps:
-            if step.kind == "active_loop" and step.name and step.name not in known:
-                yield Problem(
-                    "form-not-in-domain",
-                    f"{story.kind} '{story.name}' activates form '{step.name}', which the "
-                    "domain does not list; add it under `forms:`.",
-                    step.path, step.line, _domain_files(project),
-                )
+    yield from _undeclared_steps(
+        project, "active_loop", _known_actions(project), "form-not-in-domain",
+        "activates form", "forms",
+    )
 
 
 def slot_not_in_domain(project: Project) -> Iterator[Problem]:
     """Extra: `slot_was_set` must name a declared slot."""
-    slots = set(project.domain.slots) | DEFAULT_SLOTS
-    for story in _training_stories(project):
-        for step in story.steps:
-            if step.kind == "slot" and step.name and step.name not in slots:
-                yield Problem(
-                    "slot-not-in-domain",
-                    f"{story.kind} '{story.name}' sets slot '{step.name}', which the "
-                    "domain does not declare under `slots:`.",
-                    step.path, step.line, _domain_files(project),
-                )
+    yield from _undeclared_steps(
+        project, "slot", set(project.domain.slots) | DEFAULT_SLOTS, "slot-not-in-domain",
+        "sets slot", "slots",
+    )
 
 
 # ----------------------------------------------------------------- config and format
