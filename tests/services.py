@@ -32,12 +32,13 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import need
+
 CACHE = Path(os.environ.get("RASA_GITOPS_CACHE", Path.home() / ".cache" / "rasa-gitops"))
 DOCKER_CACHE = CACHE / "docker"
 SDK_VERSION = "3.11.2"
 DEBIAN_IMAGE = "rasa-gitops-test/debian:bookworm"
 SDK_IMAGE = f"rasa-gitops-test/rasa-sdk:{SDK_VERSION}"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 SDK_DOCKERFILE = """\
 FROM {debian}
@@ -50,14 +51,6 @@ WORKDIR /app
 EXPOSE 5055
 CMD ["python3", "-m", "rasa_sdk", "--actions", "actions"]
 """
-
-
-def _need(condition: bool, reason: str) -> None:
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"CI needs this and it is missing: {reason}")
-    pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -162,8 +155,8 @@ def clean_engine(client: Any) -> None:
 
 @pytest.fixture(scope="session")
 def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
-    _need(shutil.which("dockerd") is not None, "dockerd (Debian's docker.io) is not installed")
-    _need(os.geteuid() == 0, "dockerd needs root")
+    need(shutil.which("dockerd") is not None, "dockerd (Debian's docker.io) is not installed")
+    need(os.geteuid() == 0, "dockerd needs root")
     # Unix socket paths are limited to 108 bytes: keep the run dir short.
     run_dir = Path(f"/tmp/rgd-{os.getpid()}")
     engine, proc = start_dockerd(run_dir)
@@ -238,7 +231,7 @@ def ensure_sdk_image(client: Any, log: Any = print) -> str:
 
 @pytest.fixture(scope="session")
 def sdk_base_image(docker_engine: DockerEngine) -> str:
-    _need(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
+    need(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
     client = docker_engine.client()
     try:
         return ensure_sdk_image(client)
@@ -290,7 +283,7 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
     """A registry with htpasswd auth (bcrypt, as distribution requires)."""
     import bcrypt
 
-    _need(shutil.which("docker-registry") is not None, "docker-registry is not installed")
+    need(shutil.which("docker-registry") is not None, "docker-registry is not installed")
     root = tmp_path_factory.mktemp("registry-auth")
     password = "s3cret-" + os.urandom(6).hex()
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
@@ -319,8 +312,8 @@ class SshServer:
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    _need(Path("/usr/sbin/sshd").exists(), "openssh-server is not installed")
-    _need(os.geteuid() == 0, "sshd with a root login needs root")
+    need(Path("/usr/sbin/sshd").exists(), "openssh-server is not installed")
+    need(os.geteuid() == 0, "sshd with a root login needs root")
     root = tmp_path_factory.mktemp("sshd")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "host_key")],
                    check=True)

@@ -73,6 +73,7 @@ def build_image(
     production_ref: str | None = None,
     production_fingerprint: str | None = None,
     timeout: float = 1800,
+    no_cache: bool = False,
 ) -> BuiltImage:
     """Build `repository:commit`, or reuse the production image when nothing changed."""
     import docker.errors
@@ -97,7 +98,7 @@ def build_image(
         stream = client.api.build(
             fileobj=context.tar(), custom_context=True, dockerfile=context.dockerfile,
             tag=ref, labels=labels, rm=True, forcerm=True, pull=False, decode=True,
-            timeout=timeout,
+            timeout=timeout, nocache=no_cache,
         )
         for chunk in stream:
             if "stream" in chunk:

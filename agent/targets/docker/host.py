@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from agent.image.context import FINGERPRINT_LABEL
@@ -22,8 +21,9 @@ from agent.targets.base import (
     DeployError,
     LogSink,
 )
+from agent.targets.docker.common import EngineTarget
 from agent.targets.docker.engine import EngineFactory
-from agent.targets.docker.images import normalized, pull_ref, repository_of, start_command
+from agent.targets.docker.images import pull_ref, repository_of, start_command
 from agent.targets.docker.probe import PORT_IN_USE, http_get, parse_actions
 from agent.targets.docker.router import ensure_router, read_backends, switch
 
@@ -45,57 +45,20 @@ class HostSettings:
     command: tuple[str, ...] | None = None  # default: by image label, `{port}` filled in
 
 
-class DockerHostTarget:
+class DockerHostTarget(EngineTarget):
     """ActionServerTarget for one Docker engine."""
 
     def __init__(self, name: str, engine: EngineFactory, settings: HostSettings,
                  pull_auth: dict[str, str] | None = None) -> None:
-        self.name = name
-        self._engine = engine
+        super().__init__(name, engine)
         self.settings = settings
+        self.port, self.public_host = settings.port, settings.public_host
         self._pull_auth = pull_auth
         self.prefix = f"rasa-actions-{settings.instance}"
 
-    # ------------------------------------------------------------ interface
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.settings.public_host}:{self.settings.port}/webhook"
-
-    def deploy(self, spec: ActionServerSpec, log: LogSink) -> ActionServerDeployment:
-        if not spec.image:
-            raise DeployError("no image for this release; the build step must run first")
-        spec = normalized(spec)
-        client = self._engine()
-        try:
-            return self._deploy(client, spec, log)
-        finally:
-            client.close()
-
-    def live(self) -> ActionServerDeployment | None:
-        client = self._engine()
-        try:
-            container = self._live_container(client)
-            if container is None:
-                return None
-            return self._describe(container)
-        finally:
-            client.close()
-
-    def served_actions(self) -> frozenset[str]:
-        live = self.live()
-        return live.served_actions if live else frozenset()
-
-    def reactivate(self, deployment: ActionServerDeployment, log: LogSink) -> None:
-        image = deployment.handle.get("image")
-        if not image:
-            raise DeployError(f"release {deployment.release_id} has no kept image to reactivate")
-        spec = ActionServerSpec(
-            release_id=deployment.release_id, commit=deployment.handle.get("commit", ""),
-            worktree=Path(), required_actions=deployment.served_actions, image=image,
-            digest=deployment.handle.get("digest") or None,
-        )
-        self.deploy(spec, log)
+    def _live(self, client: Any) -> ActionServerDeployment | None:
+        container = self._live_container(client)
+        return None if container is None else self._describe(container)
 
     # ------------------------------------------------------------ deploy
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from agent.targets.base import ActionServerDeployment, ActionServerSpec, DeployError, LogSink
+from agent.targets.docker.common import EngineTarget
 from agent.targets.docker.engine import EngineFactory
-from agent.targets.docker.images import normalized, pull_ref, start_command
+from agent.targets.docker.images import pull_ref, start_command
 from agent.targets.docker.probe import http_get, parse_actions
 from agent.targets.docker.router import ensure_router, switch
 
@@ -53,51 +53,18 @@ class SwarmSettings:
     command: tuple[str, ...] | None = None  # default: rasa-sdk's, with `{port}` filled in
 
 
-class SwarmTarget:
+class SwarmTarget(EngineTarget):
     """ActionServerTarget for a Swarm service, driven through a manager's engine."""
 
     def __init__(self, name: str, engine: EngineFactory, settings: SwarmSettings) -> None:
-        self.name = name
-        self._engine = engine
+        super().__init__(name, engine)
         self.settings = settings
+        self.port, self.public_host = settings.port, settings.public_host
         self.service_name = f"rasa-actions-{settings.instance}"
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.settings.public_host}:{self.settings.port}/webhook"
-
-    def deploy(self, spec: ActionServerSpec, log: LogSink) -> ActionServerDeployment:
-        if not spec.image:
-            raise DeployError("no image for this release; the build step must run first")
-        spec = normalized(spec)
-        client = self._engine()
-        try:
-            return self._deploy(client, spec, log)
-        finally:
-            client.close()
-
-    def live(self) -> ActionServerDeployment | None:
-        client = self._engine()
-        try:
-            service = self._service(client)
-            if service is None:
-                return None
-            return self._describe(client, service)
-        finally:
-            client.close()
-
-    def served_actions(self) -> frozenset[str]:
-        live = self.live()
-        return live.served_actions if live else frozenset()
-
-    def reactivate(self, deployment: ActionServerDeployment, log: LogSink) -> None:
-        image = deployment.handle.get("image")
-        if not image:
-            raise DeployError(f"release {deployment.release_id} has no kept image to reactivate")
-        self.deploy(ActionServerSpec(
-            release_id=deployment.release_id, commit=deployment.handle.get("commit", ""),
-            worktree=Path(), required_actions=deployment.served_actions, image=image,
-            digest=deployment.handle.get("digest") or None), log)
+    def _live(self, client: Any) -> ActionServerDeployment | None:
+        service = self._service(client)
+        return None if service is None else self._describe(client, service)
 
     # ------------------------------------------------------------ internals
 
