@@ -225,8 +225,9 @@ def _train_and_test(
         (workdir / "job.json").write_text(json.dumps(job), encoding="utf-8")
         log(f"training and testing {len(job['runs'])} NLU model(s) for "
             f"{' and '.join(pending)} with {python}")
+        # Rasa's training cache would only store fold models we throw away.
         done = run([python, str(RUNNER), str(workdir / "job.json"), str(workdir / "out.json")],
-                   cwd=workdir)
+                   cwd=workdir, env={"RASA_MAX_CACHE_SIZE": "0"})
         if not done.ok or not (workdir / "out.json").is_file():
             raise FatalError(f"Rasa could not train or test the NLU model:\n{done.tail(20)}")
         result = json.loads((workdir / "out.json").read_text("utf-8"))

@@ -19,10 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from hooks.nlu_compare import HEATMAP_PNG, REPORT_JSON, REPORT_MD, Options, compare, main
+from hooks.nlu_compare import (
+    HEATMAP_PNG,
+    REPORT_JSON,
+    REPORT_MD,
+    Options,
+    compare,
+    main,
+    write_report,
+)
 from hooks.nlu_data import cv_folds, load_nlu_inputs, nlu_yaml, read_nlu_file
 from hooks.nlu_metrics import intent_scores
-from hooks.nlu_report import Thresholds, gate
+from hooks.nlu_report import Comparison, Side, Thresholds, build, gate
 from tests.conftest import EXAMPLES, copy_bot, git, init_repo, need
 
 NLUBOT = EXAMPLES / "nlubot"
@@ -337,3 +345,46 @@ def test_missing_rasa_is_a_clear_message(
     rc, err = _quiet_run(["--project", str(small_repo), "--base", "main", "--folds", "3"], capsys)
     assert rc == 1
     assert "no-rasa-here" in err and "Traceback" not in err
+
+
+def _predictions(pairs: list[tuple[str, str, str]]) -> tuple[dict, ...]:  # type: ignore[type-arg]
+    return tuple({"text": t, "intent": i, "predicted": p, "confidence": 0.9,
+                  "entities": [], "predicted_entities": []} for t, i, p in pairs)
+
+
+def _synthetic() -> Comparison:
+    before = _predictions([("hi", "greet", "greet"), ("hey", "greet", "greet"),
+                           ("bye", "goodbye", "goodbye"), ("ciao", "goodbye", "goodbye")])
+    after = _predictions([("hi", "greet", "goodbye"), ("hey", "greet", "greet"),
+                          ("bye", "goodbye", "goodbye"), ("ciao", "goodbye", "goodbye")])
+    return build({"kind": "cv", "folds": 2, "seed": 1}, Side("base", "a", True, before),
+                 Side("head", "b", False, after), unchanged=False)
+
+
+def test_gate_on_a_known_comparison() -> None:
+    comparison = _synthetic()
+    greet = next(r for r in comparison.intents if r.intent == "greet")
+    assert comparison.intents[0].intent == "greet"  # worst first
+    assert greet.f1_delta == pytest.approx(2 / 3 - 1)
+    assert gate(comparison, Thresholds(max_intent_f1_drop=0.34)) == []
+    assert len(gate(comparison, Thresholds(max_intent_f1_drop=0.33))) == 1
+    macro_drop = comparison.before.macro.f1 - comparison.after.macro.f1
+    assert gate(comparison, Thresholds(max_macro_f1_drop=macro_drop + 0.001)) == []
+    assert gate(comparison, Thresholds(max_macro_f1_drop=macro_drop - 0.001))
+    pair = comparison.confused_more[0]
+    assert (pair.truth, pair.predicted, pair.before, pair.after) == ("greet", "goodbye", 0, 1)
+    assert pair.examples == ("hi",)
+
+
+def test_report_without_matplotlib_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hooks.nlu_compare as nlu_compare
+
+    monkeypatch.setattr(nlu_compare, "matplotlib_available", lambda: False)
+    written, skipped = write_report(_synthetic(), tmp_path, [])
+    assert [p.name for p in written] == [REPORT_MD, REPORT_JSON]
+    assert skipped is not None and "matplotlib" in skipped and "rasa-gitops[report]" in skipped
+    assert not (tmp_path / HEATMAP_PNG).exists()
+    assert "Gate passed" in (tmp_path / REPORT_MD).read_text()
+    assert json.loads((tmp_path / REPORT_JSON).read_text())["gate"]["passed"] is True
