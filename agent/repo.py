@@ -15,6 +15,7 @@ from hooks.errors import FatalError
 from hooks.rasa_cli import Completed, git
 
 FETCH_TIMEOUT = 300
+LOW_DISK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,13 @@ class Mirror:
         path.parent.mkdir(parents=True, exist_ok=True)
         done = self._git("worktree", "add", "--detach", "--force", str(path), sha)
         if not done.ok:
-            raise FatalError(f"cannot check out {sha[:8]} into {path}: {done.tail(3)}")
+            # git says only "unable to write file" when the disk is full: say why.
+            free = shutil.disk_usage(path.parent).free
+            if "No space left" in done.output or free < LOW_DISK_BYTES:
+                raise FatalError(f"cannot check out {sha[:8]} into {path}: No space left on "
+                                 f"device ({free // 1024} KiB free); free some space")
+            detail = " / ".join(line.strip() for line in done.tail(3).splitlines())
+            raise FatalError(f"cannot check out {sha[:8]} into {path}: {detail}")
         return path
 
     def remove_worktree(self, path: Path) -> None:

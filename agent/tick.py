@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from agent import faults, order
+from agent import faults, order, reconcile
 from agent.config import AgentConfig, Environment
 from agent.journal import (
     FAILED,
@@ -168,14 +168,15 @@ def _attempts(journal: Journal, release: Release) -> int:
 def tick(agent: Agent) -> TickResult:
     journal = agent.journal
     # Recovery comes first: it also frees the lock a crashed agent held.
-    recovered = recover_orphans(agent)
+    recover_orphans(agent)
     try:
         journal.acquire_lock(DEPLOY_LOCK, "release pipeline")
     except LockHeld as exc:
         return TickResult("busy", message=str(exc))
     try:
-        if recovered:
-            restore_production(agent, agent.environment.name)
+        # Every tick (not only after a crash of a release: also after a crashed
+        # `agent promote`) puts what serves back to what the journal says.
+        reconcile.production(agent, agent.environment.name)
         try:
             head = agent.mirror.fetch()
         except FatalError as exc:

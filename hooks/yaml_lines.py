@@ -24,6 +24,11 @@ except AttributeError:  # pragma: no cover - depends on the PyYAML build
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_ALIASES = 200
+# Aliases may repeat a subtree: a few dozen of them nest into a billion nodes
+# ("billion laughs") that any reader walking the data (Rasa's own loader, a
+# JSON dump) expands. So the expanded size is bounded too, counted on the node
+# graph in linear time.
+MAX_EXPANDED_EXTRA_NODES = 100_000
 
 
 class LStr(str):
@@ -176,13 +181,50 @@ def _preflight(text: str, path: Path) -> None:
             depth -= 1
 
 
+def _expanded_size(root: yaml.Node) -> tuple[int, int]:
+    """(nodes once each, nodes with every alias expanded), without expanding."""
+    sizes: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    stack: list[yaml.Node] = [root]
+    while stack:  # iterative post-order: nesting is bounded, but stay flat anyway
+        node = stack.pop()
+        if id(node) in sizes:
+            continue
+        sizes[id(node)] = -1
+        order.append(node)
+        stack.extend(_children(node))
+    for node in reversed(order):
+        sizes[id(node)] = 1 + sum(sizes[id(child)] for child in _children(node))
+    return len(order), sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
 def load_yaml(path: Path) -> Any:
     """Parse one YAML file into line-aware values, or raise LocatedError."""
     text = read_text(path)
     loader = _LineLoader(text, path)
     try:
         _preflight(text, path)
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        distinct, expanded = _expanded_size(node)
+        if expanded - distinct > MAX_EXPANDED_EXTRA_NODES:
+            raise LocatedError(
+                path,
+                node.start_mark.line + 1,
+                f"YAML aliases expand to {expanded} values from {distinct}; refusing a "
+                "possible alias bomb (billion laughs). Write the values out instead of "
+                "using anchors.",
+            )
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent.links import outside_links
 from agent.steps import Outcome, StepContext, StepFailed
 from hooks.errors import FatalError
 from hooks.rasa_cli import git
@@ -30,5 +31,10 @@ def run(ctx: StepContext) -> Outcome:
     fingerprint = action_code_fingerprint(ctx)
     ctx.journal.update_release(ctx.release_id, worktree=str(ctx.worktree),
                                action_code_fingerprint=fingerprint)
+    leaving = outside_links(ctx.worktree)
+    if leaving:
+        raise StepFailed(f"{leaving[0]} is a symlink pointing outside the repository; the "
+                         f"agent never follows one (found {len(leaving)}): commit the file "
+                         "itself")
     ctx.log(f"worktree {ctx.worktree} at {ctx.commit[:8]}")
     return Outcome(f"checked out {ctx.commit[:8]}")

@@ -206,6 +206,12 @@ class LocalActionServerTarget:
         pid = int(deployment.handle.get("pid", "0") or 0)
         if not pid or not alive(pid):
             return None
+        try:  # a crash mid-switch leaves the forwarder on another server than live.json
+            forwarded = self._upstream_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        if forwarded != deployment.handle.get("upstream"):
+            return None
         try:
             served = list_actions(deployment.handle["upstream"])
         except (requests.RequestException, ValueError, KeyError):

@@ -35,6 +35,8 @@ from hooks.errors import FatalError
 from hooks.rasa_cli import alive, spawn, stop
 
 STATUS_TIMEOUT = 10.0
+CONNECT_ATTEMPTS = 3
+CONNECT_BACKOFF = 0.5  # seconds; doubled after each failed attempt
 
 
 def model_id_of(model: Path) -> str:
@@ -85,16 +87,23 @@ class RasaHttpModelTarget:
 
     def _request(self, method: str, path: str, timeout: float, **kwargs: Any
                  ) -> requests.Response:
-        try:
-            return requests.request(method, f"{self.url}{path}", params=self._params(),
-                                    timeout=timeout, **kwargs)
-        except requests.ConnectionError:
-            raise DeployError(f"the Rasa server at {self.url} does not answer") from None
-        except requests.Timeout:
-            raise DeployError(f"the Rasa server at {self.url} did not answer {method} {path} "
-                              f"within {timeout:.0f} s") from None
-        except requests.RequestException as exc:
-            raise DeployError(self._scrub(f"{method} {path} failed: {exc}")) from None
+        # A server that is restarting refuses connections for a moment: a few
+        # tries with a growing pause, then a clear failure (never an endless wait).
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                return requests.request(method, f"{self.url}{path}", params=self._params(),
+                                        timeout=timeout, **kwargs)
+            except requests.ConnectionError:
+                if attempt == CONNECT_ATTEMPTS:
+                    raise DeployError(f"the Rasa server at {self.url} does not answer "
+                                      f"({CONNECT_ATTEMPTS} attempts)") from None
+                time.sleep(CONNECT_BACKOFF * 2 ** (attempt - 1))
+            except requests.Timeout:
+                raise DeployError(f"the Rasa server at {self.url} did not answer {method} "
+                                  f"{path} within {timeout:.0f} s") from None
+            except requests.RequestException as exc:
+                raise DeployError(self._scrub(f"{method} {path} failed: {exc}")) from None
+        raise AssertionError("unreachable")
 
     def _explain(self, answer: requests.Response, what: str) -> DeployError:
         if answer.status_code == 401:

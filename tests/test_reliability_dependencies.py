@@ -1,0 +1,178 @@
+"""Dependencies failing under the real agent: the Rasa server dies before a
+promotion, and the disk of the work dir fills up (a real small tmpfs).
+
+Each ends in a failed release (or a clean refusal to write) with a clear
+one-line reason, bounded retries, no traceback, and production untouched; the
+next start heals what it can (a managed Rasa server is started again on the
+production model).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.journal import FAILED, Journal
+from tests import fixtures_reliability
+from tests.conftest import git, need
+from tests.fixtures_reliability import Host, assert_consistent, deploy_repo
+
+pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
+host = fixtures_reliability.host
+
+
+def _stop_rasa_server(host: Host) -> None:
+    pid = int((host.root / "work" / "rasa-server" / "rasa-server.pid").read_text().strip())
+    os.killpg(pid, signal.SIGKILL)  # dies as a crash would, not a clean stop
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the Rasa server did not die")
+
+
+def test_the_rasa_server_down_during_promotion_fails_the_release_untouched(
+    host: Host,
+) -> None:
+    if host.journal().production_release("production") is None:  # run alone: a first release
+        host.push_change("first release")
+        assert host.agent("once").returncode == 0
+    before = assert_consistent(host, "down-before")
+    unmanaged = host.root / "agent-unmanaged.yml"
+    unmanaged.write_text(host.config.read_text(encoding="utf-8").replace(
+        "model:\n", "model:\n  manage_server: false\n"), encoding="utf-8")
+    _stop_rasa_server(host)
+    host.push_change("promoted while the Rasa server is down", retrain=False)
+    done = host.agent("once", config=unmanaged)
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+    journal = host.journal()
+    try:
+        release = journal.last_release()
+        assert release is not None and release.status == FAILED
+        assert release.reason.startswith("activate_model: model: the Rasa server at "), \
+            release.reason
+        assert "does not answer (3 attempts)" in release.reason  # bounded retries
+        assert journal.production_release("production").id == before  # type: ignore[union-attr]
+        kinds = [e.kind for e in journal.events(release_id=before)]
+        assert "action_server.restored" in kinds  # the switched action server is undone
+    finally:
+        journal.close()
+    # The next start (a managed server) brings the Rasa server back on production.
+    healed = host.agent("once")
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert assert_consistent(host, "down-after") == before
+    journal = host.journal()
+    try:
+        assert any(e.kind == "rasa_server.restarted" for e in journal.events())
+    finally:
+        journal.close()
+
+
+# ------------------------------------------------------------- a full disk
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    need(os.geteuid() == 0, "mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    need(done.returncode == 0, f"cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    """Fill the disk up to `leave` free bytes with one ballast file."""
+    ballast = disk / "ballast"
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    with ballast.open("ab") as out:
+        out.write(b"\0" * max(free - leave, 0))
+    return ballast
+
+
+def test_a_full_disk_fails_the_release_clearly_and_the_journal_survives(
+    small_disk: Path, tmp_path: Path, rasa_bin: Path
+) -> None:
+    bare, src = deploy_repo(tmp_path)
+    (src / "domain.yml").rename(src / "domain.txt")  # the first commit fails fast
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", "no domain yet")
+    git(src, "push", "-q", "deploy", "main")
+    config = tmp_path / "agent.yml"
+    config.write_text(f"repo: {bare}\nwork_dir: {small_disk / 'work'}\n"
+                      f"rasa_command: {rasa_bin}\nmodel:\n  manage_server: false\n",
+                      encoding="utf-8")
+    env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false"}
+
+    def once() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent.cli", "-c", str(config), "once"],
+                              capture_output=True, text=True, env=env, timeout=600)
+
+    first = once()
+    assert "Traceback" not in first.stderr and "domain" in first.stdout, first.stdout
+    # A commit whose checkout needs 4 MB, on a disk with less left.
+    (src / "domain.txt").rename(src / "domain.yml")
+    (src / "blob.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", "a big file")
+    git(src, "push", "-q", "deploy", "main")
+    ballast = _fill(small_disk, 6 * 1024 * 1024)  # room to fetch (packed), not to check out
+    second = once()
+    assert second.returncode == 1 and "Traceback" not in second.stdout + second.stderr
+    journal = Journal(small_disk / "work" / "journal.sqlite")
+    try:
+        release = journal.last_release()
+        assert release is not None and release.status == FAILED, (second.stdout, second.stderr)
+        assert "No space left on device" in release.reason, release.reason
+        assert journal.production_release("production") is None
+    finally:
+        journal.close()
+    # Completely full: the agent can't even write its journal. It says so in one
+    # line and exits 1; nothing is half-written.
+    (src / "domain.yml").unlink()  # so that the release after this fails fast, untrained
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", "while the disk is full")
+    git(src, "push", "-q", "deploy", "main")
+    ballast.unlink()
+    ballast = _fill(small_disk, 0)
+    full = once()
+    assert full.returncode == 1, full.stdout
+    assert "Traceback" not in full.stdout + full.stderr
+    message = (full.stdout + full.stderr).strip().splitlines()[-1]
+    assert "journal" in message or "No space left" in message or "disk" in message, message
+    # Space again: the journal reads back, and the agent goes on.
+    ballast.unlink()
+    status = subprocess.run([sys.executable, "-m", "agent.cli", "-c", str(config), "status"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    journal = Journal(small_disk / "work" / "journal.sqlite")
+    try:
+        assert journal._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert all(r.status != "running" for r in journal.releases()) or not journal.in_flight()
+    finally:
+        journal.close()
+    after = once()
+    assert "Traceback" not in after.stdout + after.stderr
+    journal = Journal(small_disk / "work" / "journal.sqlite")
+    try:
+        last = journal.last_release()
+        assert last is not None and last.status == FAILED
+        assert last.reason.startswith("validate:") and "domain" in last.reason, last.reason
+        assert not [r for r in journal.in_flight() if r.status == "running"]
+        assert journal.lock_holder("deploy") is None
+    finally:
+        journal.close()
