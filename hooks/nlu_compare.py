@@ -292,7 +292,22 @@ def compare(
         Side(options.base_label, prints["base"], cached["base"], tuple(found["base"])),
         Side(options.head_label, prints["head"], cached["head"], tuple(found["head"])),
         unchanged=base.signature() == head.signature(),
+        notes=_notes(base, head, options),
     )
+
+
+def _notes(base: NluInputs, head: NluInputs, options: Options) -> list[str]:
+    notes = []
+    sides = [(head, options.head_label)]
+    if base.config != head.config:
+        notes.append("the NLU pipeline itself changed (recipe, language or pipeline).")
+        sides.insert(0, (base, options.base_label))
+    for inputs, label in sides:
+        unseeded = nlu_data.unseeded_components(inputs)
+        if unseeded:
+            notes.append(f"{label}: {', '.join(unseeded)} has no fixed random_seed, so part "
+                         "of any delta is training noise; set one in config.yml.")
+    return notes
 
 
 def write_report(

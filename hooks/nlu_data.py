@@ -32,6 +32,9 @@ from hooks.yaml_lines import LDict, LList, line_of, load_yaml
 # The config keys that change what the NLU model learns.
 NLU_CONFIG_KEYS = ("recipe", "language", "pipeline")
 MIN_EXAMPLES_FOR_SPLIT = 2
+# Rasa's NLU components with random initialisation, and the key that seeds each.
+# (LogisticRegressionClassifier defaults to random_state 42; these default to None.)
+SEEDED_COMPONENTS = {"DIETClassifier": "random_seed", "ResponseSelector": "random_seed"}
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,18 @@ def load_nlu_inputs(
         examples.extend(found)
         extras.extend(found_extras)
     return NluInputs(layout.root, nlu_config, tuple(examples), tuple(extras), tuple(files))
+
+
+def unseeded_components(inputs: NluInputs) -> list[str]:
+    """Pipeline components that train from a random start without a fixed seed."""
+    names = []
+    for component in inputs.config.get("pipeline") or []:
+        if not isinstance(component, dict):
+            continue
+        name = str(component.get("name", ""))
+        if name in SEEDED_COMPONENTS and component.get(SEEDED_COMPONENTS[name]) is None:
+            names.append(name)
+    return names
 
 
 # ---------------------------------------------------------------- folds

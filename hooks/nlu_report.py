@@ -70,6 +70,7 @@ class Comparison:
     overall: list[Delta] = field(default_factory=list)
     intents: list[IntentRow] = field(default_factory=list)  # worst first
     confused_more: list[ConfusedPair] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # caveats a reviewer should read
 
     @property
     def changed_cells(self) -> set[tuple[str, str]]:
@@ -139,7 +140,10 @@ def _confused_more(
     return sorted(pairs, key=lambda p: (-(p.after - p.before), p.truth, p.predicted))
 
 
-def build(mode: dict[str, Any], base: Side, head: Side, *, unchanged: bool) -> Comparison:
+def build(
+    mode: dict[str, Any], base: Side, head: Side, *, unchanged: bool,
+    notes: Sequence[str] = (),
+) -> Comparison:
     before = side_metrics(base.predictions)
     after = side_metrics(head.predictions)
     return Comparison(
@@ -152,6 +156,7 @@ def build(mode: dict[str, Any], base: Side, head: Side, *, unchanged: bool) -> C
         overall=_overall(before, after),
         intents=_intent_rows(before, after),
         confused_more=_confused_more(before, after, head.predictions),
+        notes=list(notes),
     )
 
 
@@ -237,6 +242,7 @@ def markdown(comparison: Comparison, failures: Sequence[str] | None = None) -> s
     ]
     if c.unchanged:
         out += ["NLU data and pipeline are unchanged, so every delta is zero.", ""]
+    out += [f"> ⚠️ {_md_escape(note)}" for note in c.notes] + ([""] if c.notes else [])
     if failures is not None:
         if failures:
             out += ["### ❌ Gate failed", ""] + [f"- {_md_escape(f)}" for f in failures] + [""]
@@ -309,6 +315,7 @@ def as_json(comparison: Comparison, failures: Sequence[str] | None = None) -> di
     return {
         "mode": c.mode,
         "unchanged": c.unchanged,
+        "notes": list(c.notes),
         "before": side(c.before, c.base),
         "after": side(c.after, c.head),
         "overall": [

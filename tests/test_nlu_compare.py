@@ -14,7 +14,7 @@ import os
 import random
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -24,13 +24,20 @@ from hooks.nlu_compare import (
     REPORT_JSON,
     REPORT_MD,
     Options,
+    _notes,
     compare,
     main,
     write_report,
 )
-from hooks.nlu_data import cv_folds, load_nlu_inputs, nlu_yaml, read_nlu_file
+from hooks.nlu_data import (
+    cv_folds,
+    load_nlu_inputs,
+    nlu_yaml,
+    read_nlu_file,
+    unseeded_components,
+)
 from hooks.nlu_metrics import intent_scores
-from hooks.nlu_report import Comparison, Side, Thresholds, build, gate
+from hooks.nlu_report import Comparison, Side, Thresholds, build, gate, markdown
 from tests.conftest import EXAMPLES, copy_bot, git, init_repo, need
 
 NLUBOT = EXAMPLES / "nlubot"
@@ -388,3 +395,17 @@ def test_report_without_matplotlib_says_what_to_install(
     assert not (tmp_path / HEATMAP_PNG).exists()
     assert "Gate passed" in (tmp_path / REPORT_MD).read_text()
     assert json.loads((tmp_path / REPORT_JSON).read_text())["gate"]["passed"] is True
+
+
+def test_unseeded_pipeline_is_called_out_in_the_report() -> None:
+    inputs = load_nlu_inputs(NLUBOT)
+    assert unseeded_components(inputs) == []
+    diet = replace(inputs, config={**inputs.config, "pipeline": [
+        {"name": "WhitespaceTokenizer"}, {"name": "DIETClassifier", "epochs": 5}]})
+    assert unseeded_components(diet) == ["DIETClassifier"]
+    notes = _notes(inputs, diet, Options(head_label="working tree"))
+    assert notes[0].startswith("the NLU pipeline itself changed")
+    assert "working tree: DIETClassifier has no fixed random_seed" in notes[1]
+    comparison = _synthetic()
+    comparison.notes = notes
+    assert "> ⚠️ working tree: DIETClassifier" in markdown(comparison)
