@@ -27,7 +27,7 @@ from hooks.errors import FatalError, LocatedError
 # Rasa's `examples: |` block reader, shared with the project loader.
 from hooks.project import _block_examples as block_examples
 from hooks.project import layout_for, load_config, strip_markup
-from hooks.yaml_lines import LDict, LList, line_of, load_yaml
+from hooks.yaml_lines import LDict, LList, line_of, load_yaml, plain
 
 # The config keys that change what the NLU model learns.
 NLU_CONFIG_KEYS = ("recipe", "language", "pipeline")
@@ -83,17 +83,6 @@ def _sha(content: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def _plain(value: Any) -> Any:
-    """The LDict/LList tree as plain dicts and lists (for JSON and YAML dumps)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
 def read_nlu_file(path: Path) -> tuple[list[NluExample], list[dict[str, Any]]]:
     doc = load_yaml(path)
     if not isinstance(doc, LDict) or doc.get("nlu") is None:
@@ -107,7 +96,7 @@ def read_nlu_file(path: Path) -> tuple[list[NluExample], list[dict[str, Any]]]:
         if not isinstance(item, LDict):
             raise LocatedError(path, section.line_of(index), "each 'nlu' item must be a mapping.")
         if "intent" not in item:
-            extras.append(_plain(item))
+            extras.append(plain(item))
             continue
         intent = str(item["intent"])
         for raw, line in block_examples(item.get("examples"), item.line_of("examples")):
@@ -123,7 +112,7 @@ def load_nlu_inputs(
 ) -> NluInputs:
     layout = layout_for(root, config=config, data=data)
     raw_config = load_config(layout.config)
-    nlu_config = {k: _plain(raw_config[k]) for k in NLU_CONFIG_KEYS if k in raw_config}
+    nlu_config = {k: plain(raw_config[k]) for k in NLU_CONFIG_KEYS if k in raw_config}
     if not nlu_config.get("pipeline"):
         # Rasa would fill in its default pipeline; we cannot know which one a
         # future Rasa picks, so the comparison would not be reproducible.
