@@ -163,7 +163,7 @@ def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     config = root / "agent.yml"
     config.write_text(
         f"repo: {bare}\nbranch: main\nwork_dir: work\nrasa_command: {rasa_bin}\n"
-        "keep_releases: 3\n"
+        "keep_releases: 12\n"
         "pipeline:\n  test_stories: tests/none_*.yml\n"
         f"action_server:\n  port: {action_port}\n"
         f"model:\n  url: http://127.0.0.1:{rasa_port}\n",

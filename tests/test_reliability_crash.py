@@ -3,18 +3,19 @@ train, the action-server switch, the model load and promotion, then restarted.
 
 Kill points are armed through the environment (`RASA_GITOPS_KILL_AT`, see
 agent/faults.py): the code under test is the code that ships. Each scenario is
-one commit on a real bare repo, an `agent once` that dies at its point (exit
--9), and an `agent once` that restarts. After the restart, production is fully
-the old release or fully the new one: the journal's pointer, the model the real
+a commit on a real bare repo, an `agent once` that dies at its point (exit -9)
+and an `agent once` that restarts. After the restart, production is fully the
+old release or fully the new one: the journal's pointer, the model the real
 Rasa server reports on /status, the greeting that model answers with, and the
 opening hours the live action server answers with all belong to one release.
-The action-subset invariant holds, the journal passes SQLite's integrity check,
-the interrupted release is marked and retried (or given up after two tries),
-and no lock is left.
+The action-subset invariant holds (also right after the crash), the journal
+passes SQLite's integrity check, the interrupted release is marked and retried
+(or given up after two tries), and no lock is left.
 
-Cost control: one deploy host for the module; the bot flips between two
-training states, so only two models are ever trained and every later release
-reuses one (test stories are off: they are not what is under test here).
+The gate boundaries are taken two per commit (a try and its retry both die,
+the release is given up): cheap, since nothing was switched. The points inside
+the switches are each retried to a promotion. The deploy host is shared with
+the other reliability and security modules (tests/fixtures_reliability.py).
 """
 
 from __future__ import annotations
@@ -71,21 +72,59 @@ def test_a_crash_while_rasa_train_runs(host: Host) -> None:
     crash_then_restart(host, "train.running", "train")
 
 
-# Every step boundary, and the points inside the switches. Each flips the
-# model and the action code, so that old and new differ in every part.
-POINTS = [
-    "step.checkout.start", "step.checkout.end", "step.validate.end", "step.train.end",
-    "step.test.end", "step.action_tests.end", "step.deploy_actions.start",
-    "actions.switched", "step.deploy_actions.end", "step.activate_model.start",
-    "model.loaded", "step.activate_model.end", "step.smoke.end", "release.promoting",
+# Step boundaries of the gates, two per commit: the first try dies at one,
+# its retry at the next, and the release is given up. Nothing was switched,
+# so production must be exactly what it was, with no lock left.
+GATE_PAIRS = [
+    ("step.checkout.start", "step.checkout.end"),
+    ("step.validate.end", "step.train.end"),
+    ("step.test.end", "step.action_tests.end"),
 ]
 
 
-@pytest.mark.parametrize("point", POINTS)
-def test_a_crash_at_each_point_leaves_production_whole(host: Host, point: str) -> None:
-    before = host.journal().production_release("production")
-    assert before is not None
-    crash_then_restart(host, point, f"at-{point}")
+@pytest.mark.parametrize(("first", "second"), GATE_PAIRS, ids=[p[0] for p in GATE_PAIRS])
+def test_crashes_at_gate_boundaries_leave_production_as_it_was(
+    host: Host, first: str, second: str
+) -> None:
+    before = assert_consistent(host, f"gates-{first}")
+    sha = host.push_change(f"killed at {first} then {second}", retrain=False)
+    for point in (first, second):
+        crashed = host.agent("once", kill_at=point)
+        assert crashed.returncode == -9, (point, crashed.stdout[-2000:], crashed.stderr[-2000:])
+    given_up = host.agent("once")
+    assert given_up.returncode == 0 and "interrupted 2 times" in given_up.stdout
+    journal = host.journal()
+    try:
+        tries = journal.releases_of_commit(sha)
+        assert [r.status for r in tries] == [INTERRUPTED, INTERRUPTED]
+        assert tries[1].retry_of == tries[0].id
+        # Each try stopped where it was killed: the next step never started.
+        for release, point in zip(tries, (first, second), strict=True):
+            step = point.split(".")[1]
+            names = [s.name for s in journal.steps(release.id)]
+            assert names[-1] == step, (point, names)
+    finally:
+        journal.close()
+    assert assert_consistent(host, f"gates-{second}") == before
+
+
+# The points inside the deploy switches, each retried after the crash. Where the
+# crash leaves the new model loaded, old and new models differ (`retrain`).
+SWITCH_POINTS = [
+    ("step.deploy_actions.start", False), ("actions.switched", False),
+    ("step.deploy_actions.end", False), ("step.activate_model.start", False),
+    ("model.loaded", True), ("step.activate_model.end", True), ("step.smoke.end", False),
+    ("release.promoting", True),
+]
+
+
+@pytest.mark.parametrize(("point", "retrain"), SWITCH_POINTS,
+                         ids=[p[0] for p in SWITCH_POINTS])
+def test_a_crash_inside_the_switches_is_retried_and_production_is_whole(
+    host: Host, point: str, retrain: bool
+) -> None:
+    assert host.journal().production_release("production") is not None
+    crash_then_restart(host, point, f"at-{point}", retrain=retrain)
 
 
 def test_a_release_interrupted_twice_is_given_up_and_production_stays_old(host: Host) -> None:
