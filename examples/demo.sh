@@ -6,7 +6,8 @@
 # waits until the release is in production, talks to the bot through Rasa's
 # REST channel, and prints `agent status` and `agent history`. Everything runs
 # as local processes (no Docker). Run it again at any time: it starts over.
-# DEMO_KEEP=1 leaves the agent and the bot running afterwards.
+# DEMO_KEEP=1 leaves the agent and the bot running afterwards; DEMO_BOT=DIR
+# deploys another bot folder instead of examples/coffeebot.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 demo="${RASA_GITOPS_DEMO:-/tmp/rasa-gitops-demo}"
@@ -15,6 +16,7 @@ action_port="${DEMO_ACTION_PORT:-5055}"
 export RASA_GITOPS_CACHE="${RASA_GITOPS_CACHE:-$HOME/.cache/rasa-gitops}"
 export RASA_TELEMETRY_ENABLED=false
 venv="$RASA_GITOPS_CACHE/rasa310"
+bot="${DEMO_BOT:-$here/examples/coffeebot}"
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -26,7 +28,8 @@ if [ ! -x "$venv/bin/rasa" ]; then
   "$venv/bin/pip" install -q --upgrade pip
   "$venv/bin/pip" install -q -r "$here/.ci/requirements-test.txt"
 fi
-"$venv/bin/pip" install -q --no-deps -e "$here" 2>&1 | grep -v "^WARNING: Location" || true
+"$venv/bin/pip" install -q --no-deps -e "$here" >"$RASA_GITOPS_CACHE/demo-pip.log" 2>&1 \
+  || { cat "$RASA_GITOPS_CACHE/demo-pip.log"; exit 1; }
 export PATH="$venv/bin:$PATH"
 agent() { "$venv/bin/agent" --config "$demo/agent.yml" "$@"; }
 
@@ -43,7 +46,7 @@ rm -rf "$demo"
 mkdir -p "$demo"
 say "deploy host in $demo: bare repo coffeebot.git, agent work dir work/"
 git init -q --bare -b main "$demo/coffeebot.git"
-cp -r "$here/examples/coffeebot" "$demo/coffeebot"
+cp -r "$bot" "$demo/coffeebot"
 rm -rf "$demo/coffeebot/models" "$demo/coffeebot/.rasa" "$demo/coffeebot/results"
 cat > "$demo/agent.yml" <<EOF
 # The deploy agent's config for the demo (see README: The deploy agent).
