@@ -19,6 +19,7 @@ Run: /root/.cache/rasa-gitops/rasa310/bin/python bench/agent_latency.py
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -63,8 +64,7 @@ def make_host(root: Path) -> tuple[Path, Path]:
 
 def push_change(src: Path, n: int) -> float:
     actions = src / "actions" / "actions.py"
-    actions.write_text(actions.read_text().replace("every day", f"every day #{n}", 1)
-                       if n == 0 else actions.read_text().replace(f"#{n - 1}", f"#{n}"))
+    actions.write_text(re.sub(r"every day[^\"]*", f"every day #{n}", actions.read_text()))
     git(src, "commit", "-qam", f"change {n}")
     started = time.time()
     git(src, "push", "-q", "deploy", "main")
