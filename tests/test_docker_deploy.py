@@ -181,6 +181,37 @@ def test_the_stable_port_in_use_fails_clearly(
         remove_instance(docker_engine, target.prefix)
 
 
+def test_only_the_newest_images_are_kept_for_rollback(
+        docker_engine: DockerEngine, images: dict[str, str], sdk_base_image: str,
+        tmp_path: Path) -> None:
+    port, backends = three_ports()
+    repository = f"keep{port}"
+    client = docker_engine.client()
+    bot = copy_bot(COFFEEBOT, tmp_path / "bot")
+    (bot / "actions" / "actions.py").write_text(
+        (bot / "actions" / "actions.py").read_text() + f"\n# {repository}\n")
+    refs = []
+    for n, source in enumerate((images["v1"], images["v2"])):
+        client.images.get(source).tag(repository, tag=str(n))
+        refs.append(f"{repository}:{n}")
+    refs.append(build_image(client, assemble(bot, ImageSettings(base_image=sdk_base_image)),
+                            repository=repository, commit="2", source="",
+                            log=lambda line: None).ref)
+    target = DockerHostTarget("docker", local_engine(docker_engine.base_url), HostSettings(
+        instance=repository, port=port, backend_ports=backends, keep_images=1))
+    try:
+        for n, ref in enumerate(refs):
+            target.deploy(spec(str(n), ref, OPENING_HOURS), lambda line: None)
+        names = {tag for image in client.images.list(name=repository) for tag in image.tags}
+        # keep_images=1: only the live image stays, and the first, which the router runs.
+        assert refs[2] in names and refs[0] in names
+        assert refs[1] not in names
+        assert client.images.get(images["v2"])  # its other names are left alone
+    finally:
+        remove_instance(docker_engine, target.prefix)
+        client.close()
+
+
 # ---------------------------------------------------------------- over SSH
 
 

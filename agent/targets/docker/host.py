@@ -216,23 +216,32 @@ class DockerHostTarget(EngineTarget):
             client.containers.get(name).remove(force=True)
 
     def _prune_images(self, client: Any, live_image: str, log: LogSink) -> None:
-        """Keep the newest `keep_images` images of this repository, and the live one."""
+        """Keep the live image and the `keep_images - 1` newest before it (for rollback).
+
+        Images newer than the live one are never touched: they may be releases
+        still on their way through the pipeline.
+        """
         import docker.errors
 
         repository = repository_of(live_image)
-        images = [i for i in client.images.list(name=repository)
-                  if (i.attrs.get("Config", {}).get("Labels") or {}).get(FINGERPRINT_LABEL)]
-        images.sort(key=lambda i: str(i.attrs.get("Created", "")), reverse=True)
-        live_id = client.images.get(live_image).id
+        live = client.images.get(live_image)
+        live_created = str(live.attrs.get("Created", ""))
+        older = [i for i in client.images.list(name=repository)
+                 if (i.attrs.get("Config", {}).get("Labels") or {}).get(FINGERPRINT_LABEL)
+                 and i.id != live.id and str(i.attrs.get("Created", "")) < live_created]
+        older.sort(key=lambda i: str(i.attrs.get("Created", "")), reverse=True)
         in_use = {c.image.id for c in client.containers.list(all=True) if c.image is not None}
-        for image in images[self.settings.keep_images:]:
-            if image.id == live_id or image.id in in_use:
+        for image in older[max(self.settings.keep_images - 1, 0):]:
+            if image.id in in_use:
                 continue
-            try:
-                client.images.remove(image.id, force=True)
-                log(f"removed old image {', '.join(image.tags) or image.id[:19]}")
-            except docker.errors.APIError:
-                pass
+            # Untag only this repository's names: the same image may carry others.
+            refs = [ref for ref in (*image.tags, *image.attrs.get("RepoDigests", []))
+                    if repository_of(ref) == repository]
+            for ref in refs:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(ref)
+            if refs:
+                log(f"removed old image {refs[0]}")
 
 
 def _tail(container: Any, lines: int = 6) -> str:
