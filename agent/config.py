@@ -162,6 +162,8 @@ SCHEMA: dict[str, Key] = {
     "image.docker_host": _key(str, None, nullable=True,
                               help="engine that builds and pushes; default DOCKER_HOST"),
     "image.source": _key(str, None, nullable=True, help="OCI source label; default: repo"),
+    "image.build_network": _key(str, None, nullable=True,
+                                help="network of build steps, e.g. host; default: the engine's"),
     "image.push": _key(bool, True),
     "image.push_attempts": _key(int, 4, _positive),
     "image.registry_user": _key(str, None, nullable=True,

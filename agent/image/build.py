@@ -18,6 +18,7 @@ from agent.image.context import DEFAULT_DOCKERFILE_LABEL, FINGERPRINT_LABEL, Bui
 from agent.targets.base import LogSink
 
 STEP_LINE = re.compile(r"^Step (\d+/\d+) : (.*)$")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TAIL_LINES = 12
 
 
@@ -74,6 +75,7 @@ def build_image(
     production_fingerprint: str | None = None,
     timeout: float = 1800,
     no_cache: bool = False,
+    network_mode: str | None = None,
 ) -> BuiltImage:
     """Build `repository:commit`, or reuse the production image when nothing changed."""
     import docker.errors
@@ -98,11 +100,11 @@ def build_image(
         stream = client.api.build(
             fileobj=context.tar(), custom_context=True, dockerfile=context.dockerfile,
             tag=ref, labels=labels, rm=True, forcerm=True, pull=False, decode=True,
-            timeout=timeout, nocache=no_cache,
+            timeout=timeout, nocache=no_cache, network_mode=network_mode,
         )
         for chunk in stream:
             if "stream" in chunk:
-                for line in str(chunk["stream"]).splitlines():
+                for line in ANSI.sub("", str(chunk["stream"])).splitlines():
                     line = line.rstrip()
                     if not line:
                         continue
@@ -114,7 +116,7 @@ def build_image(
             elif "aux" in chunk and isinstance(chunk["aux"], dict):
                 image_id = str(chunk["aux"].get("ID", image_id))
             elif "error" in chunk:
-                error = str(chunk["error"]).strip()
+                error = ANSI.sub("", str(chunk["error"])).strip()
                 log(error)
                 raise BuildError(_failure(step, error, tail))
     except docker.errors.APIError as exc:

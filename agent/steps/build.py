@@ -52,6 +52,7 @@ def run(ctx: StepContext) -> Outcome:
             source=str(ctx.config["image.source"] or ctx.config.repo),
             log=faults.on_first_line(ctx.log, "build.running"),
             production_ref=production_ref, timeout=ctx.timeout,
+            network_mode=ctx.config["image.build_network"],
         )
     except BuildError as exc:
         raise StepFailed(str(exc)) from None
