@@ -188,3 +188,32 @@ def test_an_unreachable_registry_is_retried_with_backoff_then_fails_clearly(
     assert "after 3 attempt(s)" in str(caught.value)
     assert waits == [0.5, 1.0]
 
+
+
+def test_a_full_registry_disk_fails_with_a_clear_message(
+        client: Any, sdk_base_image: str, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import need
+    from tests.services import start_registry, stop_process
+
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)],
+                             capture_output=True)
+    need(mounted.returncode == 0, "mounting a small tmpfs needs root")
+    port = free_port()
+    registry = start_registry(disk / "registry", port, None)
+    try:
+        ref = f"127.0.0.1:{port}/too-big:1"
+        client.images.get(sdk_base_image).tag(ref)
+        # One attempt: dockerd itself already retries each layer upload 5 times.
+        with pytest.raises(PushError) as caught:
+            push_image(client, ref, Lines(), attempts=1)
+        assert caught.value.kind == "server"
+        assert "a full disk on the registry is the usual cause" in str(caught.value)
+        assert "no space left on device" in (disk / "registry" / "registry.log").read_text()
+    finally:
+        stop_process(registry)
+        client.images.remove(f"127.0.0.1:{port}/too-big:1")
+        subprocess.run(["umount", str(disk)], check=False)

@@ -20,7 +20,7 @@ DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class PushError(Exception):
-    """The image could not be pushed; `kind` is auth, unreachable, disk or other."""
+    """The image could not be pushed; `kind` is auth, unreachable, disk, server or other."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -71,6 +71,8 @@ def classify(message: str) -> str:
         return "auth"
     if "no space left" in text or "disk quota" in text:
         return "disk"
+    if "500 internal server error" in text:
+        return "server"
     if any(word in text for word in ("connection refused", "no such host", "i/o timeout",
                                      "timeout", "connection reset", "eof", "dial tcp",
                                      "server misbehaving", "503", "502", "network is unreachable")):
@@ -90,6 +92,10 @@ def _explain(kind: str, registry: str, raw: str, secrets: list[str]) -> str:
                 f"address is right ({raw})")
     if kind == "disk":
         return f"registry {registry} or the Docker host is out of disk space ({raw})"
+    if kind == "server":
+        # Docker passes on only the status; the reason is in the registry's own log.
+        return (f"registry {registry} failed while storing the image (HTTP 500); a full disk "
+                f"on the registry is the usual cause: check its free space and its log ({raw})")
     return f"push to {registry} failed: {raw}"
 
 
@@ -123,7 +129,7 @@ def push_image(
             last = PushError(kind, _explain(kind, registry, raw, secrets))
         except docker.errors.DockerException as exc:
             last = PushError("other", _explain("other", registry, str(exc), secrets))
-        if last.kind != "unreachable" or attempt == attempts:
+        if last.kind not in ("unreachable", "server") or attempt == attempts:
             break
         wait = backoff * 2 ** (attempt - 1)
         log(f"push attempt {attempt}/{attempts} failed ({last.kind}); retrying in {wait:.0f} s")
