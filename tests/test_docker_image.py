@@ -173,6 +173,29 @@ def test_wrong_registry_credentials_are_refused_clearly_and_never_printed(
     assert wrong.password not in str(caught.value) + log.text + repr(wrong)
 
 
+def test_credentials_from_the_docker_config_are_used_when_none_are_given(
+        docker_engine: DockerEngine, bot: Path, sdk_base_image: str, auth_registry: Registry,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+    import json
+
+    token = base64.b64encode(f"{auth_registry.username}:{auth_registry.password}".encode())
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"auths": {auth_registry.address: {"auth": token.decode()}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    client = docker_engine.client()  # reads $DOCKER_CONFIG/config.json
+    try:
+        built = build_image(client, assemble(bot, settings(sdk_base_image)),
+                            repository=f"{auth_registry.address}/from-config", commit="9" * 40,
+                            source="", log=Lines())
+        log = Lines()
+        pushed = push_image(client, built.ref, log)
+        assert pushed.digest.startswith("sha256:")
+        assert str(auth_registry.password) not in log.text
+    finally:
+        client.close()
+
+
 def test_an_unreachable_registry_is_retried_with_backoff_then_fails_clearly(
         client: Any, bot: Path, sdk_base_image: str) -> None:
     address = f"127.0.0.1:{free_port()}"  # nothing listens here
