@@ -24,6 +24,11 @@ COFFEEBOT = EXAMPLES / "coffeebot"
 SHARED_BOTS = REPO_ROOT.parent / "shared" / "bots"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+# The test venv's console scripts (rasa, pre-commit, our hooks) come first on
+# PATH, as they do under .ci/test, so a bare `pytest` run finds them too.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+os.environ.setdefault("PYENV_VERSION", "3.11.7:3.10.13")
+
 
 def need(condition: bool, reason: str) -> None:
     """Skip locally when a real part is missing; in CI that is a failure."""
