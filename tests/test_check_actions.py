@@ -180,6 +180,7 @@ def _pre_commit(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedP
                           text=True, timeout=900)
 
 
+@pytest.mark.timeout(1800)  # builds the hook's pre-commit env (pip) on first use
 def test_removing_an_action_implementation_fails_the_commit(
     hook_repo: Path, coffeebot_repo: Path, pre_commit_home: Path
 ) -> None:

@@ -31,6 +31,9 @@ from tests.test_validate_precommit import hook_repo, pre_commit_home
 __all__ = ["hook_repo", "pre_commit_home"]  # session fixtures shared with rasa-validate
 
 TEST_FILE = "tests/test_stories.yml"
+# Fixture set-up (training the example bot, building the hook's pre-commit
+# env) counts against pytest-timeout; on a loaded 2-core machine it takes minutes.
+SLOW = pytest.mark.timeout(2400)
 COFFEE = "a coffee order, end to end"
 HOURS = "opening hours, end to end"
 
@@ -87,6 +90,7 @@ def _models(cache: Path) -> set[str]:
 
 
 @pytest.mark.rasa
+@SLOW
 def test_a_commit_that_breaks_a_test_story_fails_and_names_the_story_and_turn(
     hook_repo: Path, coffeebot_repo: Path, hook_env: dict[str, str], story_cache: Path
 ) -> None:
@@ -118,6 +122,7 @@ def test_a_commit_that_breaks_a_test_story_fails_and_names_the_story_and_turn(
 
 
 @pytest.mark.rasa
+@SLOW
 def test_a_response_change_reruns_the_story_that_uses_it_then_nothing_retrains(
     hook_repo: Path, coffeebot_repo: Path, hook_env: dict[str, str], story_cache: Path,
     tmp_path: Path,
@@ -318,6 +323,7 @@ def _formbot(shared_bots: Path, dest: Path) -> Path:
 
 
 @pytest.mark.rasa
+@SLOW
 @pytest.mark.corpus
 def test_verdicts_equal_rasa_fail_on_prediction_errors_per_story_on_formbot(
     shared_bots: Path, tmp_path: Path, story_cache: Path, rasa_bin: Path,
