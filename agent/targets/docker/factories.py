@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig, ConfigError
+from agent.image.push import Credentials
 from agent.targets.base import ActionServerTarget
 from agent.targets.docker.engine import local_engine
 from agent.targets.docker.host import DockerHostTarget, HostSettings
@@ -25,6 +26,15 @@ def _backend_ports(config: AgentConfig) -> tuple[int, int]:
     return int(ports[0]), int(ports[1])
 
 
+def _pull_auth(config: AgentConfig) -> Credentials | None:
+    """The registry credentials for pulls by the deploy engine (else its Docker config)."""
+    user = config["image.registry_user"]
+    secret = config.secret("image.registry_password")
+    if user and secret is not None:
+        return Credentials(str(user), secret.reveal())
+    return None
+
+
 def _command(config: AgentConfig) -> tuple[str, ...] | None:
     command: Any = config["action_server.command"]
     return tuple(str(part) for part in command) if command else None
@@ -42,7 +52,7 @@ def _host_settings(config: AgentConfig, public_host: str) -> HostSettings:
 def docker_local(config: AgentConfig) -> ActionServerTarget:
     public = config["action_server.public_host"] or str(config["action_server.host"])
     return DockerHostTarget("docker", local_engine(config["action_server.docker_host"]),
-                            _host_settings(config, str(public)))
+                            _host_settings(config, str(public)), _pull_auth(config))
 
 
 def docker_ssh(config: AgentConfig) -> ActionServerTarget:
@@ -63,7 +73,7 @@ def docker_ssh(config: AgentConfig) -> ActionServerTarget:
     )
     public = config["action_server.public_host"] or str(host)
     return DockerHostTarget("docker_ssh", SshEngineFactory(settings),
-                            _host_settings(config, str(public)))
+                            _host_settings(config, str(public)), _pull_auth(config))
 
 
 def swarm(config: AgentConfig) -> ActionServerTarget:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.image.context import FINGERPRINT_LABEL
+from agent.image.push import Credentials
 from agent.targets.base import (
     ActionServerDeployment,
     ActionServerSpec,
@@ -49,7 +50,7 @@ class DockerHostTarget(EngineTarget):
     """ActionServerTarget for one Docker engine."""
 
     def __init__(self, name: str, engine: EngineFactory, settings: HostSettings,
-                 pull_auth: dict[str, str] | None = None) -> None:
+                 pull_auth: Credentials | None = None) -> None:
         super().__init__(name, engine)
         self.settings = settings
         self.port, self.public_host = settings.port, settings.public_host
@@ -119,7 +120,9 @@ class DockerHostTarget(EngineTarget):
         ref = pull_ref(spec)
         log(f"pulling {ref}")
         try:
-            client.images.pull(ref, auth_config=self._pull_auth)
+            auth = self._pull_auth
+            client.images.pull(ref, auth_config={"username": auth.username,
+                                                 "password": auth.password} if auth else None)
         except docker.errors.DockerException as exc:
             raise DeployError(f"cannot pull {ref}: {_explain(exc)}") from None
         return ref
