@@ -41,6 +41,7 @@ from agent.image.dockerfile import ImageSettings  # noqa: E402
 from tests.services import (  # noqa: E402
     clean_engine,
     ensure_sdk_image,
+    remove_run_dir,
     start_dockerd,
     stop_process,
     storage_driver,
@@ -125,7 +126,7 @@ def main() -> int:
             client.images.remove(image.id, force=True)
         client.close()
         stop_process(proc)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        remove_run_dir(run_dir)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

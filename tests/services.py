@@ -139,6 +139,19 @@ def start_dockerd(run_dir: Path) -> tuple[DockerEngine, subprocess.Popen[bytes]]
     return engine, proc
 
 
+def remove_run_dir(run_dir: Path) -> None:
+    """dockerd leaves its default netns mounted under the exec root: unmount, then remove."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        mounts = []
+    for line in mounts:
+        point = line.split()[1] if len(line.split()) > 1 else ""
+        if point.startswith(f"{run_dir}/"):
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def clean_engine(client: Any) -> None:
     """Remove what an earlier, interrupted run left: our containers, services, swarm."""
     import docker.errors
@@ -168,7 +181,7 @@ def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEn
         clean_engine(client)
         client.close()
         stop_process(proc)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        remove_run_dir(run_dir)
 
 
 # ---------------------------------------------------------------- base image
