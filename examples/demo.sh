@@ -78,7 +78,8 @@ cleanup() {
 }
 trap cleanup EXIT
 say "starting the agent (log: $demo/agent.log)"
-agent run > "$demo/agent.log" 2>&1 &
+# The executable itself (not the shell function) so that $! is the agent's pid.
+"$venv/bin/agent" --config "$demo/agent.yml" run > "$demo/agent.log" 2>&1 &
 agent_pid=$!
 for _ in $(seq 1 100); do [ -f "$demo/work/agent.pid" ] && break; sleep 0.1; done
 

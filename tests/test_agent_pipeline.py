@@ -92,9 +92,10 @@ class Host:
     rasa_url: str
     rasa_bin: Path
 
-    def commit_and_push(self, message: str, **files: str) -> str:
-        for rel, text in files.items():
-            path = self.src / rel.replace("__", "/")
+    def commit_and_push(self, message: str, files: dict[str, str] | None = None) -> str:
+        for rel, text in (files or {}).items():
+            path = self.src / rel
+            assert path.is_file(), f"{rel} is not a file of the bot"
             path.write_text(text, encoding="utf-8")
         git(self.src, "add", "-A")
         git(self.src, "commit", "-q", "-m", message)
@@ -227,7 +228,8 @@ def test_a_validation_error_fails_the_release_and_production_is_untouched(host: 
     stories = (host.src / "data" / "stories.yml").read_text(encoding="utf-8")
     broken = stories + "  - story: uses an unknown intent\n    steps:\n" \
                        "      - intent: order_tea\n      - action: utter_greet\n"
-    host.commit_and_push("story with an intent the domain lacks", data__stories_yml=broken)
+    host.commit_and_push("story with an intent the domain lacks",
+                         files={"data/stories.yml": broken})
     result = host.tick()
     release = host.journal().release(result.release_id or 0)
     assert result.status == FAILED
@@ -237,7 +239,7 @@ def test_a_validation_error_fails_the_release_and_production_is_untouched(host: 
     assert host.journal().production_release("production").id == production.id  # type: ignore[union-attr]
     assert host.say("when are you open", "third") == ["Open 8am to 6pm, weekdays only."]
     # Repair it for the next tests.
-    host.commit_and_push("revert the broken story", data__stories_yml=stories)
+    host.commit_and_push("revert the broken story", files={"data/stories.yml": stories})
 
 
 def test_a_failing_test_story_fails_the_release_and_production_is_untouched(
@@ -250,7 +252,7 @@ def test_a_failing_test_story_fails_the_release_and_production_is_untouched(
                             "      - action: utter_goodbye")
     assert wrong != stories
     host.commit_and_push("a test story that expects the wrong reply",
-                         tests__test_stories_yml=wrong)
+                         files={"tests/test_stories.yml": wrong})
     result = host.tick()
     journal = host.journal()
     release = journal.release(result.release_id or 0)
@@ -261,7 +263,7 @@ def test_a_failing_test_story_fails_the_release_and_production_is_untouched(
     assert "deploy_actions" not in steps and "activate_model" not in steps
     assert host.live_model_id() == live_before
     assert journal.production_release("production").id == production.id  # type: ignore[union-attr]
-    host.commit_and_push("fix the test story", tests__test_stories_yml=stories)
+    host.commit_and_push("fix the test story", files={"tests/test_stories.yml": stories})
 
 
 def test_three_quick_pushes_deploy_only_the_last(host: Host) -> None:
