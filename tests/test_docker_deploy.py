@@ -17,13 +17,14 @@ import requests
 from agent.image.build import build_image
 from agent.image.context import assemble
 from agent.image.dockerfile import ImageSettings
+from agent.image.push import Credentials, push_image
 from agent.targets.base import ActionServerSpec, DeployError
 from agent.targets.docker.engine import local_engine
 from agent.targets.docker.host import DockerHostTarget, HostSettings
 from agent.targets.docker.ssh import SshEngineFactory, SshSettings
 from agent.targets.docker.swarm import SwarmSettings, SwarmTarget
 from tests.conftest import COFFEEBOT, copy_bot
-from tests.services import DockerEngine, SshServer, free_port
+from tests.services import DockerEngine, Registry, SshServer, free_port
 
 OPENING_HOURS = "action_tell_opening_hours"
 SECOND_ACTION = '''
@@ -224,21 +225,36 @@ def ssh_settings(server: SshServer, docker_engine: DockerEngine, **overrides: An
     return SshSettings(**values)
 
 
-def test_deploy_to_a_remote_engine_over_ssh(
-        sshd: SshServer, docker_engine: DockerEngine, images: dict[str, str]) -> None:
+def test_deploy_to_a_remote_engine_over_ssh_pulling_by_digest(
+        sshd: SshServer, docker_engine: DockerEngine, images: dict[str, str],
+        auth_registry: Registry) -> None:
+    assert auth_registry.username and auth_registry.password
+    credentials = Credentials(auth_registry.username, auth_registry.password)
     port, backends = three_ports()
     engine = SshEngineFactory(ssh_settings(sshd, docker_engine))
     target = DockerHostTarget("docker_ssh", engine, HostSettings(
-        instance=f"ssh{port}", port=port, backend_ports=backends, public_host=sshd.host))
+        instance=f"ssh{port}", port=port, backend_ports=backends, public_host=sshd.host),
+        pull_auth=credentials)
+    # Release 2 is only in the registry: the remote engine must pull it by digest.
+    client = docker_engine.client()
+    remote = f"{auth_registry.address}/ssh-actions:{port}"
+    client.images.get(images["v2"]).tag(remote)
+    pushed = push_image(client, remote, lambda line: None, credentials=credentials)
+    client.images.remove(remote)
+    client.close()
+    lines: list[str] = []
     try:
-        deployment = target.deploy(spec("1", images["v1"], OPENING_HOURS), lambda line: None)
+        deployment = target.deploy(spec("1", images["v1"], OPENING_HOURS), lines.append)
         assert deployment.url == f"http://127.0.0.1:{port}/webhook"
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
         assert actions_at(port) == {OPENING_HOURS}
-        target.deploy(spec("2", images["v2"], OPENING_HOURS), lambda line: None)
+        target.deploy(spec("2", f"{remote}@{pushed.digest}", OPENING_HOURS), lines.append)
+        assert f"pulling {remote.rsplit(':', 1)[0]}@{pushed.digest}" in lines
         assert actions_at(port) == {OPENING_HOURS, "action_tell_menu"}
         live = target.live()
         assert live is not None and live.release_id == "2"
+        assert live.handle["digest"] == pushed.digest
+        assert auth_registry.password not in "\n".join(lines)
     finally:
         engine.close()
         remove_instance(docker_engine, target.prefix)
