@@ -95,6 +95,9 @@ class SwarmTarget(EngineTarget):
         port = next(p for p in self.settings.backend_ports if p != old_port)
         command = start_command(client, image, port, self.settings.command)
         updating = service is not None
+        # The status of the previous update stays visible until Swarm starts ours.
+        previous = str((service.attrs.get("UpdateStatus") or {}).get("StartedAt", "")
+                       if service is not None else "")
         labels = {LABEL_PORT: str(port), LABEL_RELEASE: spec.release_id,
                   "io.rasa-gitops.image": spec.image, "io.rasa-gitops.digest": spec.digest or "",
                   "io.rasa-gitops.commit": spec.commit}
@@ -123,7 +126,7 @@ class SwarmTarget(EngineTarget):
         except docker.errors.APIError as exc:
             raise DeployError(f"Swarm refused the service spec: {exc.explanation}") from None
         try:
-            self._wait(client, port, spec.release_id, updating, log)
+            self._wait(client, port, spec.release_id, updating, previous, log)
         except DeployError:
             if not updating:  # nothing served before: leave no broken service behind
                 service.remove()
@@ -145,14 +148,16 @@ class SwarmTarget(EngineTarget):
             f"action(s) on port {port}")
         return deployment
 
-    def _wait(self, client: Any, port: int, release_id: str, updating: bool, log: LogSink
-              ) -> None:
+    def _wait(self, client: Any, port: int, release_id: str, updating: bool, previous: str,
+              log: LogSink) -> None:
         deadline = time.monotonic() + self.settings.start_timeout
         last_state = ""
         while time.monotonic() < deadline:
             service = self._service(client)
             assert service is not None
             status = service.attrs.get("UpdateStatus") or {}
+            if updating and str(status.get("StartedAt", "")) == previous:
+                status = {}  # not our update yet
             state = str(status.get("State", ""))
             if state != last_state and state:
                 log(f"Swarm update: {state}")
