@@ -433,8 +433,8 @@ class Journal:
                 (environment, release_id, now, int(pause), reason if pause else ""),
             )
             tx.execute(
-                "UPDATE releases SET status = ?, finished_at = COALESCE(finished_at, ?)"
-                " WHERE id = ? AND status = ?", (PROMOTED, now, release_id, STAGED),
+                "UPDATE releases SET status = ?, reason = '', finished_at = COALESCE("
+                "finished_at, ?) WHERE id = ? AND status = ?", (PROMOTED, now, release_id, STAGED),
             )
             tx.event(kind, release_id, environment, actor, reason)
 
