@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             except FatalError as exc:  # e.g. a full disk: say so, keep serving, retry
                 agent.progress.info(f"tick failed: {exc}")
                 result = TickResult("error", message=str(exc))
-            if result.outcome in {"released", "error"} or result.outcome == "busy":
+            if result.outcome in {"released", "busy"}:  # errors were logged by the tick
                 _print_result(result)
             if agent.stop_requested:
                 break
