@@ -138,7 +138,8 @@ class RasaHttpModelTarget:
         if self.server_answers():
             return
         if not self.manage_server:
-            raise DeployError(f"the Rasa server at {self.url} does not answer (model.url)")
+            self._request("GET", "/", STATUS_TIMEOUT)  # retried with backoff, then raises
+            return
         self._start_server(log)
 
     def _start_server(self, log: LogSink) -> None:

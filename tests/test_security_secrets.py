@@ -1,0 +1,142 @@
+"""Secrets never leak, and what the agent talks to refuses strangers.
+
+One release is run with every secret the agent takes from its environment
+(the Rasa server's auth token, a registry password, an SSH key passphrase),
+with action-code tests that print their whole environment, and one more
+release with a wrong token that fails on a 401. Then every output a user can
+see or a file the agent wrote is searched for the secret values: the stdout and
+stderr of `agent once`, `agent status` (and --json), `agent history --json`,
+`agent logs` of both releases, every file under the work dir (the SQLite
+journal and its WAL included, bytes as they are on disk), and a `.dump` of the
+journal. Only the 0600 token file the agent keeps for its managed server may
+hold the token.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from agent.journal import FAILED, PROMOTED
+from tests import fixtures_reliability
+from tests.fixtures_reliability import Host
+
+pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
+host = fixtures_reliability.host
+
+PRINT_ENV = ("import os; print('ENV', sorted(os.environ)); "
+             "print('VALUES', [v for k, v in sorted(os.environ.items()) if k.startswith('RGT')])")
+
+
+def _secret_config(host: Host, name: str) -> Path:
+    path = host.root / f"agent-{name}.yml"
+    text = host.config.read_text(encoding="utf-8").replace(
+        "pipeline:\n", f"pipeline:\n  action_tests: {sys.executable} -c \"{PRINT_ENV}\"\n")
+    text = text.replace(
+        "model:\n", "model:\n  auth_token_env: RGT_RASA_TOKEN\n").replace(
+        "action_server:\n", "action_server:\n  ssh_key_passphrase_env: RGT_SSH_PASSPHRASE\n")
+    text += ("image:\n  registry_user: deployer\n  registry_password_env: RGT_REGISTRY_PASSWORD\n"
+             "smoke:\n  conversations:\n    - - say: hello\n")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _run(host: Host, config: Path, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "-c", str(config), *args],
+                          capture_output=True, text=True, env={**host.env(), **env},
+                          timeout=900)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stdout + done.stderr
+
+
+def test_no_secret_appears_in_any_output_log_or_journal(host: Host) -> None:
+    if host.journal().production_release("production") is None:  # run alone: a first release
+        host.push_change("first release", retrain=True)
+        assert host.agent("once").returncode == 0
+    token = host.token()  # the token the running Rasa server was started with
+    values = {
+        "RGT_RASA_TOKEN": token,
+        "RGT_REGISTRY_PASSWORD": "reg-" + secrets.token_urlsafe(16),
+        "RGT_SSH_PASSPHRASE": "ssh-" + secrets.token_urlsafe(16),
+    }
+    config = _secret_config(host, "secrets")
+    outputs: list[str] = []
+
+    host.push_change("released with every secret", retrain=False)
+    outputs.append(_run(host, config, values, "once"))
+    journal = host.journal()
+    good = journal.last_release()
+    assert good is not None and good.status == PROMOTED, good and good.reason
+    steps = {s.name: s for s in journal.steps(good.id)}
+    # Promoted: every /status call of the release carried the token from the env.
+    assert steps["smoke"].status == "passed"
+    # Action-code tests run in a clean environment: not one secret variable.
+    assert "ENV [" in steps["action_tests"].log_excerpt
+    assert "RGT_" not in steps["action_tests"].log_excerpt
+    assert "VALUES []" in steps["action_tests"].log_excerpt
+
+    wrong = {**values, "RGT_RASA_TOKEN": "wrong-" + secrets.token_urlsafe(16)}
+    host.push_change("released with a wrong token", retrain=False)
+    outputs.append(_run(host, config, wrong, "once"))
+    bad = host.journal().last_release()
+    assert bad is not None and bad.status == FAILED
+    assert "refused the auth token (401)" in bad.reason, bad.reason
+
+    for args in (("status",), ("status", "--json"), ("history", "--json"),
+                 ("logs", str(good.id), "--lines", "500"),
+                 ("logs", str(bad.id), "--lines", "500")):
+        outputs.append(_run(host, config, values, *args))
+
+    leaks = [*values.values(), wrong["RGT_RASA_TOKEN"]]
+    for text in outputs:
+        for value in leaks:
+            assert value not in text
+    work = host.root / "work"
+    token_file = work / "rasa-server" / "auth-token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    for path in work.rglob("*"):
+        if not path.is_file() or path == token_file or "train-cache" in path.parts:
+            continue
+        data = path.read_bytes()
+        for value in leaks:
+            assert value.encode() not in data, f"{value[:4]}... found in {path}"
+    db = sqlite3.connect(work / "journal.sqlite")
+    try:
+        dump = "\n".join(db.iterdump())
+    finally:
+        db.close()
+    assert all(value not in dump for value in leaks)
+
+
+def test_the_rasa_server_the_agent_starts_refuses_requests_without_the_token(
+    host: Host,
+) -> None:
+    if not (host.root / "work" / "rasa-server" / "auth-token").is_file():
+        pytest.skip("needs the managed Rasa server of the release above")
+    for method, path in (("GET", "/status"), ("PUT", "/model"), ("GET", "/domain")):
+        for params in ({}, {"token": "not-" + secrets.token_urlsafe(8)}):
+            answer = requests.request(method, f"{host.rasa_url}{path}", params=params,
+                                      json={"model_file": "/etc/passwd"}, timeout=30)
+            assert answer.status_code == 401, (method, path, answer.status_code)
+    ok = requests.get(f"{host.rasa_url}/status", params={"token": host.token()}, timeout=30)
+    assert ok.status_code == 200
+
+
+def test_an_inline_secret_in_the_config_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    value = "inline-" + secrets.token_urlsafe(12)
+    config = tmp_path / "agent.yml"
+    config.write_text(f"repo: {tmp_path}/bot.git\nwork_dir: work\n"
+                      f"model:\n  auth_token: {value}\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "-c", str(config), "status"],
+                          capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert done.returncode == 1
+    assert "secrets are never written inline" in done.stderr
+    assert value not in done.stdout + done.stderr
