@@ -60,7 +60,8 @@ class Host:
     def push_change(self, message: str, *, retrain: bool = True) -> str:
         """A commit that changes the action code and (by default) the model."""
         self.flips += 1
-        greeting = GREETINGS[self.flips % 2] if retrain else self.greeting_in_src()
+        current = self.greeting_in_src()
+        greeting = next(g for g in GREETINGS if g != current) if retrain else current
         domain = (self.src / "domain.yml").read_text(encoding="utf-8")
         for text in GREETINGS:
             domain = domain.replace(text, greeting)
