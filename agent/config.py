@@ -180,6 +180,12 @@ SCHEMA: dict[str, Key] = {
     "smoke.conversations": _key(list, None, _conversations, nullable=True,
                                 help="after switching, each turn's reply must contain `expect`"),
     "smoke.rollback": _key(bool, True, help="roll back automatically when the smoke test fails"),
+    "nlu_gate.enabled": _key(bool, False, help="compare NLU F1 with production before promoting"),
+    "nlu_gate.folds": _key(int, 3, _positive, "cross-validation folds of the comparison"),
+    "nlu_gate.max_macro_f1_drop": _key(NUMBER, 0.02, nullable=True,
+                                       help="fail when macro F1 drops by more (0 to 1)"),
+    "nlu_gate.max_intent_f1_drop": _key(NUMBER, 0.1, nullable=True,
+                                        help="fail when any intent's F1 drops by more"),
     "environments": _key(dict, None, nullable=True,
                          help="per environment: {promote: auto|auto_unless_action_code|manual}"),
 }

@@ -46,6 +46,7 @@ from agent.steps import (
     build,
     checkout,
     deploy_actions,
+    nlu_gate,
     push,
     smoke,
     test,
@@ -56,7 +57,7 @@ from agent.targets.base import ActionServerDeployment, DeployError
 from agent.targets.factory import Targets, build_targets, rasa_argv
 from hooks.errors import FatalError
 
-GATES: tuple[ModuleType, ...] = (checkout, validate, train, test, action_tests)
+GATES: tuple[ModuleType, ...] = (checkout, validate, train, test, action_tests, nlu_gate)
 # Docker action-server targets also build and push an image, after the gates.
 IMAGE_STEPS: tuple[ModuleType, ...] = (build, push)
 SWITCHES = {order.ACTION_SERVER: deploy_actions, order.MODEL: activate_model}
