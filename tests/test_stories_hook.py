@@ -134,27 +134,31 @@ def test_a_response_change_reruns_the_story_that_uses_it_then_nothing_retrains(
     _use_hook(coffeebot_repo, hook_repo, hook_env, hook_type="pre-push")
     git(coffeebot_repo, "push", "-q", "--no-verify", "origin", "main")
 
-    replace(coffeebot_repo / "domain.yml", "You're welcome!", "My pleasure!")
-    git(coffeebot_repo, "commit", "-q", "-am", "warmer thanks")
+    # utter_goodbye: only the opening-hours story (which Rasa passes) uses it. The
+    # coffee story fails on the example's model in plain `rasa test` too
+    # (action_default_fallback after order_coffee), so it cannot show a pass.
+    pushed = git(coffeebot_repo, "rev-parse", "HEAD")
+    replace(coffeebot_repo / "domain.yml", "Bye, see you soon.", "Goodbye, see you!")
+    git(coffeebot_repo, "commit", "-q", "-am", "friendlier goodbye")
     models = _models(story_cache)
 
     code, output = _run(["git", "push", "origin", "main"], coffeebot_repo, hook_env)
 
     assert code == 0, output
     assert "picked 1 of 2 test stories" in output
-    assert (f"{TEST_FILE}:3 '{COFFEE}': uses action 'utter_you_are_welcome', whose definition "
+    assert (f"{TEST_FILE}:17 '{HOURS}': uses action 'utter_goodbye', whose definition "
             "changed in domain.yml") in output
-    assert f"'{HOURS}'" not in output
+    assert f"'{COFFEE}'" not in output
     assert "model: none for this tree yet; training" in output and "model: trained in" in output
     assert "all 1 picked test stories passed" in output
     trained = _models(story_cache) - models
     assert len(trained) == 1, output
 
-    # Nothing changed since: every story runs, on the model just made.
-    code, output = _run(["pre-commit", "run", "rasa-test-stories", "--hook-stage", "manual",
-                         "--all-files"], coffeebot_repo, hook_env)
+    # The same push checked again, nothing changed since: the model just made is reused.
+    code, output = _run(["pre-commit", "run", "rasa-test-stories", "--hook-stage", "pre-push",
+                         "--from-ref", pushed, "--to-ref", "HEAD"], coffeebot_repo, hook_env)
     assert code == 0, output
-    assert "picked 2 of 2 test stories" in output
+    assert "picked 1 of 2 test stories" in output
     assert f"reusing {story_cache / 'models' / trained.pop()}" in output
     assert "model: none for this tree yet" not in output and "model: trained" not in output
     assert _models(story_cache) == models | trained
