@@ -63,8 +63,12 @@ def test_the_rasa_server_down_during_promotion_fails_the_release_untouched(
             release.reason
         assert "does not answer (3 attempts)" in release.reason  # bounded retries
         assert journal.production_release("production").id == before  # type: ignore[union-attr]
-        kinds = [e.kind for e in journal.events(release_id=before)]
-        assert "action_server.restored" in kinds  # the switched action server is undone
+        # Whatever the release had switched is undone: the action server is
+        # switched only when the release's action code differs from production's.
+        steps = {s.name: s.status for s in journal.steps(release.id)}
+        if steps.get("deploy_actions") == "passed":
+            kinds = [e.kind for e in journal.events(release_id=before)]
+            assert "action_server.restored" in kinds
     finally:
         journal.close()
     # The next start (a managed server) brings the Rasa server back on production.
