@@ -131,7 +131,9 @@ def test_a_response_change_reruns_the_story_that_uses_it_then_nothing_retrains(
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     git(coffeebot_repo, "remote", "add", "origin", str(remote))
-    _use_hook(coffeebot_repo, hook_repo, hook_env, hook_type="pre-push")
+    # verbose: pre-commit shows a passing hook's report only when asked.
+    _use_hook(coffeebot_repo, hook_repo, hook_env, extra="        verbose: true\n",
+              hook_type="pre-push")
     git(coffeebot_repo, "push", "-q", "--no-verify", "origin", "main")
 
     # utter_goodbye: only the opening-hours story (which Rasa passes) uses it. The
