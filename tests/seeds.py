@@ -22,6 +22,13 @@ def replace(path: Path, old: str, new: str) -> None:
     path.write_text(content.replace(old, new, 1), encoding="utf-8")
 
 
+def line_of(path: Path, text: str) -> int:
+    """The 1-based line where `text` first appears, so tests survive edits to the bot."""
+    content = path.read_text(encoding="utf-8")
+    assert text in content, f"{text!r} not in {path}"
+    return content[: content.index(text)].count("\n") + 1
+
+
 STORY = """
   - story: seeded story
     steps:

@@ -18,7 +18,7 @@ from hooks.action_code import read_statically
 from hooks.actions import main
 from tests.conftest import git
 from tests.hook_main import call_main
-from tests.seeds import append, replace
+from tests.seeds import append, line_of, replace
 from tests.test_validate_precommit import hook_repo, pre_commit_home
 
 __all__ = ["hook_repo", "pre_commit_home"]  # session fixtures shared with rasa-validate
@@ -49,9 +49,10 @@ def test_missing_and_orphaned_actions_are_reported_with_path_and_line(
 ) -> None:
     # Renaming the implementation orphans it and leaves the domain's action missing.
     replace(coffeebot / ACTIONS_PY, '"action_tell_opening_hours"', '"action_tell_hours"')
+    listed = line_of(coffeebot / "domain.yml", "  - action_tell_opening_hours")
     code, output = _run_hook(coffeebot, ACTIONS_PY, "domain.yml", capsys=capsys)
     assert code == 1, output
-    assert "domain.yml:40: [missing-action] custom action 'action_tell_opening_hours'" in output
+    assert f"domain.yml:{listed}: [missing-action] custom action 'action_tell_opening_hours'" in output
     assert "actions/actions.py:9: [orphaned-action] action 'action_tell_hours'" in output
     assert "Traceback" not in output
 
@@ -68,12 +69,15 @@ def test_story_actions_form_validation_and_custom_slot_mappings_are_needed(
     append(coffeebot / "data/rules.yml",
            "  - rule: remember\n    steps:\n      - intent: thank\n"
            "      - action: action_remember_thanks\n")
+    validator = line_of(coffeebot / "domain.yml", "  - validate_order_form")
+    mapping = line_of(coffeebot / "domain.yml", "      - type: custom")
     code, output = _run_hook(coffeebot, capsys=capsys)
     assert code == 1, output
-    assert "domain.yml:43: [missing-action] custom action 'validate_order_form'" in output
-    assert "domain.yml:21: [missing-action] custom action 'action_guess_size' (the custom " \
+    assert f"domain.yml:{validator}: [missing-action] custom action 'validate_order_form'" in output
+    assert f"domain.yml:{mapping}: [missing-action] custom action 'action_guess_size' (the custom " \
            "mapping of slot 'size')" in output
-    assert "data/rules.yml:18: [missing-action] custom action 'action_remember_thanks' " \
+    rule_step = line_of(coffeebot / "data/rules.yml", "      - action: action_remember_thanks")
+    assert f"data/rules.yml:{rule_step}: [missing-action] custom action 'action_remember_thanks' " \
            "(run by rule 'remember')" in output
 
     # Implementing them (a FormValidationAction among them) clears every finding.
@@ -128,9 +132,10 @@ def test_import_mode_lists_the_real_actions_in_a_subprocess(
 ) -> None:
     replace(coffeebot / ACTIONS_PY, '"action_tell_opening_hours"', '"action_tell_hours"')
     before = set(sys.modules)
+    listed = line_of(coffeebot / "domain.yml", "  - action_tell_opening_hours")
     code, output = _run_hook(coffeebot, "--import", capsys=capsys)
     assert code == 1, output
-    assert "domain.yml:40: [missing-action] custom action 'action_tell_opening_hours'" in output
+    assert f"domain.yml:{listed}: [missing-action] custom action 'action_tell_opening_hours'" in output
     assert "actions/actions.py:9: [orphaned-action] action 'action_tell_hours'" in output
     # The bot's code ran in another interpreter, never in the hook's.
     assert not {m for m in set(sys.modules) - before if m.startswith("actions")}
@@ -208,7 +213,8 @@ def test_removing_an_action_implementation_fails_the_commit(
     output = blocked.stdout + blocked.stderr
     assert blocked.returncode != 0, output
     assert "rasa custom actions implemented" in output
-    assert "domain.yml:40: [missing-action] custom action 'action_tell_opening_hours'" in output
+    listed = line_of(coffeebot_repo / "domain.yml", "  - action_tell_opening_hours")
+    assert f"domain.yml:{listed}: [missing-action] custom action 'action_tell_opening_hours'" in output
     assert "Traceback" not in output
 
     # try-repo, the other way users run a hook, agrees on the same staged change.
