@@ -22,7 +22,7 @@ from hooks.names import (
     UTTER_PREFIX,
 )
 from hooks.problems import Problem
-from hooks.project import Project, Story
+from hooks.project import Project, Ref, Story
 
 CheckFn = Callable[[Project], Iterator[Problem]]
 
@@ -193,13 +193,19 @@ def intent_not_in_domain(project: Project) -> Iterator[Problem]:
 def intent_without_examples(project: Project) -> Iterator[Problem]:
     """Rasa: verify_intents (domain intent with no NLU examples)."""
     labelled = {e.intent for e in project.examples}
+    for name, ref in _domain_intents_outside(project, labelled):
+        yield Problem(
+            "intent-without-examples",
+            f"intent '{name}' is in the domain but has no NLU training examples.",
+            ref.path, ref.line, _nlu_files(project) | _domain_files(project),
+        )
+
+
+def _domain_intents_outside(project: Project, present: set[str]) -> Iterator[tuple[str, Ref]]:
+    """The domain's own intents (Rasa's defaults aside) that `present` lacks."""
     for name, ref in project.domain.intents.items():
-        if name not in DEFAULT_INTENTS and name not in labelled:
-            yield Problem(
-                "intent-without-examples",
-                f"intent '{name}' is in the domain but has no NLU training examples.",
-                ref.path, ref.line, _nlu_files(project) | _domain_files(project),
-            )
+        if name not in DEFAULT_INTENTS and name not in present:
+            yield name, ref
 
 
 def example_multiple_intents(project: Project) -> Iterator[Problem]:
@@ -274,13 +280,12 @@ def intent_unused(project: Project) -> Iterator[Problem]:
         for story in _training_stories(project) for step in story.steps
         if step.kind == "intent" and step.name
     }
-    for name, ref in project.domain.intents.items():
-        if name not in DEFAULT_INTENTS and name not in used:
-            yield Problem(
-                "intent-unused",
-                f"intent '{name}' is not used in any story or rule.",
-                ref.path, ref.line, _story_files(project) | _domain_files(project),
-            )
+    for name, ref in _domain_intents_outside(project, used):
+        yield Problem(
+            "intent-unused",
+            f"intent '{name}' is not used in any story or rule.",
+            ref.path, ref.line, _story_files(project) | _domain_files(project),
+        )
 
 
 def _utterances(project: Project) -> set[str]:
