@@ -255,12 +255,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     config = _load(args)
     journal = _journal(config)
-    try:
-        release_id = int(str(args.release).lstrip("r#"))
-    except ValueError:
-        raise FatalError(f"{args.release!r} is not a release number; "
-                         "`agent history` lists them") from None
-    release = journal.release(release_id)
+    release = journal.release(_release_number(args.release))
     print(f"release {release.id}: {release.status} {release.commit} by {release.author}")
     print(f"  {release.message}")
     if release.reason:
