@@ -116,3 +116,14 @@ def shared_bots() -> Path:
     if not SHARED_BOTS.is_dir():
         pytest.skip("../shared/bots is not present on this machine")
     return SHARED_BOTS
+
+
+def deploy_repo(root: Path) -> tuple[Path, Path]:
+    """A bare repo on the "deploy host" and a copy of the example bot that pushes to it."""
+    bare = root / "coffeebot.git"
+    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
+    src = copy_bot(COFFEEBOT, root / "src")
+    git(src, "init", "-q", "-b", "main")
+    git(src, "config", "commit.gpgsign", "false")
+    git(src, "remote", "add", "deploy", str(bare))
+    return bare, src

@@ -24,7 +24,7 @@ import requests
 
 from agent.journal import Journal
 from agent.targets.local_process import free_port
-from tests.conftest import COFFEEBOT, copy_bot, git
+from tests.conftest import deploy_repo, git
 
 GREETINGS = ("Hi! Coffee, or opening hours?", "Hello there! Coffee, or opening hours?")
 
@@ -135,17 +135,6 @@ def assert_invariant_now(host: Host) -> None:
         assert set(owner.required_actions) <= served
     finally:
         journal.close()
-
-
-def deploy_repo(root: Path) -> tuple[Path, Path]:
-    """A bare repo on the "deploy host" and a copy of the example bot that pushes to it."""
-    bare = root / "coffeebot.git"
-    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
-    src = copy_bot(COFFEEBOT, root / "src")
-    git(src, "init", "-q", "-b", "main")
-    git(src, "config", "commit.gpgsign", "false")
-    git(src, "remote", "add", "deploy", str(bare))
-    return bare, src
 
 
 _SHARED: list[Host] = []

@@ -33,7 +33,7 @@ from agent.journal import FAILED, INTERRUPTED, PROMOTED, SKIPPED, STAGED, Journa
 from agent.progress import Progress
 from agent.targets.local_process import free_port
 from agent.tick import Agent, TickResult, tick
-from tests.conftest import COFFEEBOT, copy_bot, git
+from tests.conftest import deploy_repo, git
 
 # The first release trains, tests and loads a model for real: on a busy
 # 2-core machine that alone can take ten minutes.
@@ -150,14 +150,9 @@ def _env(rasa_bin: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory, rasa_bin: Path) -> Iterator[Host]:
     root = tmp_path_factory.mktemp("deploy-host")
-    bare = root / "coffeebot.git"
-    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
-    src = copy_bot(COFFEEBOT, root / "src")
+    bare, src = deploy_repo(root)
     (src / "tests" / "test_stories.yml").write_text(TEST_STORIES, encoding="utf-8")
     (src / "actions_test.py").write_text(ACTION_TEST, encoding="utf-8")
-    git(src, "init", "-q", "-b", "main")
-    git(src, "config", "commit.gpgsign", "false")
-    git(src, "remote", "add", "deploy", str(bare))
     rasa_port, action_port = free_port(), free_port()
     config = root / "agent.yml"
     config.write_text(

@@ -24,6 +24,7 @@ from tests.test_validate_precommit import hook_repo, pre_commit_home
 __all__ = ["hook_repo", "pre_commit_home"]  # session fixtures shared with rasa-validate
 
 ACTIONS_PY = "actions/actions.py"
+HOURS_MISSING = "[missing-action] custom action 'action_tell_opening_hours'"
 
 
 def _run_hook(bot: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -52,7 +53,7 @@ def test_missing_and_orphaned_actions_are_reported_with_path_and_line(
     listed = line_of(coffeebot / "domain.yml", "  - action_tell_opening_hours")
     code, output = _run_hook(coffeebot, ACTIONS_PY, "domain.yml", capsys=capsys)
     assert code == 1, output
-    assert f"domain.yml:{listed}: [missing-action] custom action 'action_tell_opening_hours'" in output
+    assert f"domain.yml:{listed}: {HOURS_MISSING}" in output
     assert "actions/actions.py:9: [orphaned-action] action 'action_tell_hours'" in output
     assert "Traceback" not in output
 
@@ -73,9 +74,10 @@ def test_story_actions_form_validation_and_custom_slot_mappings_are_needed(
     mapping = line_of(coffeebot / "domain.yml", "      - type: custom")
     code, output = _run_hook(coffeebot, capsys=capsys)
     assert code == 1, output
-    assert f"domain.yml:{validator}: [missing-action] custom action 'validate_order_form'" in output
-    assert f"domain.yml:{mapping}: [missing-action] custom action 'action_guess_size' (the custom " \
-           "mapping of slot 'size')" in output
+    assert f"domain.yml:{validator}: [missing-action] custom action 'validate_order_form'" \
+           in output
+    assert f"domain.yml:{mapping}: [missing-action] custom action 'action_guess_size' " \
+           "(the custom mapping of slot 'size')" in output
     rule_step = line_of(coffeebot / "data/rules.yml", "      - action: action_remember_thanks")
     assert f"data/rules.yml:{rule_step}: [missing-action] custom action 'action_remember_thanks' " \
            "(run by rule 'remember')" in output
@@ -135,7 +137,7 @@ def test_import_mode_lists_the_real_actions_in_a_subprocess(
     listed = line_of(coffeebot / "domain.yml", "  - action_tell_opening_hours")
     code, output = _run_hook(coffeebot, "--import", capsys=capsys)
     assert code == 1, output
-    assert f"domain.yml:{listed}: [missing-action] custom action 'action_tell_opening_hours'" in output
+    assert f"domain.yml:{listed}: {HOURS_MISSING}" in output
     assert "actions/actions.py:9: [orphaned-action] action 'action_tell_hours'" in output
     # The bot's code ran in another interpreter, never in the hook's.
     assert not {m for m in set(sys.modules) - before if m.startswith("actions")}
@@ -214,7 +216,7 @@ def test_removing_an_action_implementation_fails_the_commit(
     assert blocked.returncode != 0, output
     assert "rasa custom actions implemented" in output
     listed = line_of(coffeebot_repo / "domain.yml", "  - action_tell_opening_hours")
-    assert f"domain.yml:{listed}: [missing-action] custom action 'action_tell_opening_hours'" in output
+    assert f"domain.yml:{listed}: {HOURS_MISSING}" in output
     assert "Traceback" not in output
 
     # try-repo, the other way users run a hook, agrees on the same staged change.

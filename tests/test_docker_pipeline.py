@@ -20,7 +20,7 @@ from agent.config import load_config
 from agent.journal import PROMOTED, Journal
 from agent.progress import Progress
 from agent.tick import Agent, tick
-from tests.conftest import COFFEEBOT, copy_bot, git
+from tests.conftest import deploy_repo, git
 from tests.services import DockerEngine, Registry, free_port
 
 HOURS = "We are open 7am to 7pm, every day."
@@ -67,12 +67,7 @@ def docker_host(tmp_path_factory: pytest.TempPathFactory, rasa_bin: Path,
                 ) -> Iterator[DockerHost]:
     assert auth_registry.password
     root = tmp_path_factory.mktemp("docker-host")
-    bare = root / "coffeebot.git"
-    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
-    src = copy_bot(COFFEEBOT, root / "src")
-    git(src, "init", "-q", "-b", "main")
-    git(src, "config", "commit.gpgsign", "false")
-    git(src, "remote", "add", "deploy", str(bare))
+    bare, src = deploy_repo(root)
     rasa_port, action_port = free_port(), free_port()
     instance = f"pipeline{action_port}"
     config = root / "agent.yml"

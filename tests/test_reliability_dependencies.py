@@ -21,8 +21,8 @@ import pytest
 
 from agent.journal import FAILED, Journal
 from tests import fixtures_reliability
-from tests.conftest import git, need
-from tests.fixtures_reliability import Host, assert_consistent, deploy_repo
+from tests.conftest import deploy_repo, git, need
+from tests.fixtures_reliability import Host, assert_consistent
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
 host = fixtures_reliability.host

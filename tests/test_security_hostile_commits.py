@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 
 from agent.journal import FAILED, Journal
-from tests.conftest import COFFEEBOT, copy_bot, git
-from tests.fixtures_reliability import deploy_repo
+from tests.conftest import COFFEEBOT, copy_bot, deploy_repo, git
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
 
