@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hooks.bot_roots import bot_roots
 from hooks.checks import CHECKS
 from hooks.cli_support import fatal_errors_to_exit_codes
 from hooks.errors import FatalError
@@ -19,8 +20,6 @@ from hooks.problems import Problem, Report, graded, scoped
 from hooks.project import (
     Layout,
     Project,
-    find_root_above,
-    is_project_root,
     layout_for,
     load_project,
 )
@@ -113,21 +112,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _roots(args: argparse.Namespace, changed: list[Path]) -> list[Path]:
-    if args.project:
-        return [args.project.resolve()]
-    cwd = Path.cwd()
-    if not changed:
-        if is_project_root(cwd):
-            return [cwd]
-        raise FatalError(
-            f"{cwd}: no Rasa project here (no config.yml with domain.yml or domain/); "
-            "run from the bot folder or pass --project DIR."
-        )
-    roots = {find_root_above(path, stop=cwd) for path in changed}
-    return sorted(r for r in roots if r is not None)
-
-
 def _layout(root: Path, args: argparse.Namespace) -> Layout:
     return layout_for(root, config=args.config, domain=args.domain, data=args.data or ("data",))
 
@@ -144,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warn_only, skip = _names(args.warn), _names(args.skip)
     changed = [p.resolve() for p in args.filenames]
     report = Report()
-    for root in _roots(args, changed):
+    for root in bot_roots(args.project, changed):
         layout = _layout(root, args)
         relevant = frozenset(changed) & set(layout.files)
         if changed and not relevant:
