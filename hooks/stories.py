@@ -28,7 +28,7 @@ from hooks.model_cache import DEFAULT_MAX_MODELS_MB, ModelCache, default_cache_d
 from hooks.project import Layout, Story, layout_for, load_project
 from hooks.rasa_cli import run
 from hooks.story_results import LISTEN, FailedStory, describe, parse_failed_stories, turn_line
-from hooks.story_selection import Pick, everything, select, touched_by
+from hooks.story_selection import Pick, changed_story_lines, everything, select, touched_by
 from hooks.yaml_lines import LDict, LList, load_yaml, plain
 
 PROG = "rasa-test-stories"
@@ -70,9 +70,10 @@ def pick_stories(
 ) -> list[Pick]:
     if changed is None:
         return everything(tests, "--all")
-    changed_tests = changed & set(layout.tests)
+    changed_tests = {path: changed_story_lines(path, base)
+                     for path in changed & set(layout.tests) if path.exists()}
     touched = touched_by(layout, changed & set(layout.files), base)
-    return select(tests, frozenset(changed_tests), touched, layout.root)
+    return select(tests, changed_tests, touched, layout.root)
 
 
 def _check_test_files(layout: Layout, tests: list[Story], changed: frozenset[Path] | None) -> None:

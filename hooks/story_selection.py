@@ -1,10 +1,12 @@
 """Which test stories a change can affect, and why.
 
-A test story is picked when its own file changed, or when it uses a name
+A test story is picked when the story itself changed, or when it uses a name
 (intent, action or response, entity, slot, form) whose definition a changed
-training file touched. What a file touched is found by comparing each name's
-definition in the file now with the same file at the base revision (HEAD at
-commit time, the remote's commit at push time).
+training file touched. Both are found by comparing the file now with the same
+file at the base revision (HEAD at commit time, the remote's commit at push
+time): a story changed when its whole block is not in the old file, and a name
+was touched when its definition differs. Without a base every story of a
+changed test file counts as changed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import yaml
 
 from hooks.project import Layout, Story, strip_markup
 from hooks.rasa_cli import git
-from hooks.yaml_lines import load_yaml
+from hooks.yaml_lines import LDict, load_yaml, plain
 
 INTENT, ACTION, ENTITY, SLOT, FORM = "intent", "action", "entity", "slot", "form"
 ANY_ENTITY = "*"  # a synonym changed: every entity value may map differently
@@ -232,17 +234,45 @@ def touched_by(
     return touched
 
 
+def _story_blocks(doc: Any) -> Iterator[tuple[int | None, str]]:
+    """(line, canonical content) of each story and rule block in a test file."""
+    if not isinstance(doc, dict):
+        return
+    for key in ("stories", "rules"):
+        section = doc.get(key)
+        for item in section if isinstance(section, list) else ():
+            if isinstance(item, dict):
+                line = item.line if isinstance(item, LDict) else None
+                yield line, f"{key}:{_canonical(plain(item))}"
+
+
+ALL_STORIES = None  # no base to compare with: every story of the file changed
+
+
+def changed_story_lines(path: Path, base: str | None) -> frozenset[int] | None:
+    """Lines of the story blocks in test file `path` that are not in it at `base`."""
+    known, old = base_content(path, base) if base else (False, None)
+    if not known:
+        return ALL_STORIES
+    before = {block for _, block in _story_blocks(old)}
+    return frozenset(line for line, block in _story_blocks(load_yaml(path))
+                     if line is not None and block not in before)
+
+
 def select(
     tests: Iterable[Story],
-    changed_tests: frozenset[Path],
+    changed_tests: dict[Path, frozenset[int] | None],
     touched: Touched,
     root: Path,
 ) -> list[Pick]:
     picks: list[Pick] = []
     for story in tests:
         if story.path in changed_tests:
-            picks.append(Pick(story, f"{story.path.relative_to(root).as_posix()} changed"))
-            continue
+            lines = changed_tests[story.path]
+            if lines is ALL_STORIES or story.line in lines:
+                shown = story.path.relative_to(root).as_posix()
+                picks.append(Pick(story, f"the story changed in {shown}"))
+                continue
         reason = touched.reason_for(story)
         if reason:
             picks.append(Pick(story, reason))

@@ -20,9 +20,8 @@ import yaml
 
 from hooks.fingerprint import rasa_identity, tree_fingerprint
 from hooks.project import layout_for, load_project
-from hooks.stories import main
+from hooks.stories import main, pick_stories
 from hooks.story_results import parse_failed_stories
-from hooks.story_selection import select, touched_by
 from tests.conftest import copy_bot, git, init_repo
 from tests.hook_main import call_main
 from tests.seeds import append, replace
@@ -175,8 +174,7 @@ def _picked(bot: Path) -> dict[str, str]:
     names = git(bot, "diff", "--name-only", "HEAD").splitlines()
     changed = frozenset((bot / name).resolve() for name in names)
     tests = [s for s in project.stories if s.kind == "test"]
-    touched = touched_by(layout, changed & set(layout.files), "HEAD")
-    picks = select(tests, changed & set(layout.tests), touched, layout.root)
+    picks = pick_stories(layout, tests, changed, "HEAD")
     return {p.story.name: p.reason for p in picks}
 
 
@@ -213,6 +211,19 @@ def test_selection_follows_the_names_a_change_touched(coffeebot_repo: Path) -> N
     replace(bot / "config.yml", "epochs: 40", "epochs: 41")
     assert set(_picked(bot).values()) == {"config.yml changed (the config affects every "
                                           "prediction)"}
+
+
+def test_an_edited_test_story_is_picked_alone(coffeebot_repo: Path) -> None:
+    tests = coffeebot_repo / "tests" / "test_stories.yml"
+    replace(tests, "      - user: |\n          bye\n", "      - user: |\n          goodbye\n")
+    assert _picked(coffeebot_repo) == {HOURS: "the story changed in tests/test_stories.yml"}
+    # Moving a story changes no verdict: the same block is still in the file.
+    git(coffeebot_repo, "checkout", "-q", str(tests))
+    text = tests.read_text(encoding="utf-8")
+    first, second = text.split("  - story: opening hours")
+    tests.write_text(first.replace("stories:\n", "stories:\n  - story: opening hours"
+                                   + second.rstrip("\n") + "\n"), encoding="utf-8")
+    assert _picked(coffeebot_repo) == {}
 
 
 def test_selection_of_an_entity_change(coffeebot_repo: Path) -> None:
@@ -372,5 +383,6 @@ def test_verdicts_equal_rasa_fail_on_prediction_errors_per_story_on_formbot(
 def test_files_passed_but_unchanged_touch_nothing(coffeebot_repo: Path) -> None:
     """`pre-commit run --all-files` passes every file; only real changes count."""
     layout = layout_for(coffeebot_repo)
-    touched = touched_by(layout, layout.files, "HEAD")
-    assert touched.everything is None and touched.names == {}
+    tests = [s for s in load_project(layout, with_tests=True).stories if s.kind == "test"]
+    every_file = frozenset((*layout.files, *layout.tests))
+    assert pick_stories(layout, tests, every_file, "HEAD") == []
