@@ -171,7 +171,17 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A dead process its parent has not reaped yet: `agent stop` runs in another
+    process than the daemon that started the servers, so it cannot reap them."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False  # no /proc (not Linux): signal 0 is all we know
+    return stat[stat.rfind(")") + 2:].startswith("Z")
 
 
 def stop(pid: int, *, timeout: float = 15.0) -> None:
