@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import ConfigError, load_config
+from agent.image.push import classify
 from agent.targets.docker.host import DockerHostTarget
 from agent.targets.docker.swarm import SwarmTarget
 from agent.targets.factory import ACTION_SERVER_TARGETS
@@ -48,3 +49,20 @@ def test_swarm_target_and_bad_backend_ports(tmp_path: Path,
         ACTION_SERVER_TARGETS["docker"](bad)
     assert "action_server.backend_ports" in str(caught.value)
     assert "neither of them action_server.port" in str(caught.value)
+
+
+@pytest.mark.parametrize(("message", "kind"), [
+    # Real dockerd messages; the ports hold 401, 403 and 502 as digits.
+    ('Get "http://127.0.0.1:34013/v2/": dial tcp 127.0.0.1:34013: connect: connection refused',
+     "unreachable"),
+    ('Head "http://127.0.0.1:45021/v2/bot/blobs/sha256:5024": dial tcp: i/o timeout',
+     "unreachable"),
+    ("unauthorized: authentication required", "auth"),
+    ("received unexpected HTTP status: 401 Unauthorized", "auth"),
+    ("received unexpected HTTP status: 502 Bad Gateway", "unreachable"),
+    ("received unexpected HTTP status: 500 Internal Server Error", "server"),
+    ("write /var/lib/registry/x: no space left on device", "disk"),
+])
+def test_push_errors_are_classified_by_words_not_by_digits_in_addresses(
+        message: str, kind: str) -> None:
+    assert classify(message) == kind

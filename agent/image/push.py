@@ -64,18 +64,23 @@ def registry_of(repository: str) -> str:
     return "docker.io"
 
 
+# Status codes as words: a registry's port (127.0.0.1:34013) must not read as a 401.
+AUTH_WORDS = re.compile(r"unauthorized|authentication required|denied|no basic auth credentials"
+                        r"|(?<![\d.:])401(?!\d)|403 forbidden")
+UNREACHABLE_WORDS = re.compile(r"connection refused|no such host|i/o timeout|timeout"
+                               r"|connection reset|eof|dial tcp|server misbehaving"
+                               r"|network is unreachable|(?<![\d.:])50[23](?!\d)")
+
+
 def classify(message: str) -> str:
     text = message.lower()
-    if any(word in text for word in ("unauthorized", "authentication required", "denied",
-                                     "no basic auth credentials", "401", "403 forbidden")):
+    if AUTH_WORDS.search(text):
         return "auth"
     if "no space left" in text or "disk quota" in text:
         return "disk"
     if "500 internal server error" in text:
         return "server"
-    if any(word in text for word in ("connection refused", "no such host", "i/o timeout",
-                                     "timeout", "connection reset", "eof", "dial tcp",
-                                     "server misbehaving", "503", "502", "network is unreachable")):
+    if UNREACHABLE_WORDS.search(text):
         return "unreachable"
     return "other"
 
