@@ -24,8 +24,8 @@ from agent.progress import Progress
 from agent.steps import Abandoned
 from agent.tick import Agent, TickResult, tick
 from agent.watch import Watcher, request_sync
-from hooks.cli_support import fatal_errors_to_exit_codes
-from hooks.errors import FatalError
+from hooks.core.cli import fatal_errors_to_exit_codes
+from hooks.core.errors import FatalError
 
 DEFAULT_CONFIGS = ("agent.yml", "/etc/rasa-gitops/agent.yml")
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hooks.errors import FatalError
-from hooks.yaml_lines import LDict, load_yaml
+from hooks.core.errors import FatalError
+from hooks.core.yaml_lines import LDict, load_yaml
 
 Check = Callable[[Any], "str | None"]
 REQUIRED = object()

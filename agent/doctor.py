@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig, load_config
-from hooks.errors import FatalError
-from hooks.rasa_cli import run
+from hooks.core.errors import FatalError
+from hooks.core.process import run
 
 Result = tuple[str, str]  # (ok|FAIL|skip, detail)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hooks.errors import FatalError
+from hooks.core.errors import FatalError
 
 SCHEMA_VERSION = 1
 LOG_EXCERPT_CHARS = 8000

@@ -18,7 +18,7 @@ from agent.journal import PROMOTED, STAGED, Release
 from agent.steps import StepContext, StepFailed, smoke
 from agent.targets.factory import rasa_argv
 from agent.tick import DEPLOY_LOCK, SWITCHES, Agent, _undo_switches, deploy_plan
-from hooks.errors import FatalError
+from hooks.core.errors import FatalError
 
 
 def actor() -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from agent import order
 from agent.journal import Release
 from agent.targets.base import ActionServerDeployment, DeployError
-from hooks.errors import FatalError
+from hooks.core.errors import FatalError
 
 if TYPE_CHECKING:
     from agent.tick import Agent

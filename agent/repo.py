@@ -11,8 +11,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from hooks.errors import FatalError
-from hooks.rasa_cli import Completed, git
+from hooks.core.errors import FatalError
+from hooks.core.process import Completed, git
 
 FETCH_TIMEOUT = 300
 LOW_DISK_BYTES = 16 * 1024 * 1024

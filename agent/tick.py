@@ -55,7 +55,7 @@ from agent.steps import (
 )
 from agent.targets.base import ActionServerDeployment, DeployError
 from agent.targets.factory import Targets, build_targets, rasa_argv
-from hooks.errors import FatalError
+from hooks.core.errors import FatalError
 
 GATES: tuple[ModuleType, ...] = (checkout, validate, train, test, action_tests, nlu_gate)
 # Docker action-server targets also build and push an image, after the gates.

@@ -43,7 +43,7 @@ def sh(argv: list[str], cwd: Path, env: dict[str, str] = ENV) -> float:
 def move_two_examples(bot: Path) -> None:
     """Relabel two examples of the first intent as the second intent."""
     sys.path.insert(0, str(REPO))
-    from hooks.nlu_data import load_nlu_inputs, nlu_yaml
+    from hooks.nlu.data import load_nlu_inputs, nlu_yaml
 
     inputs = load_nlu_inputs(bot)
     intents = list(dict.fromkeys(e.intent for e in inputs.examples))

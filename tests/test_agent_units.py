@@ -17,7 +17,7 @@ from agent.journal import FAILED, INTERRUPTED, PROMOTED, RUNNING, Journal, LockH
 from agent.progress import Progress, Redactor
 from agent.repo import Mirror
 from agent.watch import Watcher, request_sync
-from hooks.errors import FatalError
+from hooks.core.errors import FatalError
 from tests.conftest import git
 
 # ------------------------------------------------------------------- config

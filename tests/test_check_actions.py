@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hooks.action_code import read_statically
-from hooks.actions import main
+from hooks.actions.code import read_statically
+from hooks.rasa_check_actions import main
 from tests.conftest import git
 from tests.hook_main import call_main
 from tests.seeds import append, line_of, replace

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hooks.nlu_compare import _parser as nlu_compare_parser
+from hooks.rasa_nlu_compare import _parser as nlu_compare_parser
 from tests.conftest import REPO_ROOT
 
 if sys.version_info >= (3, 11):

@@ -1,10 +1,10 @@
-"""hooks/names.py copies Rasa's built-in names; hold the copy to the original."""
+"""hooks/project/names.py copies Rasa's built-in names; hold the copy to the original."""
 
 from __future__ import annotations
 
 import pytest
 
-from hooks import names
+from hooks.project import names
 
 
 @pytest.mark.rasa

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from hooks.nlu_compare import (
+from hooks.rasa_nlu_compare import (
     HEATMAP_PNG,
     REPORT_JSON,
     REPORT_MD,
@@ -29,15 +29,15 @@ from hooks.nlu_compare import (
     main,
     write_report,
 )
-from hooks.nlu_data import (
+from hooks.nlu.data import (
     cv_folds,
     load_nlu_inputs,
     nlu_yaml,
     read_nlu_file,
     unseeded_components,
 )
-from hooks.nlu_metrics import intent_scores
-from hooks.nlu_report import Comparison, Side, Thresholds, build, gate, markdown
+from hooks.nlu.metrics import intent_scores
+from hooks.nlu.report import Comparison, Side, Thresholds, build, gate, markdown
 from tests.conftest import EXAMPLES, copy_bot, git, init_repo, need
 
 NLUBOT = EXAMPLES / "nlubot"
@@ -386,7 +386,7 @@ def test_gate_on_a_known_comparison() -> None:
 def test_report_without_matplotlib_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hooks.nlu_compare as nlu_compare
+    import hooks.rasa_nlu_compare as nlu_compare
 
     monkeypatch.setattr(nlu_compare, "matplotlib_available", lambda: False)
     written, skipped = write_report(_synthetic(), tmp_path, [])

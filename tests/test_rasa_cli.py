@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from hooks.rasa_cli import _zombie, alive, spawn, stop
+from hooks.core.process import _zombie, alive, spawn, stop
 
 
 def test_a_dead_unreaped_process_counts_as_gone() -> None:

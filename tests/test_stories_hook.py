@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hooks.fingerprint import rasa_identity, tree_fingerprint
-from hooks.project import layout_for, load_project
-from hooks.stories import main, pick_stories
-from hooks.story_results import parse_failed_stories
+from hooks.project.fingerprint import rasa_identity, tree_fingerprint
+from hooks.project.load import layout_for, load_project
+from hooks.rasa_test_stories import main, pick_stories
+from hooks.stories.results import parse_failed_stories
 from tests.conftest import copy_bot, git, init_repo
 from tests.hook_main import call_main
 from tests.seeds import append, replace
@@ -315,7 +315,7 @@ def test_a_model_that_fails_to_train_is_a_clear_error(
 
 
 def test_the_cache_is_pruned_to_its_bound(tmp_path: Path) -> None:
-    from hooks.model_cache import ModelCache
+    from hooks.stories.model_cache import ModelCache
 
     cache = ModelCache(tmp_path, max_bytes=2500)
     cache.models.mkdir()

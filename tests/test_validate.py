@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hooks.project import memoization_max_history
-from hooks.validate import main
+from hooks.project.load import memoization_max_history
+from hooks.rasa_validate import main
 from tests.seeds import SEEDS, Seed, append, replace
 
 FINDING = re.compile(r"^(?P<path>[^:\s]+):(?P<line>\d+): \[(?P<check>[\w-]+)(?:, warn-only)?\] ")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hooks.validate import main
+from hooks.rasa_validate import main
 from tests.conftest import COFFEEBOT, copy_bot
 from tests.seeds import SEEDS, Seed
 

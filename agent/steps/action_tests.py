@@ -11,7 +11,7 @@ import os
 import shlex
 
 from agent.steps import SKIPPED, Outcome, StepContext, StepFailed
-from hooks.rasa_cli import run as run_command
+from hooks.core.process import run as run_command
 
 NAME = "action_tests"
 LONG = True

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from agent.links import outside_links
 from agent.steps import Outcome, StepContext, StepFailed
-from hooks.errors import FatalError
-from hooks.rasa_cli import git
+from hooks.core.errors import FatalError
+from hooks.core.process import git
 
 NAME = "checkout"
 LONG = False

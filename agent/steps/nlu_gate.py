@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 
 from agent.steps import SKIPPED, Outcome, StepContext, StepFailed
-from hooks.errors import FatalError
-from hooks.nlu_compare import Options, Thresholds, compare, gate, materialise, nlu_changed
+from hooks.core.errors import FatalError
+from hooks.rasa_nlu_compare import Options, Thresholds, compare, gate, materialise, nlu_changed
 
 NAME = "nlu_gate"
 LONG = True

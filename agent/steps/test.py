@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from agent.steps import REUSED, SKIPPED, Outcome, StepContext, StepFailed
-from hooks.rasa_cli import run as run_command
+from hooks.core.process import run as run_command
 
 NAME = "test"
 LONG = True

@@ -17,9 +17,9 @@ from agent import faults
 from agent.steps import REUSED, Outcome, StepContext, StepFailed
 from agent.targets.base import DeployError
 from agent.targets.rasa_http import model_id_of
-from hooks.errors import FatalError
-from hooks.project import layout_for, load_domain
-from hooks.rasa_cli import run as run_command
+from hooks.core.errors import FatalError
+from hooks.project.load import layout_for, load_domain
+from hooks.core.process import run as run_command
 
 NAME = "train"
 LONG = True

@@ -29,8 +29,8 @@ from agent.targets.base import (
     DeployError,
     LogSink,
 )
-from hooks.errors import FatalError
-from hooks.rasa_cli import alive, spawn, stop
+from hooks.core.errors import FatalError
+from hooks.core.process import alive, spawn, stop
 
 HTTP_TIMEOUT = 5.0
 

@@ -31,8 +31,8 @@ import requests
 from agent import faults
 from agent.config import Secret
 from agent.targets.base import DeployError, LogSink, ModelRef
-from hooks.errors import FatalError
-from hooks.rasa_cli import alive, spawn, stop
+from hooks.core.errors import FatalError
+from hooks.core.process import alive, spawn, stop
 
 STATUS_TIMEOUT = 10.0
 CONNECT_ATTEMPTS = 3

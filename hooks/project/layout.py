@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from hooks.errors import FatalError
-from hooks.project import find_root_above, is_project_root
+from hooks.core.errors import FatalError
+from hooks.project.load import find_root_above, is_project_root
 
 
 def bot_roots(project: Path | None, changed: Sequence[Path]) -> list[Path]:

@@ -20,16 +20,16 @@ from pathlib import Path
 
 import yaml
 
-from hooks.bot_roots import bot_roots
-from hooks.cli_support import fatal_errors_to_exit_codes
-from hooks.errors import FatalError, LocatedError
-from hooks.fingerprint import rasa_identity, short_hash, tree_fingerprint
-from hooks.model_cache import DEFAULT_MAX_MODELS_MB, ModelCache, default_cache_dir
-from hooks.project import Layout, Story, layout_for, load_project
-from hooks.rasa_cli import run
-from hooks.story_results import LISTEN, FailedStory, describe, parse_failed_stories, turn_line
-from hooks.story_selection import Pick, changed_story_lines, everything, select, touched_by
-from hooks.yaml_lines import LDict, LList, load_yaml, plain
+from hooks.project.layout import bot_roots
+from hooks.core.cli import fatal_errors_to_exit_codes
+from hooks.core.errors import FatalError, LocatedError
+from hooks.project.fingerprint import rasa_identity, short_hash, tree_fingerprint
+from hooks.stories.model_cache import DEFAULT_MAX_MODELS_MB, ModelCache, default_cache_dir
+from hooks.project.load import Layout, Story, layout_for, load_project
+from hooks.core.process import run
+from hooks.stories.results import LISTEN, FailedStory, describe, parse_failed_stories, turn_line
+from hooks.stories.selection import Pick, changed_story_lines, everything, select, touched_by
+from hooks.core.yaml_lines import LDict, LList, load_yaml, plain
 
 PROG = "rasa-test-stories"
 TEST_TIMEOUT_S = 1800.0

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hooks.nlu_schema import is_plain_nlu_file, nlu_schema_problems
-from hooks.problems import Problem
-from hooks.project import Project, Story
-from hooks.yaml_lines import LDict, LList, line_of, load_yaml
+from hooks.checks.nlu_schema import is_plain_nlu_file, nlu_schema_problems
+from hooks.core.problems import Problem
+from hooks.project.load import Project, Story
+from hooks.core.yaml_lines import LDict, LList, line_of, load_yaml
 
 NEEDS_RASA = (
     "needs Rasa in the hook's environment: add `additional_dependencies: [rasa==3.6.21]` "

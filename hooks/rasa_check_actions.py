@@ -15,19 +15,19 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from hooks.action_code import (
+from hooks.actions.code import (
     ActionCode,
     find_action_code,
     python_files,
     read_by_import,
     read_statically,
 )
-from hooks.bot_roots import bot_roots
-from hooks.cli_support import fatal_errors_to_exit_codes
-from hooks.errors import FatalError
-from hooks.names import DEFAULT_ACTIONS, UTTER_PREFIX
-from hooks.problems import ERROR, WARNING, Problem
-from hooks.project import Project, Ref, layout_for, load_project
+from hooks.project.layout import bot_roots
+from hooks.core.cli import fatal_errors_to_exit_codes
+from hooks.core.errors import FatalError
+from hooks.project.names import DEFAULT_ACTIONS, UTTER_PREFIX
+from hooks.core.problems import ERROR, WARNING, Problem
+from hooks.project.load import Project, Ref, layout_for, load_project
 
 PROG = "rasa-check-actions"
 MISSING, ORPHANED, CODE = "missing-action", "orphaned-action", "action-code"

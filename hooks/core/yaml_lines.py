@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from hooks.errors import LocatedError
+from hooks.core.errors import LocatedError
 
 try:  # libyaml parses about ten times faster; fall back when it is missing
     _BaseLoader: type = yaml.CSafeLoader

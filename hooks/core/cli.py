@@ -6,7 +6,7 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 
-from hooks.errors import FatalError
+from hooks.core.errors import FatalError
 
 Main = Callable[[Sequence[str] | None], int]
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import yaml
 
-from hooks.errors import FatalError, LocatedError
+from hooks.core.errors import FatalError, LocatedError
 
 # Rasa's `examples: |` block reader, shared with the project loader.
-from hooks.project import _block_examples as block_examples
-from hooks.project import layout_for, load_config, strip_markup
-from hooks.yaml_lines import LDict, LList, line_of, load_yaml, plain
+from hooks.project.load import _block_examples as block_examples
+from hooks.project.load import layout_for, load_config, strip_markup
+from hooks.core.yaml_lines import LDict, LList, line_of, load_yaml, plain
 
 # The config keys that change what the NLU model learns.
 NLU_CONFIG_KEYS = ("recipe", "language", "pipeline")

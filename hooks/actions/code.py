@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hooks.errors import FatalError
-from hooks.rasa_cli import run
-from hooks.yaml_lines import read_text
+from hooks.core.errors import FatalError
+from hooks.core.process import run
+from hooks.core.yaml_lines import read_text
 
 # rasa-sdk classes whose subclasses are actions; ValidationAction names itself.
 SDK_ACTION_BASES = frozenset({"Action", "FormValidationAction", "ValidationAction"})

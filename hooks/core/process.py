@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hooks.errors import FatalError
+from hooks.core.errors import FatalError
 
 QUIET_RASA_ENV = {
     "RASA_TELEMETRY_ENABLED": "false",

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hooks.nlu_metrics import Prediction, Scores, SideMetrics, side_metrics
+from hooks.nlu.metrics import Prediction, Scores, SideMetrics, side_metrics
 
 MAX_EXAMPLES_PER_PAIR = 3
 

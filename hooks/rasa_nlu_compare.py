@@ -10,7 +10,7 @@ The agent uses the same comparison as a pre-promotion gate through two pure
 calls: `compare(base_tree, head_tree, options)` and `gate(comparison,
 thresholds)`.
 
-Training runs in Rasa's own Python (`hooks/nlu_runner.py`), one process for
+Training runs in Rasa's own Python (`hooks/nlu/runner.py`), one process for
 everything that is not cached: each side's results are cached by the
 fingerprint of its NLU data, pipeline, folds and Rasa version, so an
 unchanged base is never retrained.
@@ -31,17 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hooks import nlu_data
-from hooks.cli_support import fatal_errors_to_exit_codes
-from hooks.errors import FatalError
-from hooks.nlu_data import NluExample, NluInputs
-from hooks.nlu_heatmap import MISSING as HEATMAP_MISSING
-from hooks.nlu_heatmap import draw as draw_heatmap
-from hooks.nlu_heatmap import matplotlib_available
-from hooks.nlu_metrics import Prediction
-from hooks.nlu_report import Comparison, Side, Thresholds, build, gate, json_text, markdown
-from hooks.project import is_project_root
-from hooks.rasa_cli import git, rasa_command, run, run_rasa
+from hooks.nlu import data as nlu_data
+from hooks.core.cli import fatal_errors_to_exit_codes
+from hooks.core.errors import FatalError
+from hooks.nlu.data import NluExample, NluInputs
+from hooks.nlu.heatmap import MISSING as HEATMAP_MISSING
+from hooks.nlu.heatmap import draw as draw_heatmap
+from hooks.nlu.heatmap import matplotlib_available
+from hooks.nlu.metrics import Prediction
+from hooks.nlu.report import Comparison, Side, Thresholds, build, gate, json_text, markdown
+from hooks.project.load import is_project_root
+from hooks.core.process import git, rasa_command, run, run_rasa
 
 PROG = "rasa-nlu-compare"
 RUNNER = Path(__file__).with_name("nlu_runner.py")

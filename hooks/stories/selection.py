@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from hooks.project import Layout, Story, strip_markup
-from hooks.rasa_cli import git
-from hooks.yaml_lines import LDict, load_yaml, plain
+from hooks.project.load import Layout, Story, strip_markup
+from hooks.core.process import git
+from hooks.core.yaml_lines import LDict, load_yaml, plain
 
 INTENT, ACTION, ENTITY, SLOT, FORM = "intent", "action", "entity", "slot", "form"
 ANY_ENTITY = "*"  # a synonym changed: every entity value may map differently

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hooks.names import (
+from hooks.project.names import (
     ASSISTANT_ID_PLACEHOLDER,
     CONFIG_MANDATORY_KEYS,
     DEFAULT_ACTIONS,
@@ -21,8 +21,8 @@ from hooks.names import (
     LATEST_FORMAT_VERSION,
     UTTER_PREFIX,
 )
-from hooks.problems import Problem
-from hooks.project import Project, Ref, Story
+from hooks.core.problems import Problem
+from hooks.project.load import Project, Ref, Story
 
 CheckFn = Callable[[Project], Iterator[Problem]]
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hooks.problems import Problem
-from hooks.yaml_lines import LDict, LList, line_of
+from hooks.core.problems import Problem
+from hooks.core.yaml_lines import LDict, LList, line_of
 
 _KINDS = ("intent", "synonym", "regex", "lookup")
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hooks.errors import FatalError, LocatedError
-from hooks.yaml_lines import LDict, LList, line_of, load_yaml
+from hooks.core.errors import FatalError, LocatedError
+from hooks.core.yaml_lines import LDict, LList, line_of, load_yaml
 
 CONFIG_NAMES = ("config.yml", "config.yaml")
 DOMAIN_NAMES = ("domain.yml", "domain.yaml", "domain")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from hooks.errors import FatalError
-from hooks.nlu_report import Comparison
+from hooks.core.errors import FatalError
+from hooks.nlu.report import Comparison
 
 MISSING = (
     "the PNG heat map needs matplotlib: pip install 'rasa-gitops[report]' "

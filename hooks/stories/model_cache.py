@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hooks.errors import FatalError
-from hooks.project import Layout
-from hooks.rasa_cli import run
+from hooks.core.errors import FatalError
+from hooks.project.load import Layout
+from hooks.core.process import run
 
 DEFAULT_MAX_MODELS_MB = 1024
 # Rasa's own default is 1000 MB; say it explicitly so the bound is documented.
