@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 # Real dockerd, docker-registry and sshd, started once per session (Docker tests).
-pytest_plugins = ["tests.services"]
+pytest_plugins = ["tests.support.services"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"

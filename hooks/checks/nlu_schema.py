@@ -2,7 +2,7 @@
 
 Importing Rasa's pykwalify schema costs about 0.4 s, which would dominate the
 common commit (a few NLU examples). The NLU schema is small, so it is
-re-stated here; tests/test_validate_parity.py holds it to Rasa's verdicts.
+re-stated here; tests/hooks/test_rasa_validate_parity.py holds it to Rasa's verdicts.
 """
 
 from __future__ import annotations

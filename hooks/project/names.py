@@ -1,7 +1,7 @@
 """Names Rasa 3.6 defines itself, so a project may use them undeclared.
 
 Copied rather than imported so the light path never imports Rasa;
-tests/test_names.py holds them equal to Rasa's own constants.
+tests/hooks/project/test_names.py holds them equal to Rasa's own constants.
 """
 
 DEFAULT_INTENTS = frozenset({"restart", "back", "out_of_scope", "session_start", "nlu_fallback"})

@@ -16,7 +16,7 @@ import pytest
 
 from hooks.rasa_validate import main
 from tests.conftest import COFFEEBOT, copy_bot
-from tests.seeds import SEEDS, Seed
+from tests.support.seeds import SEEDS, Seed
 
 # Rasa's message -> (our check, the group holding the name it is about).
 RASA_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = tuple(

@@ -9,7 +9,7 @@ import pytest
 
 from hooks.project.load import memoization_max_history
 from hooks.rasa_validate import main
-from tests.seeds import SEEDS, Seed, append, replace
+from tests.support.seeds import SEEDS, Seed, append, replace
 
 FINDING = re.compile(r"^(?P<path>[^:\s]+):(?P<line>\d+): \[(?P<check>[\w-]+)(?:, warn-only)?\] ")
 

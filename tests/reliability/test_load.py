@@ -20,9 +20,9 @@ import time
 import pytest
 
 from agent.journal import PROMOTED, SKIPPED
-from tests import fixtures_reliability
+from tests.support import deploy_host as fixtures_reliability
 from tests.conftest import git
-from tests.fixtures_reliability import Host, assert_consistent
+from tests.support.deploy_host import Host, assert_consistent
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
 host = fixtures_reliability.host

@@ -21,7 +21,7 @@ from agent.journal import PROMOTED, Journal
 from agent.progress import Progress
 from agent.tick import Agent, tick
 from tests.conftest import deploy_repo, git
-from tests.services import DockerEngine, Registry, free_port
+from tests.support.services import DockerEngine, Registry, free_port
 
 HOURS = "We are open 7am to 7pm, every day."
 PASSWORD_VARIABLE = "RASA_GITOPS_TEST_REGISTRY_PASSWORD"

@@ -17,9 +17,9 @@ import pytest
 from hooks.actions.code import read_statically
 from hooks.rasa_check_actions import main
 from tests.conftest import git
-from tests.hook_main import call_main
-from tests.seeds import append, line_of, replace
-from tests.test_validate_precommit import hook_repo, pre_commit_home
+from tests.support.hook_main import call_main
+from tests.support.seeds import append, line_of, replace
+from tests.hooks.test_rasa_validate_precommit import hook_repo, pre_commit_home
 
 __all__ = ["hook_repo", "pre_commit_home"]  # session fixtures shared with rasa-validate
 

@@ -15,7 +15,7 @@ from agent.image.context import FINGERPRINT_LABEL, assemble
 from agent.image.dockerfile import ImageSettings
 from agent.image.push import Credentials, PushError, push_image
 from tests.conftest import COFFEEBOT, copy_bot
-from tests.services import DockerEngine, Registry, free_port
+from tests.support.services import DockerEngine, Registry, free_port
 
 
 class Lines:
@@ -218,7 +218,7 @@ def test_a_full_registry_disk_fails_with_a_clear_message(
     import subprocess
 
     from tests.conftest import need
-    from tests.services import start_registry, stop_process
+    from tests.support.services import start_registry, stop_process
 
     disk = tmp_path / "small-disk"
     disk.mkdir()

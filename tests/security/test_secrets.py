@@ -26,8 +26,8 @@ import pytest
 import requests
 
 from agent.journal import FAILED, PROMOTED
-from tests import fixtures_reliability
-from tests.fixtures_reliability import Host
+from tests.support import deploy_host as fixtures_reliability
+from tests.support.deploy_host import Host
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
 host = fixtures_reliability.host

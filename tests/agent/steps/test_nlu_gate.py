@@ -18,7 +18,7 @@ from agent.journal import Release
 from agent.repo import Mirror
 from agent.steps import SKIPPED, StepContext, StepFailed, nlu_gate
 from tests.conftest import EXAMPLES, copy_bot, git, init_repo
-from tests.test_nlu_compare import move_greetings
+from tests.hooks.test_rasa_nlu_compare import move_greetings
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ passes SQLite's integrity check, the interrupted release is marked and retried
 The gate boundaries are taken two per commit (a try and its retry both die,
 the release is given up): cheap, since nothing was switched. The points inside
 the switches are each retried to a promotion. The deploy host is shared with
-the other reliability and security modules (tests/fixtures_reliability.py).
+the other reliability and security modules (tests/support/deploy_host.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import sqlite3
 import pytest
 
 from agent.journal import FAILED, INTERRUPTED, PROMOTED, STAGED
-from tests import fixtures_reliability
-from tests.fixtures_reliability import Host, assert_consistent, assert_invariant_now
+from tests.support import deploy_host as fixtures_reliability
+from tests.support.deploy_host import Host, assert_consistent, assert_invariant_now
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(3600)]
 host = fixtures_reliability.host

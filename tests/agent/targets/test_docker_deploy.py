@@ -24,7 +24,7 @@ from agent.targets.docker.host import DockerHostTarget, HostSettings
 from agent.targets.docker.ssh import SshEngineFactory, SshSettings
 from agent.targets.docker.swarm import SwarmSettings, SwarmTarget
 from tests.conftest import COFFEEBOT, copy_bot
-from tests.services import DockerEngine, Registry, SshServer, free_port
+from tests.support.services import DockerEngine, Registry, SshServer, free_port
 
 OPENING_HOURS = "action_tell_opening_hours"
 SECOND_ACTION = '''
