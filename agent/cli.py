@@ -24,8 +24,7 @@ from agent.progress import Progress
 from agent.steps import Abandoned
 from agent.tick import Agent, TickResult, tick
 from agent.watch import Watcher, request_sync
-from hooks.core.cli import fatal_errors_to_exit_codes
-from hooks.core.errors import FatalError
+from hooks.core.errors import FatalError, fatal_errors_to_exit_codes
 
 DEFAULT_CONFIGS = ("agent.yml", "/etc/rasa-gitops/agent.yml")
 

@@ -44,7 +44,8 @@ def main() -> int:
         print(f"no bots at {SHARED_BOTS}", file=sys.stderr)
         return 1
     sys.path.insert(0, str(HERE.parent))
-    from hooks.project.load import layout_for, load_project
+    from hooks.project.layout import layout_for
+    from hooks.project.load import load_project
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

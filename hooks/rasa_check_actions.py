@@ -22,12 +22,12 @@ from hooks.actions.code import (
     read_by_import,
     read_statically,
 )
-from hooks.project.layout import bot_roots
-from hooks.core.cli import fatal_errors_to_exit_codes
-from hooks.core.errors import FatalError
-from hooks.project.names import DEFAULT_ACTIONS, UTTER_PREFIX
+from hooks.core.errors import FatalError, fatal_errors_to_exit_codes
 from hooks.core.problems import ERROR, WARNING, Problem
-from hooks.project.load import Project, Ref, layout_for, load_project
+from hooks.project.layout import bot_roots, layout_for
+from hooks.project.load import load_project
+from hooks.project.model import Project, Ref
+from hooks.project.names import DEFAULT_ACTIONS, UTTER_PREFIX
 
 PROG = "rasa-check-actions"
 MISSING, ORPHANED, CODE = "missing-action", "orphaned-action", "action-code"

@@ -31,17 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hooks.core.errors import FatalError, fatal_errors_to_exit_codes
+from hooks.core.process import git, rasa_command, run, run_rasa
 from hooks.nlu import data as nlu_data
-from hooks.core.cli import fatal_errors_to_exit_codes
-from hooks.core.errors import FatalError
 from hooks.nlu.data import NluExample, NluInputs
 from hooks.nlu.heatmap import MISSING as HEATMAP_MISSING
 from hooks.nlu.heatmap import draw as draw_heatmap
 from hooks.nlu.heatmap import matplotlib_available
 from hooks.nlu.metrics import Prediction
 from hooks.nlu.report import Comparison, Side, Thresholds, build, gate, json_text, markdown
-from hooks.project.load import is_project_root
-from hooks.core.process import git, rasa_command, run, run_rasa
+from hooks.project.layout import is_project_root
 
 PROG = "rasa-nlu-compare"
 RUNNER = Path(__file__).with_name("nlu_runner.py")

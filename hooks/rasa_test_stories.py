@@ -20,16 +20,16 @@ from pathlib import Path
 
 import yaml
 
-from hooks.project.layout import bot_roots
-from hooks.core.cli import fatal_errors_to_exit_codes
-from hooks.core.errors import FatalError, LocatedError
-from hooks.project.fingerprint import rasa_identity, short_hash, tree_fingerprint
-from hooks.stories.model_cache import DEFAULT_MAX_MODELS_MB, ModelCache, default_cache_dir
-from hooks.project.load import Layout, Story, layout_for, load_project
+from hooks.core.errors import FatalError, LocatedError, fatal_errors_to_exit_codes
 from hooks.core.process import run
+from hooks.core.yaml_lines import LDict, LList, load_yaml, plain
+from hooks.project.fingerprint import rasa_identity, short_hash, tree_fingerprint
+from hooks.project.layout import bot_roots, layout_for
+from hooks.project.load import load_project
+from hooks.project.model import Layout, Story
+from hooks.stories.model_cache import DEFAULT_MAX_MODELS_MB, ModelCache, default_cache_dir
 from hooks.stories.results import LISTEN, FailedStory, describe, parse_failed_stories, turn_line
 from hooks.stories.selection import Pick, changed_story_lines, everything, select, touched_by
-from hooks.core.yaml_lines import LDict, LList, load_yaml, plain
 
 PROG = "rasa-test-stories"
 TEST_TIMEOUT_S = 1800.0

@@ -12,18 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hooks.project.layout import bot_roots
 from hooks.checks.light import CHECKS
-from hooks.core.cli import fatal_errors_to_exit_codes
-from hooks.core.errors import FatalError
-from hooks.core.problems import Problem, Report, graded, scoped
-from hooks.project.load import (
-    Layout,
-    Project,
-    layout_for,
-    load_project,
-)
 from hooks.checks.with_rasa import schema_problems, story_structure_problems
+from hooks.core.errors import FatalError, fatal_errors_to_exit_codes
+from hooks.core.problems import Problem, Report, graded, scoped
+from hooks.project.layout import bot_roots, layout_for
+from hooks.project.load import load_project
+from hooks.project.model import Layout, Project
 
 RASA_CHECKS = ("schema", "story-structure")
 ALL_CHECK_NAMES = tuple(c.name for c in CHECKS) + RASA_CHECKS

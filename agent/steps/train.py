@@ -18,8 +18,9 @@ from agent.steps import REUSED, Outcome, StepContext, StepFailed
 from agent.targets.base import DeployError
 from agent.targets.rasa_http import model_id_of
 from hooks.core.errors import FatalError
-from hooks.project.load import layout_for, load_domain
 from hooks.core.process import run as run_command
+from hooks.project.domain import load_domain
+from hooks.project.layout import layout_for
 
 NAME = "train"
 LONG = True

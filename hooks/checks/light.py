@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hooks.core.problems import Problem
+from hooks.project.model import Project, Ref, Story
 from hooks.project.names import (
     ASSISTANT_ID_PLACEHOLDER,
     CONFIG_MANDATORY_KEYS,
@@ -21,8 +23,6 @@ from hooks.project.names import (
     LATEST_FORMAT_VERSION,
     UTTER_PREFIX,
 )
-from hooks.core.problems import Problem
-from hooks.project.load import Project, Ref, Story
 
 CheckFn = Callable[[Project], Iterator[Problem]]
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from hooks.checks.nlu_schema import is_plain_nlu_file, nlu_schema_problems
 from hooks.core.problems import Problem
-from hooks.project.load import Project, Story
 from hooks.core.yaml_lines import LDict, LList, line_of, load_yaml
+from hooks.project.model import Project, Story
 
 NEEDS_RASA = (
     "needs Rasa in the hook's environment: add `additional_dependencies: [rasa==3.6.21]` "

@@ -1,1 +1,2 @@
-"""Plumbing with no Rasa knowledge: the one error type and exit codes, the one process seam, the bounded YAML loader, findings."""
+"""Plumbing with no Rasa knowledge: the one error type and exit codes, the one
+process seam, the bounded YAML loader, findings."""

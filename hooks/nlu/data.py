@@ -23,11 +23,11 @@ from typing import Any
 import yaml
 
 from hooks.core.errors import FatalError, LocatedError
+from hooks.core.yaml_lines import LDict, LList, line_of, load_yaml, plain
 
 # Rasa's `examples: |` block reader, shared with the project loader.
-from hooks.project.load import _block_examples as block_examples
-from hooks.project.load import layout_for, load_config, strip_markup
-from hooks.core.yaml_lines import LDict, LList, line_of, load_yaml, plain
+from hooks.project.layout import layout_for
+from hooks.project.load import block_examples, load_config, strip_markup
 
 # The config keys that change what the NLU model learns.
 NLU_CONFIG_KEYS = ("recipe", "language", "pipeline")

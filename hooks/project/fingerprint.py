@@ -13,8 +13,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from hooks.project.load import Layout
 from hooks.core.yaml_lines import read_text
+from hooks.project.model import Layout
 
 # Bump when the way models are trained changes (flags, layout of the cache).
 SCHEME = "rasa-gitops-model-v1"

@@ -1,26 +1,22 @@
-"""Find a Rasa project and load its config, domain and data, with line numbers.
+"""Load a Rasa project's config, domain and data, with line numbers.
 
 This is the light path every hook shares: PyYAML only, no Rasa import. It turns
-the files into plain records (`Ref`, `Example`, `Story`, ...) that remember the
-file and line of each name, so checks can point at the exact place.
+the files into plain records (`Example`, `Story`, ... from hooks.project.model)
+that remember the file and line of each name, so checks can point at the
+exact place.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hooks.core.errors import FatalError, LocatedError
+from hooks.core.errors import LocatedError
 from hooks.core.yaml_lines import LDict, LList, line_of, load_yaml
-
-CONFIG_NAMES = ("config.yml", "config.yaml")
-DOMAIN_NAMES = ("domain.yml", "domain.yaml", "domain")
-DEFAULT_MAX_HISTORY = 5
-MEMOIZATION_POLICIES = ("MemoizationPolicy", "AugmentedMemoizationPolicy")
-YAML_SUFFIXES = (".yml", ".yaml")
+from hooks.project.domain import load_domain, names_with_lines
+from hooks.project.model import Example, Layout, Project, Ref, Step, Story, VersionKey
 
 # `[text](entity)`, `[text](entity:synonym)`, `[text]{"entity": ...}` and
 # `[text][{...}, {...}]`, as Rasa's entity markup reader accepts them.
@@ -31,313 +27,6 @@ ENTITY_MARKUP = re.compile(
     r"|\[(?P<list>.*?)\])"
 )
 ENTITY_NAME_IN_JSON = re.compile(r'"entity"\s*:\s*"([^"]+)"')
-
-
-@dataclass(frozen=True)
-class Ref:
-    """One mention of a name in a file."""
-
-    name: str
-    path: Path
-    line: int
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where a project's files are."""
-
-    root: Path
-    config: Path
-    domain: tuple[Path, ...]
-    data: tuple[Path, ...]
-    tests: tuple[Path, ...]
-
-    @property
-    def files(self) -> tuple[Path, ...]:
-        return (self.config, *self.domain, *self.data)
-
-
-@dataclass(frozen=True)
-class VersionKey:
-    path: Path
-    line: int
-    value: str
-
-
-@dataclass(frozen=True)
-class Slot:
-    ref: Ref
-    mappings: tuple[dict[str, Any], ...]
-    mapping_lines: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Form:
-    ref: Ref
-    required_slots: tuple[Ref, ...]
-
-
-@dataclass
-class Domain:
-    files: tuple[Path, ...] = ()
-    intents: dict[str, Ref] = field(default_factory=dict)
-    intent_properties: dict[str, dict[str, Any]] = field(default_factory=dict)
-    entities: dict[str, Ref] = field(default_factory=dict)
-    slots: dict[str, Slot] = field(default_factory=dict)
-    responses: dict[str, Ref] = field(default_factory=dict)
-    actions: dict[str, Ref] = field(default_factory=dict)
-    forms: dict[str, Form] = field(default_factory=dict)
-    duplicates: list[tuple[str, Ref, Ref]] = field(default_factory=list)
-    versions: list[VersionKey] = field(default_factory=list)
-
-    def is_empty(self) -> bool:
-        return not (self.intents or self.entities or self.slots or self.responses
-                    or self.actions or self.forms)
-
-
-@dataclass(frozen=True)
-class Example:
-    intent: str  # the base intent; `faq` for `faq/ask_name`
-    full_intent: str
-    text: str  # without entity markup, as Rasa compares examples
-    entities: tuple[str, ...]
-    path: Path
-    line: int
-
-
-@dataclass(frozen=True)
-class Step:
-    """One event of a story or rule: kind is intent, action, active_loop,
-    slot, checkpoint, user (text only) or bot."""
-
-    kind: str
-    name: str | None
-    path: Path
-    line: int
-    entities: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Story:
-    kind: str  # story, rule or test
-    name: str
-    path: Path
-    line: int
-    steps: tuple[Step, ...]
-
-
-@dataclass
-class Project:
-    layout: Layout
-    config: dict[str, Any]
-    domain: Domain
-    examples: list[Example]
-    data_responses: dict[str, Ref]
-    stories: list[Story]
-    versions: list[VersionKey]
-
-    @property
-    def max_history(self) -> int:
-        return memoization_max_history(self.config) or DEFAULT_MAX_HISTORY
-
-
-# ---------------------------------------------------------------- finding
-
-
-def _first_existing(folder: Path, names: Sequence[str]) -> Path | None:
-    for name in names:
-        candidate = folder / name
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def is_project_root(folder: Path) -> bool:
-    return (
-        _first_existing(folder, CONFIG_NAMES) is not None
-        and _first_existing(folder, DOMAIN_NAMES) is not None
-    )
-
-
-def looks_like_root(folder: Path) -> bool:
-    """A project missing its config or domain still marks its root, so that a
-    commit that deletes one gets an error rather than a pass. A lone
-    config.yml is too common outside Rasa to count; with a data/ folder it is."""
-    has_config = _first_existing(folder, CONFIG_NAMES) is not None
-    has_domain_file = _first_existing(folder, DOMAIN_NAMES[:2]) is not None
-    return has_domain_file or (has_config and (folder / "data").is_dir())
-
-
-def find_root_above(path: Path, stop: Path | None = None) -> Path | None:
-    """The nearest folder at or above `path` that holds config and domain
-    (or, failing that, one of them)."""
-    current = path if path.is_dir() else path.parent
-    current = current.resolve()
-    stop = stop.resolve() if stop else None
-    half: Path | None = None
-    while True:
-        if is_project_root(current):
-            return current
-        if half is None and looks_like_root(current):
-            half = current
-        if current == stop or current.parent == current:
-            return half
-        current = current.parent
-
-
-def yaml_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path] if path.suffix in YAML_SUFFIXES else []
-    if not path.is_dir():
-        return []
-    # Dangling symlinks are kept so that loading reports them, not skips them.
-    return sorted(
-        p for p in path.rglob("*")
-        if p.suffix in YAML_SUFFIXES and (p.is_file() or p.is_symlink())
-    )
-
-
-def layout_for(
-    root: Path,
-    *,
-    config: str | None = None,
-    domain: str | None = None,
-    data: Sequence[str] = ("data",),
-    tests: Sequence[str] = ("tests",),
-) -> Layout:
-    """Describe the project at `root`; paths in args are relative to it."""
-    root = root.resolve()
-    if not root.is_dir():
-        raise FatalError(
-            f"{root}: project folder does not exist; pass --project with a bot folder."
-        )
-    config_path = root / config if config else _first_existing(root, CONFIG_NAMES)
-    if config_path is None or not config_path.is_file():
-        raise LocatedError(
-            config_path or root / "config.yml", 0,
-            "config file not found; create it (`rasa init` makes one) or pass --config.",
-        )
-    domain_path = root / domain if domain else _first_existing(root, DOMAIN_NAMES)
-    if domain_path is None or not domain_path.exists():
-        raise LocatedError(
-            domain_path or root / "domain.yml", 0,
-            "domain not found; create domain.yml or a domain/ folder, or pass --domain.",
-        )
-    domain_files = tuple(yaml_files(domain_path))
-    if not domain_files:
-        raise LocatedError(domain_path, 0, "domain folder holds no .yml files.")
-    data_files = tuple(f for d in data for f in yaml_files(root / d))
-    test_files = tuple(f for d in tests for f in yaml_files(root / d))
-    return Layout(root, config_path, domain_files, data_files, test_files)
-
-
-# ---------------------------------------------------------------- config
-
-
-def memoization_max_history(config: dict[str, Any]) -> int | None:
-    """max_history of the (Augmented)MemoizationPolicy, if the config sets one."""
-    policies = config.get("policies")
-    if not isinstance(policies, list):
-        return None
-    for policy in policies:
-        if isinstance(policy, dict) and policy.get("name") in MEMOIZATION_POLICIES:
-            value = policy.get("max_history")
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-    return None
-
-
-# ---------------------------------------------------------------- domain
-
-
-def _names_with_lines(section: Any) -> Iterator[tuple[str, int, Any]]:
-    """Yield (name, line, properties) for list-or-mapping domain sections."""
-    if isinstance(section, LList):
-        for index, item in enumerate(section):
-            line = section.line_of(index)
-            if isinstance(item, dict):
-                for key, props in item.items():
-                    yield str(key), line, props
-            elif item is not None:
-                yield str(item), line, None
-    elif isinstance(section, LDict):
-        for key, props in section.items():
-            yield str(key), section.line_of(key), props
-
-
-def _section(doc: LDict, key: str, path: Path, kind: type) -> Any:
-    value = doc.get(key)
-    if value is None:
-        return kind()
-    if kind is list and isinstance(value, dict) and key in {"intents", "entities", "actions"}:
-        return value  # Rasa accepts a mapping here too
-    if not isinstance(value, kind):
-        expected = "a list" if kind is list else "a mapping"
-        raise LocatedError(path, doc.line_of(key), f"'{key}' must be {expected}.")
-    return value
-
-
-def _empty_list(line: int) -> LList:
-    empty = LList()
-    empty.line, empty.item_lines = line, []
-    return empty
-
-
-def _add(target: dict[str, Ref], domain: Domain, ref: Ref) -> None:
-    if ref.name in target:
-        domain.duplicates.append((ref.name, target[ref.name], ref))
-    else:
-        target[ref.name] = ref
-
-
-def load_domain(files: Iterable[Path]) -> Domain:
-    domain = Domain(files=tuple(files))
-    for path in domain.files:
-        doc = load_yaml(path)
-        if doc is None:
-            continue
-        if not isinstance(doc, LDict):
-            raise LocatedError(path, line_of(doc, 1), "a domain file must be a YAML mapping.")
-        if "version" in doc:
-            domain.versions.append(VersionKey(path, doc.line_of("version"), str(doc["version"])))
-        for name, line, props in _names_with_lines(_section(doc, "intents", path, list)):
-            _add(domain.intents, domain, Ref(name, path, line))
-            domain.intent_properties[name] = props if isinstance(props, dict) else {}
-        for name, line, _ in _names_with_lines(_section(doc, "entities", path, list)):
-            _add(domain.entities, domain, Ref(name, path, line))
-        for name, line, _ in _names_with_lines(_section(doc, "actions", path, list)):
-            _add(domain.actions, domain, Ref(name, path, line))
-        responses = _section(doc, "responses", path, dict)
-        for name in responses:
-            _add(domain.responses, domain, Ref(str(name), path, responses.line_of(name)))
-        slots = _section(doc, "slots", path, dict)
-        for name, props in slots.items():
-            ref = Ref(str(name), path, slots.line_of(name))
-            found = props.get("mappings") if isinstance(props, dict) else None
-            mappings = found if isinstance(found, LList) else _empty_list(ref.line)
-            if ref.name in domain.slots:
-                domain.duplicates.append((ref.name, domain.slots[ref.name].ref, ref))
-                continue
-            domain.slots[ref.name] = Slot(
-                ref,
-                tuple(m for m in mappings if isinstance(m, dict)),
-                tuple(mappings.line_of(i) for i, m in enumerate(mappings) if isinstance(m, dict)),
-            )
-        forms = _section(doc, "forms", path, dict)
-        for name, props in forms.items():
-            ref = Ref(str(name), path, forms.line_of(name))
-            required: list[Ref] = []
-            slots_section = props.get("required_slots") if isinstance(props, dict) else None
-            for slot_name, slot_line, _ in _names_with_lines(slots_section):
-                required.append(Ref(slot_name, path, slot_line))
-            if ref.name in domain.forms:
-                domain.duplicates.append((ref.name, domain.forms[ref.name].ref, ref))
-                continue
-            domain.forms[ref.name] = Form(ref, tuple(required))
-    return domain
-
-
-# ---------------------------------------------------------------- data
 
 
 def strip_markup(text: str) -> tuple[str, tuple[str, ...]]:
@@ -355,7 +44,7 @@ def strip_markup(text: str) -> tuple[str, tuple[str, ...]]:
     return ENTITY_MARKUP.sub(keep_text, text), tuple(entities)
 
 
-def _block_examples(value: Any, key_line: int) -> Iterator[tuple[str, int]]:
+def block_examples(value: Any, key_line: int) -> Iterator[tuple[str, int]]:
     """Examples of an `examples: |` block (or list), each with its line."""
     if isinstance(value, str):
         # A literal block starts on the line after `examples: |`.
@@ -382,7 +71,7 @@ def _nlu_examples(path: Path, section: Any) -> Iterator[Example]:
             continue  # synonyms, regexes and lookups carry no intent
         full = str(item["intent"])
         key_line = item.line_of("examples")
-        for raw, line in _block_examples(item.get("examples"), key_line):
+        for raw, line in block_examples(item.get("examples"), key_line):
             text, entities = strip_markup(raw)
             yield Example(full.split("/")[0], full, text, entities, path, line)
 
@@ -426,7 +115,7 @@ def _steps(path: Path, steps: Any) -> Iterator[Step]:
             loop = step["active_loop"]
             yield Step("active_loop", None if loop is None else str(loop), path, line)
         if "slot_was_set" in step:
-            for name, slot_line, _ in _names_with_lines(step["slot_was_set"]):
+            for name, slot_line, _ in names_with_lines(step["slot_was_set"]):
                 yield Step("slot", name, path, slot_line)
         if "checkpoint" in step:
             yield Step("checkpoint", str(step["checkpoint"]), path, line)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hooks.core.errors import FatalError
-from hooks.project.load import Layout
 from hooks.core.process import run
+from hooks.project.model import Layout
 
 DEFAULT_MAX_MODELS_MB = 1024
 # Rasa's own default is 1000 MB; say it explicitly so the bound is documented.

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hooks.project.load import Story
+from hooks.project.model import Story
 
 STORY_LINE = re.compile(r"^- (?:story|rule): (?P<name>.*?)(?: \((?P<source>[^()]*)\))?\s*$")
 STEP_LINE = re.compile(

@@ -19,9 +19,10 @@ from typing import Any
 
 import yaml
 
-from hooks.project.load import Layout, Story, strip_markup
 from hooks.core.process import git
 from hooks.core.yaml_lines import LDict, load_yaml, plain
+from hooks.project.load import strip_markup
+from hooks.project.model import Layout, Story
 
 INTENT, ACTION, ENTITY, SLOT, FORM = "intent", "action", "entity", "slot", "form"
 ANY_ENTITY = "*"  # a synonym changed: every entity value may map differently

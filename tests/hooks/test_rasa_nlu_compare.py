@@ -19,6 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from hooks.nlu.data import (
+    cv_folds,
+    load_nlu_inputs,
+    nlu_yaml,
+    read_nlu_file,
+    unseeded_components,
+)
+from hooks.nlu.metrics import intent_scores
+from hooks.nlu.report import Comparison, Side, Thresholds, build, gate, markdown
 from hooks.rasa_nlu_compare import (
     HEATMAP_PNG,
     REPORT_JSON,
@@ -29,15 +38,6 @@ from hooks.rasa_nlu_compare import (
     main,
     write_report,
 )
-from hooks.nlu.data import (
-    cv_folds,
-    load_nlu_inputs,
-    nlu_yaml,
-    read_nlu_file,
-    unseeded_components,
-)
-from hooks.nlu.metrics import intent_scores
-from hooks.nlu.report import Comparison, Side, Thresholds, build, gate, markdown
 from tests.conftest import EXAMPLES, copy_bot, git, init_repo, need
 
 NLUBOT = EXAMPLES / "nlubot"

@@ -19,13 +19,14 @@ import pytest
 import yaml
 
 from hooks.project.fingerprint import rasa_identity, tree_fingerprint
-from hooks.project.load import layout_for, load_project
+from hooks.project.layout import layout_for
+from hooks.project.load import load_project
 from hooks.rasa_test_stories import main, pick_stories
 from hooks.stories.results import parse_failed_stories
 from tests.conftest import copy_bot, git, init_repo
+from tests.hooks.test_rasa_validate_precommit import hook_repo, pre_commit_home
 from tests.support.hook_main import call_main
 from tests.support.seeds import append, replace
-from tests.hooks.test_rasa_validate_precommit import hook_repo, pre_commit_home
 
 __all__ = ["hook_repo", "pre_commit_home"]  # session fixtures shared with rasa-validate
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hooks.project.load import memoization_max_history
+from hooks.project.model import memoization_max_history
 from hooks.rasa_validate import main
 from tests.support.seeds import SEEDS, Seed, append, replace
 

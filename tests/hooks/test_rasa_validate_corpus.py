@@ -50,7 +50,8 @@ def test_shared_bots_get_the_verdict_their_defects_deserve(
 
 
 def test_memoization_max_history_is_read_from_the_bot(shared_bots: Path) -> None:
-    from hooks.project.load import layout_for, load_project
+    from hooks.project.layout import layout_for
+    from hooks.project.load import load_project
 
     assert load_project(layout_for(shared_bots / "helpdesk-assistant")).max_history == 4
     assert load_project(layout_for(shared_bots / "rasa-examples-formbot")).max_history == 5
