@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from agent.steps import Outcome, StepContext, StepFailed
+from hooks.checks.run import check_project
 from hooks.core.errors import FatalError
-from hooks.rasa_validate import check_project
 
 NAME = "validate"
 LONG = True

@@ -2,7 +2,10 @@
 
 Each mirrors one finding of Rasa 3.6's `rasa data validate` (noted per check)
 or closes a gap it leaves, so that every reference from the training data to
-the domain resolves. A check never prints; `validate.py` scopes and grades.
+the domain resolves. This module holds the checks that follow those references
+and the table of all light checks; those that read the domain and config alone
+are in `hooks.checks.domain`. A check never prints; `hooks.checks.run` scopes
+and grades.
 """
 
 from __future__ import annotations
@@ -12,17 +15,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hooks.checks.domain import (
+    config_keys,
+    domain_duplicate,
+    domain_empty,
+    domain_files,
+    form_slot_not_in_domain,
+    format_version,
+    known_intents,
+    mapping_policy,
+    slot_mapping_form,
+    slot_mapping_reference,
+)
 from hooks.core.problems import Problem
 from hooks.project.model import Project, Ref, Story
-from hooks.project.names import (
-    ASSISTANT_ID_PLACEHOLDER,
-    CONFIG_MANDATORY_KEYS,
-    DEFAULT_ACTIONS,
-    DEFAULT_INTENTS,
-    DEFAULT_SLOTS,
-    LATEST_FORMAT_VERSION,
-    UTTER_PREFIX,
-)
+from hooks.project.names import DEFAULT_ACTIONS, DEFAULT_INTENTS, DEFAULT_SLOTS, UTTER_PREFIX
 
 CheckFn = Callable[[Project], Iterator[Problem]]
 
@@ -33,10 +40,6 @@ class Check:
     summary: str
     run: CheckFn
     needs_rasa: bool = False
-
-
-def _domain_files(project: Project) -> frozenset[Path]:
-    return frozenset(project.layout.domain)
 
 
 def _training_stories(project: Project) -> list[Story]:
@@ -60,123 +63,12 @@ def _known_actions(project: Project) -> set[str]:
     )
 
 
-def _known_intents(project: Project) -> set[str]:
-    return set(project.domain.intents) | set(DEFAULT_INTENTS)
-
-
-# ----------------------------------------------------------------- domain
-
-
-def domain_empty(project: Project) -> Iterator[Problem]:
-    """Rasa: "Encountered empty domain during validation"."""
-    if project.domain.is_empty():
-        first = project.layout.domain[0]
-        yield Problem(
-            "domain-empty",
-            "the domain declares no intents, entities, slots, responses, actions or forms.",
-            first, 0, _domain_files(project),
-        )
-
-
-def mapping_policy(project: Project) -> Iterator[Problem]:
-    """Rasa: verify_domain_validity (MappingPolicy `triggers`)."""
-    for name, props in project.domain.intent_properties.items():
-        if "triggers" in props:
-            ref = project.domain.intents[name]
-            yield Problem(
-                "mapping-policy",
-                f"intent '{name}' uses the removed MappingPolicy `triggers:`; "
-                "write a rule instead (RulePolicy).",
-                ref.path, ref.line,
-            )
-
-
-def domain_duplicate(project: Project) -> Iterator[Problem]:
-    """Extra: a name declared twice; Rasa silently merges or overrides it."""
-    for name, first, again in project.domain.duplicates:
-        yield Problem(
-            "domain-duplicate",
-            f"'{name}' is declared again (first at {first.path.name}:{first.line}); "
-            "keep one declaration.",
-            again.path, again.line, frozenset({first.path}),
-        )
-
-
-def form_slot_not_in_domain(project: Project) -> Iterator[Problem]:
-    """Rasa: verify_form_slots."""
-    slots = set(project.domain.slots) | DEFAULT_SLOTS
-    for form_name, form in project.domain.forms.items():
-        for slot in form.required_slots:
-            if slot.name not in slots:
-                yield Problem(
-                    "form-slot-not-in-domain",
-                    f"form '{form_name}' requires slot '{slot.name}', which the domain "
-                    "does not declare under `slots:`; add it or fix the typo.",
-                    slot.path, slot.line, _domain_files(project),
-                )
-
-
-def slot_mapping_form(project: Project) -> Iterator[Problem]:
-    """Rasa: verify_slot_mappings (conditions naming forms)."""
-    forms = project.domain.forms
-    for slot in project.domain.slots.values():
-        for mapping, line in zip(slot.mappings, slot.mapping_lines, strict=True):
-            conditions = mapping.get("conditions") or []
-            for condition in conditions if isinstance(conditions, list) else []:
-                loop = condition.get("active_loop") if isinstance(condition, dict) else None
-                if not loop:
-                    continue
-                if loop not in forms:
-                    yield Problem(
-                        "slot-mapping-form",
-                        f"slot '{slot.ref.name}' has a mapping condition for form '{loop}', "
-                        "which is not under `forms:`; add the form or fix the typo.",
-                        slot.ref.path, line, _domain_files(project),
-                    )
-                    continue
-                required = {r.name for r in forms[loop].required_slots}
-                if (required and slot.ref.name not in required
-                        and mapping.get("type") != "from_trigger_intent"):
-                    yield Problem(
-                        "slot-mapping-form",
-                        f"slot '{slot.ref.name}' has a mapping condition for form '{loop}' "
-                        f"but is not in that form's required_slots; add it there.",
-                        slot.ref.path, line, _domain_files(project),
-                    )
-
-
-def slot_mapping_reference(project: Project) -> Iterator[Problem]:
-    """Extra: slot mappings must name declared entities and intents."""
-    entities = set(project.domain.entities)
-    intents = _known_intents(project)
-    for slot in project.domain.slots.values():
-        for mapping, line in zip(slot.mappings, slot.mapping_lines, strict=True):
-            entity = mapping.get("entity")
-            if mapping.get("type") == "from_entity" and entity and entity not in entities:
-                yield Problem(
-                    "slot-mapping-reference",
-                    f"slot '{slot.ref.name}' maps from entity '{entity}', which is not "
-                    "under `entities:`; declare it or fix the name.",
-                    slot.ref.path, line, _domain_files(project),
-                )
-            for key in ("intent", "not_intent"):
-                named = mapping.get(key) or []
-                for intent in [named] if isinstance(named, str) else named:
-                    if isinstance(intent, str) and intent not in intents:
-                        yield Problem(
-                            "slot-mapping-reference",
-                            f"slot '{slot.ref.name}' mapping names intent '{intent}' "
-                            f"(in `{key}`), which is not under `intents:`.",
-                            slot.ref.path, line, _domain_files(project),
-                        )
-
-
 # ----------------------------------------------------------------- NLU
 
 
 def intent_not_in_domain(project: Project) -> Iterator[Problem]:
     """Rasa: verify_intents (NLU intent missing from the domain)."""
-    known = _known_intents(project)
+    known = known_intents(project)
     seen: set[tuple[str, Path]] = set()
     for example in project.examples:
         if example.intent in known or (example.intent, example.path) in seen:
@@ -186,7 +78,7 @@ def intent_not_in_domain(project: Project) -> Iterator[Problem]:
             "intent-not-in-domain",
             f"NLU examples are labelled with intent '{example.intent}', which the domain "
             "does not list; add it under `intents:`.",
-            example.path, example.line, _domain_files(project),
+            example.path, example.line, domain_files(project),
         )
 
 
@@ -197,7 +89,7 @@ def intent_without_examples(project: Project) -> Iterator[Problem]:
         yield Problem(
             "intent-without-examples",
             f"intent '{name}' is in the domain but has no NLU training examples.",
-            ref.path, ref.line, _nlu_files(project) | _domain_files(project),
+            ref.path, ref.line, _nlu_files(project) | domain_files(project),
         )
 
 
@@ -239,7 +131,7 @@ def entity_not_in_domain(project: Project) -> Iterator[Problem]:
             yield Problem(
                 "entity-not-in-domain",
                 f"entity '{name}' is annotated here but not declared under `entities:`.",
-                path, line, _domain_files(project),
+                path, line, domain_files(project),
             )
 
 
@@ -260,13 +152,13 @@ def _undeclared_steps(
                     check,
                     f"{story.kind} '{story.name}' {what} '{name}', which the domain "
                     f"does not list; add it under `{where}:`.",
-                    step.path, step.line, _domain_files(project),
+                    step.path, step.line, domain_files(project),
                 )
 
 
 def story_intent_not_in_domain(project: Project) -> Iterator[Problem]:
     """Rasa: verify_intents_in_stories (intent used in a story or rule)."""
-    known = _known_intents(project)
+    known = known_intents(project)
     yield from _undeclared_steps(
         project, "intent", known, "story-intent-not-in-domain", "uses intent", "intents",
         applies=lambda name: name.split("/")[0] not in known,
@@ -284,7 +176,7 @@ def intent_unused(project: Project) -> Iterator[Problem]:
         yield Problem(
             "intent-unused",
             f"intent '{name}' is not used in any story or rule.",
-            ref.path, ref.line, _story_files(project) | _domain_files(project),
+            ref.path, ref.line, _story_files(project) | domain_files(project),
         )
 
 
@@ -318,7 +210,7 @@ def utterance_unused(project: Project) -> Iterator[Problem]:
         yield Problem(
             "utterance-unused",
             f"response '{name}' is not used in any story or rule.{hint}",
-            ref.path, ref.line, _story_files(project) | _domain_files(project),
+            ref.path, ref.line, _story_files(project) | domain_files(project),
         )
 
 
@@ -346,56 +238,6 @@ def slot_not_in_domain(project: Project) -> Iterator[Problem]:
         "sets slot", "slots",
     )
 
-
-# ----------------------------------------------------------------- config and format
-
-
-def config_keys(project: Project) -> Iterator[Problem]:
-    """Rasa: warn_if_config_mandatory_keys_are_not_set."""
-    config = project.config
-    path = project.layout.config
-    for key in CONFIG_MANDATORY_KEYS:
-        if key not in config:
-            yield Problem(
-                "config-keys",
-                f"config is missing the mandatory key '{key}'; add it "
-                "(assistant_id: a unique name for this bot).",
-                path, 1,
-            )
-    if config.get("assistant_id") == ASSISTANT_ID_PLACEHOLDER:
-        line = getattr(config, "line_of", lambda _k: 1)("assistant_id")
-        yield Problem(
-            "config-keys",
-            "assistant_id is still the placeholder value; set a unique identifier.",
-            path, line,
-        )
-
-
-def _parse_version(value: str) -> tuple[int, ...] | None:
-    try:
-        return tuple(int(part) for part in value.strip("\"'").split("."))
-    except ValueError:
-        return None
-
-
-def format_version(project: Project) -> Iterator[Problem]:
-    """Rasa: validate_training_data_format_version (older format keys)."""
-    latest = ".".join(map(str, LATEST_FORMAT_VERSION))
-    for key in [*project.domain.versions, *project.versions]:
-        parsed = _parse_version(key.value)
-        if parsed is None:
-            yield Problem(
-                "format-version",
-                f"version '{key.value}' is not a version number; use \"{latest}\".",
-                key.path, key.line,
-            )
-        elif parsed < LATEST_FORMAT_VERSION:
-            yield Problem(
-                "format-version",
-                f"format version {key.value} is older than Rasa 3.6's {latest}; "
-                f"set version: \"{latest}\" after checking the file.",
-                key.path, key.line,
-            )
 
 
 CHECKS: tuple[Check, ...] = (
