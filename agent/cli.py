@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 from agent.config import AgentConfig, load_config
-from agent.journal import Journal, Release, owner_alive
+from agent.journal import Journal, Release, ReleaseStatus, owner_alive
 from agent.progress import Progress
 from agent.steps import Abandoned
 from agent.tick import Agent, TickResult, tick
@@ -176,7 +176,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             entry.update(release=release.id, commit=release.commit, message=release.message,
                          model_id=release.model_id, since=pointer.since,
                          paused=pointer.paused, paused_reason=pointer.paused_reason)
-        staged = [r.id for r in journal.releases(limit=20, status="staged")
+        staged = [r.id for r in journal.releases(limit=20, status=ReleaseStatus.STAGED)
                   if r.environment == env.name]
         entry["staged"] = staged
         out["environments"][env.name] = entry

@@ -4,8 +4,8 @@ Every key lives in `SCHEMA` (dotted path -> type, default, check, help). A key
 the schema doesn't know only warns, so a newer config still starts on an older
 agent; a known key with a bad value fails at start-up with `file: key: problem`.
 Secrets never sit inline: a secret is named by `<name>_env` (an environment
-variable) or `<name>_file` (a file), and is read into a `Secret` that prints as
-`***`.
+variable) or `<name>_file` (a file), and is read into a `Secret` (agent/secrets.py)
+that prints as its origin, never its value.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.secrets import Secret
 from hooks.core.errors import FatalError
 from hooks.core.yaml_lines import LDict, load_yaml
 
@@ -33,22 +34,6 @@ class ConfigError(FatalError):
         self.path, self.key, self.problem, self.line = path, key, problem, line
         where = f" (line {line})" if line else ""
         super().__init__(f"{path}: {key}: {problem}{where}")
-
-
-class Secret:
-    """A value that never prints; `reveal()` is the only way to read it."""
-
-    def __init__(self, value: str, origin: str) -> None:
-        self._value = value
-        self.origin = origin
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({self.origin})"
-
-    __str__ = __repr__
 
 
 # ------------------------------------------------------------------ checks

@@ -3,7 +3,8 @@
 On a terminal, a long step shows one live line (step, elapsed time, the last
 output line) that rewrites itself. Anywhere else (systemd's journal, a pipe),
 every line is printed plainly with a timestamp. Every line goes through the
-redactor first, so a secret never reaches the screen, a log or the journal.
+redactor (agent/secrets.py) first, so a secret never reaches the screen, a log
+or the journal.
 """
 
 from __future__ import annotations
@@ -11,22 +12,9 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from collections.abc import Iterable
 from typing import TextIO
 
-
-class Redactor:
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def add(self, secret: str) -> None:
-        if secret and len(secret) >= 4 and secret not in self._secrets:
-            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+from agent.secrets import Redactor
 
 
 class Progress:

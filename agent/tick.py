@@ -34,8 +34,9 @@ from agent.journal import (
     LockHeld,
     Release,
 )
-from agent.progress import Progress, Redactor
+from agent.progress import Progress
 from agent.repo import Mirror
+from agent.secrets import Redactor
 from agent.steps import (
     ABANDONED,
     Abandoned,

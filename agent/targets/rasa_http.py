@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import requests
 
 from agent import faults
-from agent.config import Secret
+from agent.secrets import Secret
 from agent.targets.base import DeployError, LogSink, ModelRef
 from hooks.core.errors import FatalError
 from hooks.core.process import alive, spawn, stop

@@ -14,8 +14,9 @@ import pytest
 from agent import order
 from agent.config import ConfigError, load_config
 from agent.journal import FAILED, INTERRUPTED, PROMOTED, RUNNING, Journal, LockHeld
-from agent.progress import Progress, Redactor
+from agent.progress import Progress
 from agent.repo import Mirror
+from agent.secrets import Redactor
 from agent.watch import Watcher, request_sync
 from hooks.core.errors import FatalError
 from tests.conftest import git

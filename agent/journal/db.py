@@ -1,0 +1,175 @@
+"""The SQLite plumbing under the journal: the tables, opening, transactions.
+
+The journal file is the agent's memory across crashes, so it is opened in WAL
+mode with full fsync, and every write runs inside `BEGIN IMMEDIATE ... COMMIT`:
+a crash or an error leaves nothing half-written. `owner_id` names this process
+as `host:pid`, the way locks and running releases record who holds them.
+A journal file outlives agent versions; `SCHEMA_VERSION` is kept in `meta`, and
+every statement is `IF NOT EXISTS`, so opening an existing journal changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hooks.core.errors import FatalError
+
+SCHEMA_VERSION = 1
+
+DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS releases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT NOT NULL,
+    commit_sha TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    author TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    owner TEXT NOT NULL DEFAULT '',
+    retry_of INTEGER,
+    worktree TEXT,
+    model_path TEXT,
+    model_fingerprint TEXT,
+    model_id TEXT,
+    model_reused INTEGER NOT NULL DEFAULT 0,
+    required_actions TEXT,
+    action_code_fingerprint TEXT,
+    image TEXT,
+    action_server TEXT
+);
+CREATE INDEX IF NOT EXISTS releases_commit ON releases (commit_sha);
+CREATE TABLE IF NOT EXISTS steps (
+    release_id INTEGER NOT NULL REFERENCES releases (id),
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    duration REAL,
+    summary TEXT NOT NULL DEFAULT '',
+    log_excerpt TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (release_id, name)
+);
+CREATE TABLE IF NOT EXISTS production (
+    environment TEXT PRIMARY KEY,
+    release_id INTEGER NOT NULL REFERENCES releases (id),
+    since REAL NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    paused_reason TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS locks (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    acquired_at REAL NOT NULL,
+    purpose TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    release_id INTEGER,
+    environment TEXT,
+    actor TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process named by `host:pid` still runs (same host only)."""
+    host, _, pid_text = owner.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return host != socket.gethostname()  # another host: assume alive, never steal
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Database:
+    """One journal file: a connection and its one-transaction writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(DDL)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        except sqlite3.DatabaseError as exc:
+            raise FatalError(f"{self.path}: cannot open the journal: {exc}") from None
+        except OSError as exc:
+            raise FatalError(f"{self.path}: cannot create the journal: {exc.strerror}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """BEGIN IMMEDIATE ... COMMIT; a crash or an error leaves nothing half-written."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise FatalError(f"{self.path}: journal is busy or unwritable: {exc}") from None
+        try:
+            yield Transaction(self._db)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:  # e.g. disk full
+                self._db.execute("ROLLBACK")
+                raise FatalError(f"{self.path}: cannot write the journal: {exc}") from None
+
+
+class Transaction:
+    """The connection inside one transaction, plus an audit helper."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, args: Any = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql, args)
+
+    def event(self, kind: str, release_id: int | None = None, environment: str | None = None,
+              actor: str = "", detail: str = "") -> None:
+        self._db.execute(
+            "INSERT INTO events (at, kind, release_id, environment, actor, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (time.time(), kind, release_id, environment, actor or _actor(), detail),
+        )
+
+
+def _actor() -> str:
+    return os.environ.get("SUDO_USER") or os.environ.get("USER") or owner_id()
