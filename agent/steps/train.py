@@ -19,6 +19,7 @@ from agent.targets.base import DeployError
 from agent.targets.rasa_http import model_id_of
 from hooks.core.errors import FatalError
 from hooks.core.process import run as run_command
+from hooks.project.custom_actions import custom_actions
 from hooks.project.domain import load_domain
 from hooks.project.layout import layout_for
 
@@ -37,9 +38,9 @@ def training_fingerprint(root: Path, rasa_argv: list[str]) -> str:
 
 
 def required_actions(root: Path) -> frozenset[str]:
-    """Custom actions the domain lists: what the action server must serve."""
-    domain = load_domain(layout_for(root).domain)
-    return frozenset(name for name in domain.actions if not name.startswith("utter_"))
+    """Custom actions the domain lists (THE hooks' rule, overridden default actions
+    included): what the action server must serve."""
+    return custom_actions(load_domain(layout_for(root).domain))
 
 
 def run(ctx: StepContext) -> Outcome:

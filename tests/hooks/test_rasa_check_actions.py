@@ -16,12 +16,9 @@ import pytest
 
 from hooks.actions.code import read_statically
 from hooks.rasa_check_actions import main
-from tests.conftest import git
+from tests.support.git import git
 from tests.support.hook_main import call_main
 from tests.support.seeds import append, line_of, replace
-from tests.hooks.test_rasa_validate_precommit import hook_repo, pre_commit_home
-
-__all__ = ["hook_repo", "pre_commit_home"]  # session fixtures shared with rasa-validate
 
 ACTIONS_PY = "actions/actions.py"
 HOURS_MISSING = "[missing-action] custom action 'action_tell_opening_hours'"
@@ -224,3 +221,17 @@ def test_removing_an_action_implementation_fails_the_commit(
                          ACTIONS_PY], coffeebot_repo, pre_commit_home)
     assert tried.returncode == 1, tried.stdout + tried.stderr
     assert "[missing-action]" in tried.stdout
+
+
+def test_an_overridden_default_action_without_code_fails(
+    coffeebot: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Listed under `actions:`, a default action is the bot's own: Rasa 3.6 calls
+    # the action server for it at the start of every conversation.
+    replace(coffeebot / "domain.yml", "  - action_tell_opening_hours\n",
+            "  - action_tell_opening_hours\n  - action_session_start\n")
+    listed = line_of(coffeebot / "domain.yml", "  - action_session_start")
+    code, output = _run_hook(coffeebot, "domain.yml", capsys=capsys)
+    assert code == 1, output
+    assert (f"domain.yml:{listed}: [missing-action] custom action 'action_session_start'"
+            in output)
