@@ -13,7 +13,9 @@ from pathlib import Path
 
 from agent.steps import SKIPPED, Outcome, StepContext, StepFailed
 from hooks.core.errors import FatalError
-from hooks.rasa_nlu_compare import Options, Thresholds, compare, gate, materialise, nlu_changed
+from hooks.nlu.compare import Options, compare, nlu_changed
+from hooks.nlu.report import Thresholds, gate
+from hooks.nlu.revisions import materialise
 
 NAME = "nlu_gate"
 LONG = True

@@ -9,8 +9,8 @@ One process trains and tests every fold of one side in turn. That is what
 `rasa test nlu --cross-validation` does too, but with folds we made (Rasa's
 own fold split is unseeded, so two runs never share folds).
 
-    python nlu_runner.py JOB.json RESULT.json   # train + test each run of a job
-    python nlu_runner.py --version              # print Rasa's version
+    python runner.py JOB.json RESULT.json   # train + test each run of a job
+    python runner.py --version              # print Rasa's version
 """
 
 from __future__ import annotations

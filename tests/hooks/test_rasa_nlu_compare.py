@@ -19,6 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from hooks.nlu.compare import (
+    HEATMAP_PNG,
+    REPORT_JSON,
+    REPORT_MD,
+    Options,
+    _notes,
+    compare,
+    write_report,
+)
 from hooks.nlu.data import (
     cv_folds,
     load_nlu_inputs,
@@ -28,16 +37,7 @@ from hooks.nlu.data import (
 )
 from hooks.nlu.metrics import intent_scores
 from hooks.nlu.report import Comparison, Side, Thresholds, build, gate, markdown
-from hooks.rasa_nlu_compare import (
-    HEATMAP_PNG,
-    REPORT_JSON,
-    REPORT_MD,
-    Options,
-    _notes,
-    compare,
-    main,
-    write_report,
-)
+from hooks.rasa_nlu_compare import main
 from tests.conftest import EXAMPLES, copy_bot, git, init_repo, need
 
 NLUBOT = EXAMPLES / "nlubot"
@@ -386,7 +386,7 @@ def test_gate_on_a_known_comparison() -> None:
 def test_report_without_matplotlib_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hooks.rasa_nlu_compare as nlu_compare
+    import hooks.nlu.compare as nlu_compare
 
     monkeypatch.setattr(nlu_compare, "matplotlib_available", lambda: False)
     written, skipped = write_report(_synthetic(), tmp_path, [])
