@@ -21,8 +21,9 @@ from typing import Any
 from agent.config import AgentConfig, load_config
 from agent.journal import Journal, Release, ReleaseStatus, owner_alive
 from agent.progress import Progress
+from agent.runtime import Agent
 from agent.steps import Abandoned
-from agent.tick import Agent, TickResult, tick
+from agent.tick import TickResult, tick
 from agent.watch import Watcher, request_sync
 from hooks.core.errors import FatalError, fatal_errors_to_exit_codes
 

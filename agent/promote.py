@@ -1,11 +1,14 @@
 """`agent promote` and `agent rollback`: move production to a kept release.
 
-Both take the deploy lock, check the release still has its model (and recreate
-its worktree from the mirror when it was cleaned up), take the switch order
-from `agent.order` exactly as a release does, switch, run the smoke test, and
-only then move the production pointer. A failure puts back what was switched
-and leaves the pointer where it was. Rollback also pauses auto-promotion for the
-environment until `agent resume`, and records who did it and why.
+This module decides what may be promoted (a staged or earlier promoted release
+with a kept model; rollback only to a release that was in production) and what
+the command records (who, why, a pause). Changing what serves is the switch's
+(`agent.switch`): under the deploy lock it takes the order from `order.plan`
+exactly as a release does, runs the switch steps and the smoke test through the
+step runner, and undoes on failure; only then does the production pointer move.
+A failed switch always leaves the pointer where it was; only a failed smoke
+test with `smoke.rollback: false` is kept. Rollback also pauses auto-promotion
+for the environment until `agent resume`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent import faults, order
+from agent import faults, order, switch
 from agent.journal import PROMOTED, STAGED, Release
-from agent.steps import StepContext, StepFailed, smoke
+from agent.runner import ReleaseStopped
+from agent.runtime import DEPLOY_LOCK, Agent
+from agent.steps import StepContext
 from agent.targets.factory import rasa_argv
-from agent.tick import DEPLOY_LOCK, SWITCHES, Agent, _undo_switches, deploy_plan
 from hooks.core.errors import FatalError
 
 
@@ -47,7 +51,7 @@ def switch_production(agent: Agent, release: Release, environment: str, *, kind:
         production = journal.production_release(environment)
         worktree = _usable(agent, release)
         try:
-            plan = deploy_plan(agent, release, production)
+            plan = switch.deploy_plan(agent, release, production)
         except order.NoSafeOrder as exc:
             journal.event(f"{kind}.refused", release.id, environment, actor(), str(exc))
             raise FatalError(f"refused: {exc}") from None
@@ -57,17 +61,11 @@ def switch_production(agent: Agent, release: Release, environment: str, *, kind:
             log=agent.progress.info, worktree=worktree, production=production,
         )
         try:
-            for switch in plan.switches:
-                SWITCHES[switch].run(ctx)
-            outcome = smoke.run(ctx)
-            agent.progress.info(f"smoke: {outcome.summary}")
-        except StepFailed as exc:
-            if agent.config["smoke.rollback"] or not ctx.notes:
-                _undo_switches(agent, ctx, production)
-                journal.event(f"{kind}.failed", release.id, environment, actor(), exc.summary)
-                raise FatalError(f"{kind} of release {release.id} failed, production is "
-                                 f"unchanged: {exc.summary}") from None
-            journal.event("smoke.failed_kept", release.id, environment, actor(), exc.summary)
+            switch.go_live(agent, ctx, plan, production, environment, actor=actor())
+        except ReleaseStopped as stop:  # undone: production serves as before
+            journal.event(f"{kind}.failed", release.id, environment, actor(), stop.summary)
+            raise FatalError(f"{kind} of release {release.id} failed, production is "
+                             f"unchanged: {stop.step}: {stop.summary}") from None
         faults.kill_point("promote.switched")
         journal.set_production(environment, release.id, kind=kind, actor=actor(),
                                reason=reason, pause=pause)

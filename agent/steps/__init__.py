@@ -1,9 +1,11 @@
 """One small module per pipeline step.
 
 Every step module has `NAME`, `LONG` (whether SIGTERM may abandon it midway)
-and `run(ctx) -> Outcome`; it raises StepFailed with a one-line summary when
-the release must stop. Steps drive targets only through `ctx.targets`, never
-knowing which target they talk to.
+and `run(ctx) -> Outcome`: it implements `agent.pipeline.Step`, and the typed
+tables there make mypy check it. It raises StepFailed with a one-line summary
+when the release must stop. Steps drive targets only through `ctx.targets`,
+never knowing which target they talk to; the runner (`agent.runner`) journals,
+logs and times them.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.config import AgentConfig
-from agent.journal import Journal, Release
+from agent.journal import Journal, Release, StepStatus
 from agent.repo import Mirror
 from agent.targets.base import LogSink
 from agent.targets.factory import Targets
 
-PASSED, FAILED, SKIPPED, REUSED, ABANDONED = "passed", "failed", "skipped", "reused", "abandoned"
+PASSED, FAILED, SKIPPED = StepStatus.PASSED, StepStatus.FAILED, StepStatus.SKIPPED
+REUSED, ABANDONED = StepStatus.REUSED, StepStatus.ABANDONED
 
 
 class StepFailed(Exception):
@@ -37,7 +40,7 @@ class Abandoned(BaseException):  # a control-flow signal, not an error
 @dataclass(frozen=True)
 class Outcome:
     summary: str
-    status: str = PASSED
+    status: StepStatus = PASSED
 
 
 @dataclass

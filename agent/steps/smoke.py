@@ -2,13 +2,12 @@
 
 Each conversation runs with its own sender id; each turn's text replies, joined,
 must contain the turn's `expect` (when given). The model target talks to the
-server; a target that can't talk makes this step a skip, not a pass.
+server (`ModelTarget.talk`, part of every model target's interface).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from agent.steps import SKIPPED, Outcome, StepContext, StepFailed
@@ -22,9 +21,7 @@ def run(ctx: StepContext) -> Outcome:
     conversations: list[list[dict[str, Any]]] | None = ctx.config["smoke.conversations"]
     if not conversations:
         return Outcome("no smoke conversations configured (smoke.conversations)", SKIPPED)
-    talk: Callable[[str, str], list[str]] | None = getattr(ctx.targets.model, "talk", None)
-    if talk is None:
-        return Outcome(f"the {ctx.targets.model.name} target can't talk to the bot", SKIPPED)
+    talk = ctx.targets.model.talk
     turns = 0
     for number, conversation in enumerate(conversations, 1):
         sender = f"rasa-gitops-smoke-{ctx.release_id}-{number}-{int(time.time())}"

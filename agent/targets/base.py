@@ -1,8 +1,10 @@
 """The two interfaces every deploy target implements.
 
-Steps drive targets only through these protocols, so no step knows whether it
-talks to a local process, a Docker host over SSH, a Swarm service, a Rasa
-server or Rasa X. No target imports another target or the CLI.
+Steps, the switch and the CLI drive targets only through these protocols,
+which are each target's whole interface (mypy checks every concrete target
+against its protocol in `factory.py`), so no caller knows whether it talks to a
+local process, a Docker host over SSH, a Swarm service, a Rasa server or Rasa X.
+No target imports another target or the CLI.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class ActionServerDeployment:
 class ActionServerTarget(Protocol):
     name: str
 
+    @property
+    def url(self) -> str:
+        """The stable webhook URL a Rasa server's action_endpoint points at."""
+
     def deploy(self, spec: ActionServerSpec, log: LogSink) -> ActionServerDeployment:
         """Start the release beside the live one, switch only once /health
         answers and /actions lists every required action, then stop the old one.
@@ -54,6 +60,13 @@ class ActionServerTarget(Protocol):
 
     def reactivate(self, deployment: ActionServerDeployment, log: LogSink) -> None:
         """Make a kept earlier deployment live again (rollback)."""
+
+    def stop_all(self, log: LogSink) -> None:
+        """Stop every server this target started on this host (`agent stop`); a
+        target whose servers outlive the agent by design does nothing."""
+
+    def secrets(self) -> list[str]:
+        """Values this target made or holds that must never be shown (redacted)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,23 @@ class ModelTarget(Protocol):
 
     def live_model_id(self) -> str | None:
         """What the server reports as live now, or None if nothing is loaded."""
+
+    def talk(self, sender: str, text: str) -> list[str]:
+        """One message to the live bot as `sender`; its text replies (smoke test)."""
+
+    def server_answers(self) -> bool:
+        """Whether the server answers at all (doctor), without retries."""
+
+    def ensure_server(self, log: LogSink) -> bool:
+        """Start the server this target manages when it does not answer; True when
+        it started it. A target that manages no server does nothing: False.
+        Raises DeployError when a managed server can't be started."""
+
+    def stop_all(self, log: LogSink) -> None:
+        """Stop the server this target started (`agent stop`); else nothing."""
+
+    def secrets(self) -> list[str]:
+        """Values this target made or holds that must never be shown (redacted)."""
 
 
 class DeployError(Exception):

@@ -45,9 +45,6 @@ class Targets:
     model: ModelTarget
 
 
-def action_endpoint_url(action_server: ActionServerTarget) -> str:
-    url = getattr(action_server, "url", None)
-    return str(url) if url else "http://127.0.0.1:5055/webhook"
 
 
 def build_targets(config: AgentConfig) -> Targets:
@@ -57,13 +54,15 @@ def build_targets(config: AgentConfig) -> Targets:
         raise ConfigError(config.path, "action_server.target",
                           f"{name!r} is not one of: {', '.join(sorted(ACTION_SERVER_TARGETS))}")
     action_server = builder(config)
-    model = RasaHttpModelTarget(
+    # Typed with the Protocols: mypy checks every concrete target implements
+    # its whole interface (the docker builders are typed the same way).
+    model: ModelTarget = RasaHttpModelTarget(
         url=str(config["model.url"]),
         token=config.secret("model.auth_token"),
         state_dir=Path(config.work_dir / "rasa-server"),
         rasa_argv=rasa_argv(config),
         manage_server=bool(config["model.manage_server"]),
-        action_endpoint=action_endpoint_url(action_server),
+        action_endpoint=action_server.url,
         load_timeout=float(config["model.load_timeout"]),
     )
     return Targets(action_server, model)

@@ -244,6 +244,9 @@ class LocalActionServerTarget:
         for path in (self._live_file, self._upstream_file, self._forwarder_pid_file):
             path.unlink(missing_ok=True)
 
+    def secrets(self) -> list[str]:
+        return []  # a local action server holds none
+
 
 def _encode(deployment: ActionServerDeployment) -> dict[str, Any]:
     return {"release_id": deployment.release_id, "url": deployment.url,

@@ -134,13 +134,13 @@ class RasaHttpModelTarget:
             return False
         return True
 
-    def ensure_server(self, log: LogSink) -> None:
-        if self.server_answers():
-            return
-        if not self.manage_server:
-            self._request("GET", "/", STATUS_TIMEOUT)  # retried with backoff, then raises
-            return
+    def ensure_server(self, log: LogSink) -> bool:
+        # A server someone else runs is theirs to start: the next request says
+        # (with retries) whether it answers.
+        if not self.manage_server or self.server_answers():
+            return False
         self._start_server(log)
+        return True
 
     def _start_server(self, log: LogSink) -> None:
         assert self._token is not None
@@ -178,6 +178,13 @@ class RasaHttpModelTarget:
                                   f"{self.load_timeout:.0f} s")
             time.sleep(0.5)
         log(f"the Rasa server answers on {self.url}")
+
+    def stop_all(self, log: LogSink) -> None:
+        self.stop_server(log)
+
+    def secrets(self) -> list[str]:
+        # The token of a managed server is made here, not read from the config.
+        return [self._token.reveal()] if self._token else []
 
     def stop_server(self, log: LogSink) -> None:
         try:
@@ -226,11 +233,11 @@ class RasaHttpModelTarget:
         model_id = answer.json().get("model_id")
         return str(model_id) if model_id else None
 
-    def talk(self, sender: str, message: str, timeout: float = 120.0) -> list[str]:
+    def talk(self, sender: str, text: str, timeout: float = 120.0) -> list[str]:
         """One message through the REST channel; the bot's text replies."""
         try:
             answer = requests.post(f"{self.url}/webhooks/rest/webhook",
-                                   json={"sender": sender, "message": message}, timeout=timeout)
+                                   json={"sender": sender, "message": text}, timeout=timeout)
         except requests.RequestException as exc:
             raise DeployError(f"REST channel: {type(exc).__name__}") from None
         if answer.status_code != 200:

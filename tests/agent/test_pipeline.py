@@ -31,8 +31,9 @@ import requests
 from agent.config import load_config
 from agent.journal import FAILED, INTERRUPTED, PROMOTED, SKIPPED, STAGED, Journal
 from agent.progress import Progress
+from agent.runtime import Agent
 from agent.targets.local_process import free_port
-from agent.tick import Agent, TickResult, tick
+from agent.tick import TickResult, tick
 from tests.conftest import deploy_repo, git
 
 # The first release trains, tests and loads a model for real: on a busy

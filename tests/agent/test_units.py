@@ -300,7 +300,7 @@ def _bare_bot_repo(tmp_path: Path) -> tuple[Path, Path]:
 
 def _agent(tmp_path: Path, extra: str) -> object:
     from agent.config import load_config
-    from agent.tick import Agent
+    from agent.runtime import Agent
 
     cfg = write(tmp_path / "agent.yml", "work_dir: work\nmodel:\n  manage_server: false\n"
                 "  url: http://127.0.0.1:9\n" + extra)
@@ -310,7 +310,8 @@ def _agent(tmp_path: Path, extra: str) -> object:
 def test_tick_on_a_missing_branch_or_repo_gives_an_error_and_a_journal_entry(
     tmp_path: Path,
 ) -> None:
-    from agent.tick import Agent, tick
+    from agent.runtime import Agent
+    from agent.tick import tick
 
     bare, _ = _bare_bot_repo(tmp_path)
     agent = _agent(tmp_path, f"repo: {bare}\nbranch: release\n")
@@ -328,7 +329,8 @@ def test_tick_on_a_missing_branch_or_repo_gives_an_error_and_a_journal_entry(
 
 
 def test_a_missing_rasa_command_fails_the_release_at_train(tmp_path: Path) -> None:
-    from agent.tick import Agent, tick
+    from agent.runtime import Agent
+    from agent.tick import tick
 
     bare, _ = _bare_bot_repo(tmp_path)
     agent = _agent(tmp_path, f"repo: {bare}\nrasa_command: /nonexistent/rasa\n")
@@ -345,7 +347,7 @@ def test_a_missing_rasa_command_fails_the_release_at_train(tmp_path: Path) -> No
 
 
 def test_noise_filter_drops_python_warnings_but_keeps_rasa_output() -> None:
-    from agent.tick import NoiseFilter
+    from agent.runner import NoiseFilter
 
     noise = NoiseFilter()
     lines = [

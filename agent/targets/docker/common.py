@@ -55,6 +55,12 @@ class EngineTarget:
             worktree=Path(), required_actions=deployment.served_actions, image=image,
             digest=deployment.handle.get("digest") or None), log)
 
+    def stop_all(self, log: LogSink) -> None:
+        """Containers and services outlive the agent by design: `agent stop` leaves them."""
+
+    def secrets(self) -> list[str]:
+        return []  # registry and SSH credentials are Secrets of the config, redacted there
+
     def _deploy(self, client: Any, spec: ActionServerSpec, log: LogSink
                 ) -> ActionServerDeployment:
         raise NotImplementedError

@@ -19,7 +19,8 @@ import requests
 from agent.config import load_config
 from agent.journal import PROMOTED, Journal
 from agent.progress import Progress
-from agent.tick import Agent, tick
+from agent.runtime import Agent
+from agent.tick import tick
 from tests.conftest import deploy_repo, git
 from tests.support.services import DockerEngine, Registry, free_port
 

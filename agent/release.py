@@ -1,0 +1,128 @@
+"""Run one release: the gates in pipeline order, the policy, then the switch.
+
+A release runs every gate `agent.pipeline` lists; then the environment's
+promotion policy decides: go live now, or wait as `staged`. Going live is
+`agent.switch.go_live` (the switches in `order.plan`'s order, the smoke test,
+an undo on failure); only then does the production pointer move, in the same
+transaction that closes the release. Afterwards, old worktrees, models and
+results are cleaned up.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from agent import faults, order, pipeline, switch
+from agent.journal import (
+    FAILED,
+    INTERRUPTED,
+    PROMOTED,
+    RUNNING,
+    SKIPPED,
+    STAGED,
+    Release,
+    ReleaseStatus,
+    StepStatus,
+)
+from agent.runner import ReleaseStopped, run_step
+from agent.runtime import Agent
+from agent.steps import Abandoned, StepContext
+from agent.targets.factory import rasa_argv
+
+
+def promotion_decision(agent: Agent, release: Release, production: Release | None) -> str | None:
+    """Why the release waits (`staged`) instead of going live; None: promote now."""
+    env = agent.environment
+    pointer = agent.journal.production(env.name)
+    if pointer is not None and pointer.paused:
+        return f"auto-promotion of {env.name} is paused ({pointer.paused_reason}); " \
+               "`agent resume` or `agent promote`"
+    if env.promote == "manual":
+        return f"{env.name} is promoted manually; `agent promote {release.id}`"
+    if env.promote == "auto_unless_action_code" and production is not None and (
+        production.action_code_fingerprint != release.action_code_fingerprint
+    ):
+        return (f"the release changes action code and {env.name} auto-promotes only "
+                f"without such changes; `agent promote {release.id}`")
+    return None
+
+
+def run_release(agent: Agent, release: Release) -> ReleaseStatus:
+    journal = agent.journal
+    env = agent.environment.name
+    journal.start_release(release.id)
+    production = journal.production_release(env)
+    ctx = StepContext(
+        config=agent.config, journal=journal, mirror=agent.mirror, targets=agent.targets,
+        release_id=release.id, commit=release.commit, rasa_argv=rasa_argv(agent.config),
+        log=agent.progress.line, production=production,
+    )
+    agent.progress.info(f"release {release.id}: {release.short} {release.message!r} "
+                        f"by {release.author}")
+    try:
+        for step in pipeline.gates(agent.config):
+            run_step(agent, ctx, step)
+        current = journal.release(release.id)
+        waiting = promotion_decision(agent, current, production)
+        if waiting is not None:
+            journal.finish_release(release.id, STAGED, waiting)
+            agent.progress.info(f"release {release.id} staged: {waiting}")
+            return STAGED
+        try:
+            plan = switch.deploy_plan(agent, current, production)
+        except order.NoSafeOrder as exc:
+            journal.start_step(release.id, "order")
+            journal.finish_step(release.id, "order", StepStatus.FAILED, str(exc), "")
+            raise ReleaseStopped("order", str(exc)) from None
+        journal.event("release.order", release.id, env, detail=" then ".join(plan.switches)
+                      + f" ({plan.why})")
+        kept = switch.go_live(agent, ctx, plan, production, env,
+                              rolled_back_event="release.rolled_back")
+        faults.kill_point("release.promoting")
+        journal.finish_release(release.id, PROMOTED, kept, promote_environment=env)
+        agent.progress.info(f"release {release.id} ({release.short}) is in {env}")
+        return PROMOTED
+    except ReleaseStopped as stop:  # go_live has undone what it switched
+        journal.finish_release(release.id, FAILED, f"{stop.step}: {stop.summary}")
+        agent.progress.info(f"release {release.id} failed at {stop.step}; "
+                            f"{env} is unchanged")
+        return FAILED
+    except Abandoned:
+        journal.finish_release(release.id, INTERRUPTED,
+                               "the agent was stopped during the release")
+        agent.progress.info(f"release {release.id} abandoned; it is retried at the next start")
+        return INTERRUPTED
+    finally:
+        cleanup(agent)
+
+
+def cleanup(agent: Agent) -> None:
+    """Keep the worktrees and models of recent, production and live releases only."""
+    keep = int(agent.config["keep_releases"])
+    journal = agent.journal
+    recent = [r for r in journal.releases(limit=500) if r.status != SKIPPED]
+    kept: set[int] = {r.id for r in recent[:keep]}
+    kept |= {r.id for r in recent if r.status in {RUNNING, STAGED}}
+    kept |= set([r.id for r in recent if r.status == PROMOTED][:keep])  # rollback targets
+    for env in agent.config.environments:
+        pointer = journal.production(env.name)
+        if pointer is not None:
+            kept.add(pointer.release_id)
+    live = agent.targets.action_server.live()
+    if live is not None and live.release_id.isdigit():
+        kept.add(int(live.release_id))
+    kept_models = {journal.release(i).model_path for i in kept}
+    for release in recent:
+        if release.id in kept:
+            continue
+        if release.worktree and Path(release.worktree).exists():
+            agent.mirror.remove_worktree(Path(release.worktree))
+        if release.model_path and release.model_path not in kept_models:
+            Path(release.model_path).unlink(missing_ok=True)
+    results = agent.config.work_dir / "results"
+    if results.is_dir():
+        for folder in results.iterdir():
+            number = folder.name.removeprefix("release-")
+            if number.isdigit() and int(number) not in kept:
+                shutil.rmtree(folder, ignore_errors=True)

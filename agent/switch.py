@@ -1,0 +1,241 @@
+"""THE only code that changes what serves: the action server and the live model.
+
+A release, `agent promote`, `agent rollback` and the tick's reconcile all come
+here. Every change keeps the invariant `agent.order` defines (each custom
+action the live model may call is served by the live action server):
+
+- `deploy_plan` asks `order.plan` which switch goes first;
+- `go_live` applies the plan's switches through the step runner (journaled
+  step rows, step logs, kill points), runs the smoke test, and on a failure
+  undoes what it switched;
+- `undo` puts production back in the REVERSE of the plan's order, so it passes
+  through the very states the plan went through, each already known safe;
+- `restore` makes what serves match what the journal says is in production
+  (after a crash between two switches, or a crashed `agent promote`), in an
+  order `order.plan` gives for the drifted state.
+
+Restorations are journaled as events (`production.restored`,
+`action_server.restored`, ...), not as steps: they belong to no release run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent import order
+from agent.journal import Release
+from agent.pipeline import SMOKE, SWITCHES
+from agent.runner import ReleaseStopped, run_step
+from agent.runtime import Agent
+from agent.steps import StepContext
+from agent.targets.base import ActionServerDeployment, DeployError
+from hooks.core.errors import FatalError
+
+# What each switch step notes in `ctx.notes` once it changed what serves.
+SWITCHED = {order.ACTION_SERVER: "action_server_switched", order.MODEL: "model_switched"}
+
+
+def deploy_plan(agent: Agent, release: Release, production: Release | None) -> order.Plan:
+    """The order to make `release` serve where `production` serves now."""
+    live_server = agent.targets.action_server.live()
+    served = live_server.served_actions if live_server else frozenset()
+    new_served: frozenset[str] | None = frozenset(release.required_actions)
+    if live_server is not None and _same_code(agent, release, live_server.release_id):
+        new_served = None  # deploy_actions keeps the live server: nothing switches
+    model_actions = frozenset(production.required_actions) if production else frozenset()
+    return order.plan(order.LiveState(model_actions, served),
+                      frozenset(release.required_actions), new_served)
+
+
+def go_live(agent: Agent, ctx: StepContext, plan: order.Plan, production: Release | None,
+            environment: str, *, rolled_back_event: str | None = None, actor: str = "") -> str:
+    """Switch to ctx's release in the plan's order, then smoke-test it.
+
+    Returns "" or, when the smoke test failed and `smoke.rollback` is off, the
+    failure kept on record. Any other failure (a switch, or the smoke test with
+    rollback on) undoes what was switched and raises ReleaseStopped: only a
+    smoke-test failure may ever be kept.
+    """
+    try:
+        for switch in plan.switches:
+            run_step(agent, ctx, SWITCHES[switch])
+        return _smoke(agent, ctx, environment, rolled_back_event, actor)
+    except ReleaseStopped:
+        undo(agent, ctx, plan, production, environment)
+        raise
+
+
+def _smoke(agent: Agent, ctx: StepContext, environment: str, rolled_back_event: str | None,
+           actor: str) -> str:
+    try:
+        run_step(agent, ctx, SMOKE)
+    except ReleaseStopped as stop:
+        if agent.config["smoke.rollback"]:
+            if rolled_back_event:
+                agent.journal.event(rolled_back_event, ctx.release_id, environment,
+                                    detail=stop.summary)
+            raise
+        agent.journal.event("smoke.failed_kept", ctx.release_id, environment, actor,
+                            stop.summary)
+        return f"smoke test failed (kept: smoke.rollback is off): {stop.summary}"
+    return ""
+
+
+def undo(agent: Agent, ctx: StepContext, plan: order.Plan, production: Release | None,
+         environment: str) -> None:
+    """Put `production` back where the plan switched, last switch first."""
+    if production is None:
+        return  # nothing served before this release; nothing to go back to
+    for switch in reversed(plan.switches):
+        if not ctx.notes.get(SWITCHED[switch]):
+            continue
+        if switch == order.MODEL:
+            _undo_model(agent, production, environment)
+        else:
+            _undo_server(agent, production)
+
+
+def _undo_model(agent: Agent, production: Release, environment: str) -> None:
+    if not production.model_path or not production.model_id:
+        return
+    try:
+        live = agent.targets.model.live_model_id()
+    except DeployError:
+        return  # the server is down; when it starts it loads the production link
+    if live == production.model_id:
+        return  # the switch failed before the new model went live
+    try:
+        _load_model(agent, production)
+    except DeployError as exc:
+        agent.journal.event("production.restore_failed", production.id, environment,
+                            detail=str(exc))
+        agent.progress.info(f"could not restore production model: {exc}")
+        return
+    agent.journal.event("production.restored", production.id, environment,
+                        detail=f"live model was {live}")
+    agent.progress.info(f"restored release {production.id}'s model as the live one")
+
+
+def _undo_server(agent: Agent, production: Release) -> None:
+    deployment = _deployment_for(agent, production)
+    if deployment is None:
+        return
+    try:
+        agent.targets.action_server.reactivate(deployment, agent.progress.info)
+        agent.journal.event("action_server.restored", production.id)
+    except DeployError as exc:
+        agent.journal.event("action_server.restore_failed", production.id, detail=str(exc))
+
+
+def _load_model(agent: Agent, release: Release) -> None:
+    assert release.model_path is not None
+    model = agent.targets.model
+    ref = model.upload(str(release.id), Path(release.model_path), agent.progress.info)
+    model.activate(ref, agent.progress.info)
+
+
+# ---------------------------------------------------------------- restore
+
+
+def restore(agent: Agent, environment: str) -> list[str]:
+    """Put production's model and action server back where they drifted; what was done.
+
+    A state that no order can repair safely is left alone and journaled
+    (`production.restore_refused`), never made worse.
+    """
+    journal, progress = agent.journal, agent.progress
+    current = journal.production_release(environment)
+    if current is None:
+        return []
+    model_target, server_target = agent.targets.model, agent.targets.action_server
+    try:
+        live_model = model_target.live_model_id()
+    except DeployError:
+        live_model = _restart_server(agent, current)
+    live_server = server_target.live()
+    model_drift = bool(current.model_path and current.model_id and live_model != current.model_id)
+    deployment = None
+    has_actions = current.action_code_fingerprint is not None or bool(current.required_actions)
+    if has_actions and (live_server is None
+                        or not _same_code(agent, current, live_server.release_id)):
+        deployment = _deployment_for(agent, current)
+    if not model_drift and deployment is None:
+        return []
+    live_model_release = _release_of_model(agent, live_model)
+    live = order.LiveState(
+        frozenset(live_model_release.required_actions) if live_model_release else frozenset(),
+        live_server.served_actions if live_server else frozenset(),
+    )
+    try:
+        plan = order.plan(live, frozenset(current.required_actions) if model_drift else None,
+                          deployment.served_actions if deployment else None)
+    except order.NoSafeOrder as exc:
+        journal.event("production.restore_refused", current.id, environment, detail=str(exc))
+        progress.info(f"production drifted from the journal and can't be restored safely: {exc}")
+        return []
+    done: list[str] = []
+    for switch in plan.switches:
+        try:
+            if switch == order.MODEL:
+                _load_model(agent, current)
+                done.append(f"model (was {live_model})")
+            elif deployment is not None:
+                server_target.reactivate(deployment, progress.info)
+                was = live_server.release_id if live_server else "none"
+                done.append(f"action server (was release {was})")
+        except DeployError as exc:
+            journal.event("production.restore_failed", current.id, environment,
+                          detail=str(exc))
+            progress.info(f"could not restore production's {switch}: {exc}")
+            return done
+    journal.event("production.restored", current.id, environment, detail="; ".join(done))
+    progress.info(f"restored release {current.id}'s " + " and ".join(done))
+    return done
+
+
+def _restart_server(agent: Agent, current: Release) -> str | None:
+    """A managed Rasa server that died is started again, on the production link."""
+    model = agent.targets.model
+    try:
+        if not model.ensure_server(agent.progress.info):
+            return current.model_id  # not ours to start; nothing to compare with
+        live = model.live_model_id()
+    except DeployError as exc:
+        agent.journal.event("production.restore_failed", current.id, detail=str(exc))
+        agent.progress.info(f"the Rasa server does not answer and could not be started: {exc}")
+        return current.model_id
+    agent.journal.event("rasa_server.restarted", current.id, detail=f"model {live}")
+    return live
+
+
+def _same_code(agent: Agent, release: Release, live_release_id: str) -> bool:
+    """Whether the live action server runs `release`'s action code."""
+    try:
+        live_release = agent.journal.release(int(live_release_id))
+    except (ValueError, FatalError):
+        return False
+    return live_release.action_code_fingerprint == release.action_code_fingerprint
+
+
+def _release_of_model(agent: Agent, model_id: str | None) -> Release | None:
+    if model_id is None:
+        return None
+    for release in agent.journal.releases(limit=500):
+        if release.model_id == model_id:
+            return release
+    return None
+
+
+def _deployment_for(agent: Agent, production: Release) -> ActionServerDeployment | None:
+    """The newest recorded action server with production's action code."""
+    for release in agent.journal.releases(limit=500):
+        if release.id > production.id or not release.action_server:
+            continue
+        if release.action_code_fingerprint != production.action_code_fingerprint:
+            continue
+        server = release.action_server
+        return ActionServerDeployment(
+            str(release.id), str(server.get("url", "")),
+            frozenset(server.get("served_actions", [])), dict(server.get("handle", {})),
+        )
+    return None
