@@ -301,6 +301,25 @@ def _environments(path: Path, raw: Any, line: int) -> tuple[Environment, ...]:
     return tuple(envs)
 
 
+DEFAULT_CONFIGS = ("agent.yml", "/etc/rasa-gitops/agent.yml")
+CONFIG_ENV = "RASA_GITOPS_AGENT_CONFIG"
+
+
+def config_path(given: str | None) -> Path:
+    """Which config file a command reads: --config, then $RASA_GITOPS_AGENT_CONFIG,
+    then ./agent.yml, then /etc/rasa-gitops/agent.yml."""
+    if given:
+        return Path(given)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    for candidate in DEFAULT_CONFIGS:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    raise FatalError(f"no config file: pass --config FILE, set {CONFIG_ENV}, or "
+                     "create ./agent.yml (the README's 'The deploy agent' section has one)")
+
+
 def load_config(path: Path) -> AgentConfig:
     """Read and check the config; raise ConfigError naming file and key."""
     path = Path(path)
