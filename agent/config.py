@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.secrets import Secret
+from agent.secrets import Secret, SecretUnavailable, is_secret_name, read_secret
 from hooks.core.errors import FatalError
 from hooks.core.yaml_lines import LDict, load_yaml
 
 Check = Callable[[Any], "str | None"]
 REQUIRED = object()
 
-SECRET_WORDS = ("token", "password", "secret", "passphrase", "api_key", "private_key")
 PROMOTION_POLICIES = ("auto", "auto_unless_action_code", "manual")
 BRANCH_NAME = re.compile(r"^(?!/|.*//|.*\.\.|.*@\{|.*\.lock$|.*/$)[A-Za-z0-9._/-]+$")
 
@@ -255,27 +254,11 @@ def _check_value(path: Path, dotted: str, key: Key, value: Any, line: int) -> An
     return value
 
 
-def _is_secret_name(name: str) -> bool:
-    return any(word in name for word in SECRET_WORDS)
-
-
 def _read_secret(path: Path, dotted: str, how: str, where: str, line: int) -> Secret:
-    if how == "env":
-        value = os.environ.get(where)
-        if not value:
-            raise ConfigError(path, dotted, f"environment variable {where} is not set", line)
-        return Secret(value.strip(), f"${where}")
-    secret_path = Path(where).expanduser()
-    if not secret_path.is_absolute():
-        secret_path = path.parent / secret_path
     try:
-        value = secret_path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        problem = f"cannot read {secret_path}: {exc.strerror}"
-        raise ConfigError(path, dotted, problem, line) from None
-    if not value:
-        raise ConfigError(path, dotted, f"{secret_path} is empty", line)
-    return Secret(value, str(secret_path))
+        return read_secret(how, where, path.parent)
+    except SecretUnavailable as exc:
+        raise ConfigError(path, dotted, str(exc), line) from None
 
 
 def _environments(path: Path, raw: Any, line: int) -> tuple[Environment, ...]:
@@ -355,7 +338,7 @@ def load_config(path: Path) -> AgentConfig:
     for dotted, (value, line) in flat.items():
         leaf = dotted.rsplit(".", 1)[-1]
         for how in ("env", "file"):
-            if leaf.endswith(f"_{how}") and _is_secret_name(leaf):
+            if leaf.endswith(f"_{how}") and is_secret_name(leaf):
                 name = dotted[: -len(how) - 1]
                 if not isinstance(value, str) or not value:
                     raise ConfigError(path, dotted, "must name an environment variable or a "
@@ -364,11 +347,11 @@ def load_config(path: Path) -> AgentConfig:
                     raise ConfigError(path, dotted, f"{name} is given twice; keep one of "
                                       f"{name}_env and {name}_file", line)
                 secrets[name] = _read_secret(path, dotted, how, value, line)
-        if dotted not in SCHEMA and _is_secret_name(leaf) and not leaf.endswith(("_env", "_file")):
+        if dotted not in SCHEMA and is_secret_name(leaf) and not leaf.endswith(("_env", "_file")):
             raise ConfigError(path, dotted, f"secrets are never written inline; use "
                               f"{leaf}_env: VARIABLE or {leaf}_file: PATH", line)
         if dotted not in SCHEMA:
-            if not (leaf.endswith(("_env", "_file")) and _is_secret_name(leaf)):
+            if not (leaf.endswith(("_env", "_file")) and is_secret_name(leaf)):
                 warnings.append(f"{path}: {dotted}: unknown key, ignored (line {line})")
             continue
         values[dotted] = _check_value(path, dotted, SCHEMA[dotted], value, line)

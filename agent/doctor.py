@@ -10,7 +10,6 @@ import os
 import shlex
 import shutil
 import socket
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +70,7 @@ def _rasa_server(config: AgentConfig) -> Result:
     from agent.targets.factory import build_targets
 
     model = build_targets(config).model
-    answers: Callable[[], bool] | None = getattr(model, "server_answers", None)
-    if answers is not None and not answers():
+    if not model.server_answers():
         if config["model.manage_server"]:
             return "ok", f"{config['model.url']} is down; the agent starts it on first deploy"
         return "FAIL", f"{config['model.url']} does not answer"

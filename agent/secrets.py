@@ -1,16 +1,23 @@
 """Secrets and the redactor, kept together because they guard the same promise.
 
 A secret (a registry password, a Rasa auth token) must never reach a log, the
-journal, an error, a child's environment or a command line. `Secret` makes
-that the default: it prints as its origin (`Secret($RASA_TOKEN)`), never its
-value, and `reveal()` is the one, greppable way to read it. `Redactor` is the
-net under that: every line the agent prints or journals passes through it, and
-any revealed value that slipped into a child's output is replaced by `***`.
+journal, an error, a child's environment or a command line. The config names
+one by `<name>_env` or `<name>_file`, never inline, and `read_secret` reads it
+into a `Secret`, which prints as its origin (`Secret($RASA_TOKEN)`), never its
+value; `reveal()` is the one, greppable way to read it. `Redactor` is the net
+under that: every line the agent prints or journals passes through it, and any
+revealed value that slipped into a child's output is replaced by `***`.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
+
+# A config key whose name holds one of these words names a secret: it is given
+# as `<name>_env` or `<name>_file`, never inline.
+SECRET_WORDS = ("token", "password", "secret", "passphrase", "api_key", "private_key")
 
 # Shorter values would blank out ordinary words and numbers in every log line.
 MIN_REDACTED_LENGTH = 4
@@ -30,6 +37,34 @@ class Secret:
         return f"Secret({self.origin})"
 
     __str__ = __repr__
+
+
+class SecretUnavailable(Exception):
+    """A named secret could not be read; the message says why, without the value."""
+
+
+def is_secret_name(name: str) -> bool:
+    return any(word in name for word in SECRET_WORDS)
+
+
+def read_secret(how: str, where: str, base: Path) -> Secret:
+    """Read a secret from the environment variable (`how="env"`) or the file
+    (`how="file"`, relative to `base`) named `where`; stripped, never empty."""
+    if how == "env":
+        value = os.environ.get(where)
+        if not value:
+            raise SecretUnavailable(f"environment variable {where} is not set")
+        return Secret(value.strip(), f"${where}")
+    secret_path = Path(where).expanduser()
+    if not secret_path.is_absolute():
+        secret_path = base / secret_path
+    try:
+        value = secret_path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SecretUnavailable(f"cannot read {secret_path}: {exc.strerror}") from None
+    if not value:
+        raise SecretUnavailable(f"{secret_path} is empty")
+    return Secret(value, str(secret_path))
 
 
 class Redactor:
