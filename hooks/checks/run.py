@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hooks.checks.light import CHECKS
-from hooks.checks.with_rasa import schema_problems, story_structure_problems
+from hooks.checks.with_rasa import rasa_available, schema_problems, story_structure_problems
 from hooks.core.problems import Problem, Report, graded, scoped
 from hooks.project.layout import layout_for
 from hooks.project.load import load_project
@@ -48,8 +48,11 @@ def run_checks(project: Project, options: Options) -> list[Problem]:
     story_inputs = {s.path for s in project.stories} | {project.layout.config}
     story_inputs |= set(project.layout.domain)
     # Rasa cannot even load a project with these, so its conflict check would
-    # only repeat them.
-    unloadable = any(p.check in {"schema", "domain-duplicate"} for p in found)
+    # only repeat them. Without Rasa there is no such repeat: the conflict check
+    # must still say that it could not run.
+    unloadable = rasa_available() and any(
+        p.check in {"schema", "domain-duplicate"} for p in found
+    )
     wanted = changed is None or bool(changed & story_inputs)
     if "story-structure" not in options.skip and wanted and not unloadable:
         max_history = options.max_history or project.max_history

@@ -1,8 +1,10 @@
 """The checks that need Rasa's own code: schema and story structure.
 
 Both import only `rasa.shared` (about 0.5 s, no TensorFlow), and only when the
-files they look at changed. Without Rasa in the hook's environment they say so
-as a finding with the fix, rather than pass silently.
+files they look at changed. Without Rasa in the hook's environment they fail
+with a finding that names the check and the fix, rather than pass silently;
+the finding involves every file the check would have read, so it is reported
+for any commit that touches one of them. `--skip CHECK` is the explicit way out.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from hooks.core.yaml_lines import LDict, LList, line_of, load_yaml
 from hooks.project.model import Project, Story
 
 NEEDS_RASA = (
-    "needs Rasa in the hook's environment: add `additional_dependencies: [rasa==3.6.21]` "
-    "and `language_version: python3.10` to the hook, or skip it with `--skip {check}`."
+    "not checked: this check needs Rasa, which cannot be imported in the hook's environment. "
+    "Add `additional_dependencies: [\"rasa==3.6.21\"]` (your bot's Rasa pin, with "
+    "`language_version: python3.10`) to this hook in .pre-commit-config.yaml, or run the "
+    "hook in the bot's own environment (`repo: local`, `language: system`); "
+    "`--skip {check}` switches the check off."
 )
 
 DOMAIN_SCHEMA = "shared/utils/schemas/domain.yml"
@@ -40,8 +45,12 @@ def rasa_available() -> bool:
         return False
 
 
-def missing_rasa(check: str, project: Project) -> Problem:
-    return Problem(check, NEEDS_RASA.format(check=check), project.layout.config, 0)
+def missing_rasa(check: str, project: Project, unchecked: Iterable[Path]) -> Problem:
+    """The failure that stands in for a check Rasa's absence stopped; it
+    involves the files left unchecked so that scoping keeps it."""
+    return Problem(
+        check, NEEDS_RASA.format(check=check), project.layout.config, 0, frozenset(unchecked)
+    )
 
 
 @contextmanager
@@ -111,7 +120,7 @@ def schema_problems(project: Project, files: Iterable[Path]) -> Iterator[Problem
     if not needs_rasa:
         return
     if not rasa_available():
-        yield missing_rasa("schema", project)
+        yield missing_rasa("schema", project, [path for path, _ in needs_rasa])
         return
     with _quiet_rasa():
         found = list(_rasa_schema_problems(project, needs_rasa))
@@ -152,7 +161,10 @@ def story_structure_problems(project: Project, max_history: int | None) -> Itera
     """Rasa's verify_story_structure: the same trackers, the same sliced
     states, the same conflicts, without Rasa's TensorFlow-bound featurizer."""
     if not rasa_available():
-        yield missing_rasa("story-structure", project)
+        layout = project.layout
+        story_files = {s.path for s in project.stories if s.kind in {"story", "rule"}}
+        unchecked = {layout.config, *layout.domain, *story_files}
+        yield missing_rasa("story-structure", project, unchecked)
         return
     with _quiet_rasa():
         found = list(_rasa_story_structure(project, max_history))

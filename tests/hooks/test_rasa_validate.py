@@ -277,3 +277,68 @@ def test_an_unrelated_config_yml_elsewhere_is_not_a_rasa_project(
     # The nearest full project above deploy/ is the bot itself, which is fine.
     code, output = run(capsys, "deploy/app.yml")
     assert (code, output) == (0, "")
+
+
+# ----------------------------------------------------------------- without Rasa
+
+CONFLICT = ("  - story: rude greeting\n    steps:\n"
+            "      - intent: greet\n      - action: utter_goodbye\n")
+
+
+def _hide_rasa(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a pre-commit env without additional_dependencies: `import rasa` fails."""
+    import sys
+
+    for name in [m for m in sys.modules if m == "rasa" or m.startswith("rasa.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "rasa", None)
+
+
+def test_without_rasa_a_story_commit_fails_and_says_how_to_add_rasa(
+    coffeebot: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _hide_rasa(monkeypatch)
+    append(coffeebot / "data/stories.yml", CONFLICT)
+    monkeypatch.chdir(coffeebot)
+    code, output = run(capsys, "data/stories.yml")
+    assert code == 1, output
+    assert "no problems" not in output
+    checks = {c for _, _, c in findings(output)} | set(re.findall(r"\[([\w-]+)\] ", output))
+    assert {"story-structure", "schema"} <= checks, output
+    assert "[story-structure] not checked: this check needs Rasa" in output
+    assert 'additional_dependencies: ["rasa==3.6.21"]' in output
+    assert ".pre-commit-config.yaml" in output and "--skip story-structure" in output
+
+
+def test_without_rasa_a_domain_commit_fails_too(
+    coffeebot: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _hide_rasa(monkeypatch)
+    append(coffeebot / "domain.yml", "\n# a comment: the domain changed, nothing else\n")
+    monkeypatch.chdir(coffeebot)
+    code, output = run(capsys, "domain.yml")
+    assert code == 1 and "no problems" not in output, output
+    assert "[story-structure] not checked" in output and "[schema] not checked" in output
+
+
+def test_without_rasa_skip_is_the_explicit_opt_out(
+    coffeebot: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _hide_rasa(monkeypatch)
+    append(coffeebot / "data/stories.yml", CONFLICT)
+    monkeypatch.chdir(coffeebot)
+    code, output = run(capsys, "--skip", "schema,story-structure", "data/stories.yml")
+    assert code == 0, output
+    assert "not checked" not in output
+
+
+def test_without_rasa_an_nlu_only_commit_is_still_checked_fully(
+    coffeebot: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _hide_rasa(monkeypatch)
+    replace(coffeebot / "data/nlu.yml", "    examples: |\n",
+            "    examples: |\n      - a brand new example\n")
+    monkeypatch.chdir(coffeebot)
+    code, output = run(capsys, "data/nlu.yml")
+    assert code == 0, output
+    assert "no problems" in output and "not checked" not in output

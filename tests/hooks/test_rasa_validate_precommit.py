@@ -103,3 +103,38 @@ def test_installed_hook_blocks_a_commit_that_breaks_an_untouched_rule(
     fixed = _run(["git", "commit", "-m", "rename a response everywhere"], coffeebot_repo, **env)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "rasa data validate (fast)" in fixed.stdout + fixed.stderr
+
+
+def test_installed_hook_without_rasa_fails_a_conflicting_story_and_says_how_to_add_rasa(
+    hook_repo: Path, coffeebot_repo: Path, pre_commit_home: Path
+) -> None:
+    # No additional_dependencies: the hook's env cannot `import rasa`, so the
+    # story-structure check cannot run. The commit must fail, not pass silently.
+    rev = git(hook_repo, "rev-parse", "HEAD")
+    (coffeebot_repo / ".pre-commit-config.yaml").write_text(
+        "repos:\n"
+        f"  - repo: {hook_repo}\n"
+        f"    rev: {rev}\n"
+        "    hooks:\n"
+        "      - id: rasa-validate\n",
+        encoding="utf-8",
+    )
+    git(coffeebot_repo, "add", "-A")
+    git(coffeebot_repo, "commit", "-q", "-m", "use rasa-gitops hooks")
+    env = {"PRE_COMMIT_HOME": str(pre_commit_home)}
+    installed = _run(["pre-commit", "install"], coffeebot_repo, **env)
+    assert installed.returncode == 0, installed.stderr
+    before = git(coffeebot_repo, "rev-parse", "HEAD")
+
+    # Two stories that predict different actions after the same `greet`.
+    append(coffeebot_repo / "data/stories.yml", "  - story: rude greeting\n    steps:\n"
+           "      - intent: greet\n      - action: utter_goodbye\n")
+    git(coffeebot_repo, "add", "data/stories.yml")
+    blocked = _run(["git", "commit", "-m", "a conflicting story"], coffeebot_repo, **env)
+    output = blocked.stdout + blocked.stderr
+    assert blocked.returncode != 0, output
+    assert git(coffeebot_repo, "rev-parse", "HEAD") == before
+    assert "no problems" not in output, output
+    assert "[story-structure] not checked: this check needs Rasa" in output, output
+    assert 'additional_dependencies: ["rasa==3.6.21"]' in output, output
+    assert ".pre-commit-config.yaml" in output and "Traceback" not in output
