@@ -1,0 +1,159 @@
+"""Every key the agent's YAML file knows: its type, default, check and help.
+
+The table is data, so adding a setting is one line here: the loader in
+`config.py` type-checks it, runs its check, fills its default and names it in
+`file: key: problem` errors without new code. `REQUIRED` marks a key without a
+default; its `help` then says what to put there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Check = Callable[[Any], "str | None"]
+REQUIRED = object()
+
+PROMOTION_POLICIES = ("auto", "auto_unless_action_code", "manual")
+BRANCH_NAME = re.compile(r"^(?!/|.*//|.*\.\.|.*@\{|.*\.lock$|.*/$)[A-Za-z0-9._/-]+$")
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _port(value: Any) -> str | None:
+    return None if 0 < value < 65536 else "must be a TCP port (1-65535)"
+
+
+def _branch(value: Any) -> str | None:
+    return None if BRANCH_NAME.match(value) else f"{value!r} is not a valid git branch name"
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: Any) -> str | None:
+        if value in choices:
+            return None
+        return f"{value!r} is not one of: {', '.join(choices)}"
+
+    return check
+
+
+def _conversations(value: Any) -> str | None:
+    for i, conversation in enumerate(value):
+        if not isinstance(conversation, list) or not conversation:
+            return f"item {i + 1} must be a list of {{say: ..., expect: ...}} turns"
+        for turn in conversation:
+            if not isinstance(turn, dict) or not isinstance(turn.get("say"), str) or set(
+                turn) - {"say", "expect"}:
+                return f"item {i + 1}: each turn is {{say: TEXT, expect: TEXT}} (expect optional)"
+    return None
+
+
+def _url(value: Any) -> str | None:
+    return None if re.match(r"^https?://[^/\s]+", value) else f"{value!r} is not an http(s) URL"
+
+
+@dataclass(frozen=True)
+class Key:
+    types: tuple[type, ...]
+    default: Any
+    check: Check | None = None
+    help: str = ""
+    nullable: bool = False
+
+
+def _key(types: type | tuple[type, ...], default: Any, check: Check | None = None,
+         help: str = "", nullable: bool = False) -> Key:
+    return Key(types if isinstance(types, tuple) else (types,), default, check, help, nullable)
+
+
+NUMBER = (int, float)
+
+SCHEMA: dict[str, Key] = {
+    "repo": _key(str, REQUIRED, help="a local bare repository path, or a remote git URL"),
+    "branch": _key(str, "main", _branch, "the branch whose commits become releases"),
+    "work_dir": _key(str, REQUIRED, help="where the journal, worktrees and models live"),
+    "rasa_command": _key(str, "rasa", help="the command that runs Rasa, e.g. `rasa`"),
+    "poll_interval": _key(NUMBER, 60, _positive, "seconds between `git fetch` for remotes"),
+    "keep_releases": _key(int, 5, _positive, "worktrees and models kept for rollback"),
+    "pipeline.max_history": _key(int, None, _positive, nullable=True,
+                                 help="passed to validation; default: from config.yml"),
+    "pipeline.fail_on_warnings": _key(bool, True),
+    "pipeline.test_stories": _key(str, "tests/test_*.yml", help="glob in the bot repo"),
+    "pipeline.action_tests": _key(str, None, nullable=True,
+                                  help="command run in the release worktree, e.g. `pytest -q`"),
+    "pipeline.step_timeout": _key(NUMBER, 3600, _positive, "seconds before a step fails"),
+    "action_server.target": _key(str, "local", help="local (a process on this host), docker, "
+                                 "docker_ssh or swarm"),
+    "action_server.host": _key(str, "127.0.0.1"),
+    "action_server.port": _key(int, 5055, _port,
+                               "stable port the Rasa server calls (the agent's forwarder)"),
+    "action_server.actions_module": _key(str, "actions"),
+    "action_server.start_timeout": _key(NUMBER, 180, _positive),
+    # Docker action-server targets (docker, docker_ssh, swarm) and their image (issue 5).
+    "action_server.backend_ports": _key(list, None, nullable=True,
+                                        help="two ports new and old containers alternate on; "
+                                        "default: port+1 and port+2"),
+    "action_server.public_host": _key(str, None, nullable=True,
+                                      help="how the Rasa server reaches the Docker host"),
+    "action_server.instance": _key(str, "bot", help="names containers: rasa-actions-<instance>"),
+    "action_server.keep_images": _key(int, 3, _positive, "images kept for rollback"),
+    "action_server.docker_host": _key(str, None, nullable=True,
+                                      help="engine of the docker/swarm targets; default "
+                                      "DOCKER_HOST"),
+    "action_server.command": _key(list, None, nullable=True,
+                                  help="container command; `{port}` is filled in"),
+    "action_server.ssh_host": _key(str, None, nullable=True),
+    "action_server.ssh_port": _key(int, 22, _port),
+    "action_server.ssh_user": _key(str, "root"),
+    "action_server.ssh_key_file": _key(str, None, nullable=True),
+    "action_server.ssh_known_hosts": _key(str, "~/.ssh/known_hosts"),
+    "action_server.ssh_allow_unknown_hosts": _key(bool, False),
+    "action_server.remote_docker_host": _key(str, None, nullable=True,
+                                             help="the remote engine, e.g. "
+                                             "unix:///var/run/docker.sock"),
+    "action_server.replicas": _key(int, 1, _positive, "Swarm replicas"),
+    "action_server.monitor": _key(NUMBER, 10, _positive,
+                                  "seconds Swarm watches new tasks before an update counts"),
+    "image.repository": _key(str, None, nullable=True,
+                             help="where images go, e.g. registry.example.com/bot-actions"),
+    "image.base_image": _key(str, "rasa/rasa-sdk", help="FROM of the default Dockerfile"),
+    "image.sdk_version": _key(str, "3.6.2", help="tag of base_image when it has none"),
+    "image.requirements": _key(str, None, nullable=True,
+                               help="default: actions/requirements.txt or "
+                               "requirements-actions.txt"),
+    "image.docker_host": _key(str, None, nullable=True,
+                              help="engine that builds and pushes; default DOCKER_HOST"),
+    "image.source": _key(str, None, nullable=True, help="OCI source label; default: repo"),
+    "image.build_network": _key(str, None, nullable=True,
+                                help="network of build steps, e.g. host; default: the engine's"),
+    "image.push": _key(bool, True),
+    "image.push_attempts": _key(int, 4, _positive),
+    "image.registry_user": _key(str, None, nullable=True,
+                                help="with registry_password_env/_file; else the Docker "
+                                "config's credentials"),
+    "model.target": _key(str, "rasa_http", one_of("rasa_http"),
+                         "rasa_http: a Rasa server's HTTP API (`PUT /model`)"),
+    "model.url": _key(str, "http://127.0.0.1:5005", _url),
+    "model.manage_server": _key(bool, True,
+                                help="the agent starts the Rasa server if it isn't running"),
+    "model.auth_token_env": _key(str, None, nullable=True),
+    "model.auth_token_file": _key(str, None, nullable=True),
+    "model.load_timeout": _key(NUMBER, 900, _positive),
+    "smoke.conversations": _key(list, None, _conversations, nullable=True,
+                                help="after switching, each turn's reply must contain `expect`"),
+    "smoke.rollback": _key(bool, True, help="roll back automatically when the smoke test fails"),
+    "nlu_gate.enabled": _key(bool, False, help="compare NLU F1 with production before promoting"),
+    "nlu_gate.folds": _key(int, 3, _positive, "cross-validation folds of the comparison"),
+    "nlu_gate.max_macro_f1_drop": _key(NUMBER, 0.02, nullable=True,
+                                       help="fail when macro F1 drops by more (0 to 1)"),
+    "nlu_gate.max_intent_f1_drop": _key(NUMBER, 0.1, nullable=True,
+                                        help="fail when any intent's F1 drops by more"),
+    "environments": _key(dict, None, nullable=True,
+                         help="per environment: {promote: auto|auto_unless_action_code|manual}"),
+}
+
+BLOCKS = {key.split(".", 1)[0] for key in SCHEMA if "." in key}
