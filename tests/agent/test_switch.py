@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from agent import faults, order, switch
 from agent.journal import PROMOTED
 from agent.promote import promote, rollback
+from agent.runner import ReleaseStopped
+from agent.targets.base import ActionServerSpec
 from hooks.core.errors import FatalError
 from tests.support.memory_targets import World, memory_world
 
@@ -118,3 +121,181 @@ def test_rollback_switches_in_plan_order_moves_the_pointer_and_pauses(tmp_path: 
     assert world.serving.violations == []
     pointer = world.journal.production("production")
     assert pointer is not None and pointer.release_id == first and pointer.paused
+
+
+def test_promote_runs_its_switches_through_the_step_runner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    points: list[str] = []
+    monkeypatch.setattr(faults, "kill_point", points.append)
+    world = memory_world(tmp_path, SMOKE)
+    _, new = drops_an_action(world)
+    promote(world.agent, new, "production")
+    steps = {s.name: s.status for s in world.journal.steps(new)}
+    assert steps == {"activate_model": "passed", "deploy_actions": "passed", "smoke": "passed"}
+    assert points == [
+        "step.activate_model.start", "step.activate_model.end",
+        "step.deploy_actions.start", "step.deploy_actions.end",
+        "step.smoke.start", "step.smoke.end", "promote.switched",
+    ]
+    log = world.agent.config.work_dir / "logs" / f"release-{new}" / "smoke.log"
+    assert "bot: Hi!" in log.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ the plan
+
+
+def test_deploy_plan_takes_the_server_first_unless_it_drops_a_live_action(
+    tmp_path: Path,
+) -> None:
+    world = memory_world(tmp_path)
+    old = world.release(model_id="model-1", calls={"action_a"}, code="code-1",
+                        status=PROMOTED, live=True)
+    production = world.journal.release(old)
+    adds = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
+    plan = switch.deploy_plan(world.agent, world.journal.release(adds), production)
+    assert plan.switches == (order.ACTION_SERVER, order.MODEL)
+    same_code = world.release(model_id="model-3", calls={"action_a"}, code="code-1")
+    plan = switch.deploy_plan(world.agent, world.journal.release(same_code), production)
+    assert plan.switches == (order.MODEL,)  # the live server keeps serving
+    drops = world.release(model_id="model-4", calls=set(), code="code-4")
+    plan = switch.deploy_plan(world.agent, world.journal.release(drops), production)
+    assert plan.switches == (order.MODEL, order.ACTION_SERVER)
+    needs_both = world.release(model_id="model-5", calls={"action_y"}, code="code-5")
+    with pytest.raises(order.NoSafeOrder, match="no order is safe"):
+        # The live model calls action_a, which the new server drops; the new
+        # model calls action_y, which the live server lacks.
+        switch.deploy_plan(world.agent, world.journal.release(needs_both), production)
+
+
+def test_a_first_release_switches_the_server_first_and_has_nothing_to_undo(
+    tmp_path: Path,
+) -> None:
+    world = memory_world(tmp_path, SMOKE)
+    first = world.release(model_id="model-1", calls={"action_a"}, code="code-1")
+    plan = switch.deploy_plan(world.agent, world.journal.release(first), None)
+    assert plan.switches == (order.ACTION_SERVER, order.MODEL)
+    world.model.answers["model-1"] = ["Bye"]
+    ctx = world.context(first)
+    with pytest.raises(ReleaseStopped):
+        switch.go_live(world.agent, ctx, plan, None, "production")
+    # No production: what the release switched stays (nothing served before).
+    assert world.serving.history == [("action_server", str(first)), ("model", "model-1")]
+
+
+# ------------------------------------------------------- a release's switch
+
+
+@pytest.mark.parametrize("model_first", [False, True], ids=["server-first", "model-first"])
+def test_a_release_that_fails_its_smoke_test_is_undone_in_reverse_order(
+    tmp_path: Path, model_first: bool,
+) -> None:
+    world = memory_world(tmp_path, SMOKE)
+    if model_first:
+        old, new = drops_an_action(world)
+    else:
+        old = world.release(model_id="model-1", calls={"action_a"}, code="code-1",
+                            status=PROMOTED, live=True)
+        new = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
+    world.model.answers["model-2"] = ["Bye"]
+    production = world.journal.release(old)
+    plan = switch.deploy_plan(world.agent, world.journal.release(new), production)
+    with pytest.raises(ReleaseStopped) as stopped:
+        switch.go_live(world.agent, world.context(new), plan, production, "production",
+                       rolled_back_event="release.rolled_back")
+    assert stopped.value.step == "smoke"
+    forward = [("model", "model-2"), ("action_server", str(new))]
+    if not model_first:
+        forward.reverse()
+    back = [("model", "model-1") if what == "model" else ("action_server", str(old))
+            for what, _ in reversed(forward)]
+    assert world.serving.history == forward + back
+    assert world.serving.violations == []
+    kinds = events(world)
+    assert "release.rolled_back" in kinds and "action_server.restored" in kinds
+    assert "production.restored" in kinds
+
+
+def test_a_failed_second_switch_undoes_only_the_first(tmp_path: Path) -> None:
+    world = memory_world(tmp_path, SMOKE)
+    old = world.release(model_id="model-1", calls={"action_a"}, code="code-1",
+                        status=PROMOTED, live=True)
+    new = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
+    world.model.failures.fail_at["activate"] = {1}
+    production = world.journal.release(old)
+    plan = switch.deploy_plan(world.agent, world.journal.release(new), production)
+    with pytest.raises(ReleaseStopped) as stopped:
+        switch.go_live(world.agent, world.context(new), plan, production, "production")
+    assert stopped.value.step == "activate_model"
+    assert world.serving.history == [("action_server", str(new)), ("action_server", str(old))]
+    steps = {s.name: s.status for s in world.journal.steps(new)}
+    assert steps == {"deploy_actions": "passed", "activate_model": "failed"}
+
+
+def test_a_smoke_failure_is_kept_when_smoke_rollback_is_off(tmp_path: Path) -> None:
+    world = memory_world(tmp_path, NO_ROLLBACK)
+    old = world.release(model_id="model-1", calls={"action_a"}, code="code-1",
+                        status=PROMOTED, live=True)
+    new = world.release(model_id="model-2", calls={"action_a"}, code="code-2")
+    world.model.answers["model-2"] = ["Bye"]
+    production = world.journal.release(old)
+    plan = switch.deploy_plan(world.agent, world.journal.release(new), production)
+    kept = switch.go_live(world.agent, world.context(new), plan, production, "production",
+                          rolled_back_event="release.rolled_back")
+    assert kept.startswith("smoke test failed (kept: smoke.rollback is off): conversation 1")
+    assert world.serving.live_model == "model-2"
+    assert "release.rolled_back" not in events(world)
+
+
+# --------------------------------------------------- restore to the journal
+
+
+def test_restore_after_a_crash_between_two_switches(tmp_path: Path) -> None:
+    world = memory_world(tmp_path)
+    old, new = drops_an_action(world)
+    # A crash after both switches of the model-first release, before the pointer moved:
+    world.serving.live_model = "model-2"
+    world.serving.live_server = world.actions.deploy(
+        ActionServerSpec(str(new), "", tmp_path, frozenset({"action_b"})), print)
+    world.serving.history.clear()
+    done = switch.restore(world.agent, "production")
+    assert done == [f"action server (was release {new})", "model (was model-2)"]
+    assert world.serving.history == [("action_server", str(old)), ("model", "model-1")]
+    assert world.serving.violations == []
+    assert "production.restored" in events(world)
+    assert switch.restore(world.agent, "production") == []  # nothing drifted any more
+
+
+def test_restore_after_a_crash_after_the_first_of_two_switches(tmp_path: Path) -> None:
+    world = memory_world(tmp_path)
+    old, _ = drops_an_action(world)
+    world.serving.switch_model("model-2")  # the model-first release's first switch
+    world.serving.history.clear()
+    assert switch.restore(world.agent, "production") == ["model (was model-2)"]
+    assert world.serving.history == [("model", "model-1")]
+    assert world.serving.live_server is not None
+    assert world.serving.live_server.release_id == str(old)
+
+
+def test_restore_refuses_a_drift_no_order_repairs(tmp_path: Path) -> None:
+    world = memory_world(tmp_path)
+    world.release(model_id="model-1", calls={"action_a"}, code="code-1", status=PROMOTED,
+                  live=True)
+    stray = world.release(model_id="model-9", calls={"action_z"}, code="code-9")
+    world.serving.live_model = "model-9"
+    world.serving.live_server = world.actions.deploy(
+        ActionServerSpec(str(stray), "", tmp_path, frozenset({"action_z"})), print)
+    world.serving.history.clear()
+    assert switch.restore(world.agent, "production") == []
+    assert world.serving.history == []
+    assert "production.restore_refused" in events(world)
+
+
+def test_restore_leaves_a_server_it_does_not_manage_alone(tmp_path: Path) -> None:
+    world = memory_world(tmp_path)
+    world.release(model_id="model-1", calls={"action_a"}, code="code-1", status=PROMOTED,
+                  live=True)
+    world.model.failures.fail_at["live_model_id"] = {1}  # the Rasa server is down
+    assert switch.restore(world.agent, "production") == []
+    assert world.model.failures.calls["ensure_server"] == 1
+    assert world.serving.history == []

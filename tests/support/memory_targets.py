@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.config import load_config
-from agent.journal import PROMOTED, STAGED, Journal
+from agent.journal import PROMOTED, QUEUED, STAGED, Journal, ReleaseStatus
 from agent.progress import Progress
 from agent.repo import Mirror
 from agent.runtime import Agent
+from agent.steps import StepContext
 from agent.targets.base import (
     ActionServerDeployment,
     ActionServerSpec,
@@ -173,18 +174,20 @@ class World:
     actions: MemoryActionServer
     model: MemoryModel
     root: Path
+    lines: list[str] = field(default_factory=list)  # what the steps logged
 
     @property
     def journal(self) -> Journal:
         return self.agent.journal
 
-    def release(self, *, model_id: str, calls: set[str], code: str, status: str = STAGED,
+    def release(self, *, model_id: str, calls: set[str], code: str, status: ReleaseStatus = STAGED,
                 served: set[str] | None = None, live: bool = False,
                 environment: str = "production") -> int:
         """A release in the journal with a kept model and worktree, as its gates left it.
 
         `calls`: the custom actions its model calls; `code`: its action-code
-        fingerprint. `status=PROMOTED` also moves the production pointer to it,
+        fingerprint. `status=QUEUED` leaves it as the tick creates it (for
+        `run_release`); `status=PROMOTED` also moves the production pointer to it,
         and `live=True` makes its model and action server (serving `served`,
         default `calls`) the live ones."""
         journal = self.agent.journal
@@ -205,13 +208,25 @@ class World:
                            "served_actions": sorted(server.served_actions), "handle": {}}
             if status == PROMOTED else None,
         )
-        journal.start_release(release.id)
-        journal.finish_release(release.id, status, promote_environment=environment
-                               if status == PROMOTED else None)
+        if status != QUEUED:  # a queued release is one the tick just created
+            journal.start_release(release.id)
+            journal.finish_release(release.id, status, promote_environment=environment
+                                   if status == PROMOTED else None)
         if live:
             self.serving.live_model = model_id
             self.serving.live_server = server
         return release.id
+
+
+    def context(self, release_id: int) -> StepContext:
+        """The StepContext a release (or `agent promote`) gives its switch steps."""
+        release = self.journal.release(release_id)
+        return StepContext(
+            config=self.agent.config, journal=self.journal, mirror=self.agent.mirror,
+            targets=self.agent.targets, release_id=release_id, commit=release.commit,
+            rasa_argv=["rasa"], log=self.lines.append,
+            worktree=Path(release.worktree or self.root),
+            production=self.journal.production_release("production"))
 
 
 def memory_world(root: Path, config: str = "") -> World:
