@@ -1,7 +1,8 @@
 """The journal: the agent's SQLite record of releases, steps, production and events.
 
 `store.Journal` does every read and write; `records` says what a row means
-(status Enums, Release, Step, Production, Event); `db` is the SQLite plumbing.
+(status Enums, Release, Step, Production, Event); `locks` holds the named
+locks; `db` is the SQLite plumbing and the audit trail of events.
 Everything else imports from here, so the split stays an inner detail.
 
 The bare status names (`PROMOTED`, `FAILED`, ...) are kept as the Enum members
@@ -12,6 +13,7 @@ formats and stores the same values.
 from __future__ import annotations
 
 from agent.journal.db import owner_alive, owner_id
+from agent.journal.locks import LockHeld
 from agent.journal.records import (
     FINAL,
     Event,
@@ -21,7 +23,7 @@ from agent.journal.records import (
     Step,
     StepStatus,
 )
-from agent.journal.store import LOG_EXCERPT_CHARS, Journal, LockHeld
+from agent.journal.store import LOG_EXCERPT_CHARS, Journal
 
 QUEUED = ReleaseStatus.QUEUED
 RUNNING = ReleaseStatus.RUNNING

@@ -1,9 +1,10 @@
-"""The SQLite plumbing under the journal: the tables, opening, transactions.
+"""The SQLite plumbing under the journal: the tables, opening, transactions, events.
 
 The journal file is the agent's memory across crashes, so it is opened in WAL
 mode with full fsync, and every write runs inside `BEGIN IMMEDIATE ... COMMIT`:
 a crash or an error leaves nothing half-written. `owner_id` names this process
 as `host:pid`, the way locks and running releases record who holds them.
+Every transaction can add to the audit trail of events (who did what, when).
 A journal file outlives agent versions; `SCHEMA_VERSION` is kept in `meta`, and
 every statement is `IF NOT EXISTS`, so opening an existing journal changes nothing.
 """
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from agent.journal.records import Event, event_from_row
 from hooks.core.errors import FatalError
 
 SCHEMA_VERSION = 1
@@ -151,6 +153,23 @@ class Database:
             except sqlite3.OperationalError as exc:  # e.g. disk full
                 self._db.execute("ROLLBACK")
                 raise FatalError(f"{self.path}: cannot write the journal: {exc}") from None
+
+    # ---------------------------------------------------------------- events
+
+    def event(self, kind: str, release_id: int | None = None, environment: str | None = None,
+              actor: str = "", detail: str = "") -> None:
+        with self.transaction() as tx:
+            tx.event(kind, release_id, environment, actor, detail)
+
+    def events(self, limit: int = 100, release_id: int | None = None) -> list[Event]:
+        if release_id is None:
+            rows = self._db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM events WHERE release_id = ? ORDER BY id DESC LIMIT ?",
+                (release_id, limit),
+            )
+        return [event_from_row(row) for row in rows]
 
 
 class Transaction:

@@ -1,9 +1,10 @@
-"""The journal: releases, steps, production pointers, the lock and events.
+"""The journal: releases, their steps, the production pointers, recovery.
 
 Production is whatever this file says is promoted; targets are reconciled
 against it, never the other way round. Every state change is one transaction
-(`db.py`), so the journal never shows a half-finished change; what a row means
-lives in `records.py`. Statuses are written as their plain string values.
+(`db.py`, which also keeps the audit trail of events), so the journal never
+shows a half-finished change; the deploy lock is in `locks.py`, what a row means
+in `records.py`. Statuses are written as their plain string values.
 """
 
 from __future__ import annotations
@@ -14,15 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.journal.db import Database, owner_alive, owner_id
+from agent.journal.db import owner_alive, owner_id
+from agent.journal.locks import Locks
 from agent.journal.records import (
-    Event,
     Production,
     Release,
     ReleaseStatus,
     Step,
     StepStatus,
-    event_from_row,
     production_from_row,
     release_from_row,
     step_from_row,
@@ -32,7 +32,7 @@ from hooks.core.errors import FatalError
 LOG_EXCERPT_CHARS = 8000
 
 
-class Journal(Database):
+class Journal(Locks):
     """All reads and writes of the agent's state. Every write is one transaction."""
 
     # -------------------------------------------------------------- releases
@@ -251,62 +251,6 @@ class Journal(Database):
             tx.event("production.paused" if paused else "production.resumed", None,
                      environment, actor, reason)
 
-    # ------------------------------------------------------------------ lock
-
-    def acquire_lock(self, name: str, purpose: str) -> None:
-        """Take the named lock or raise; a lock whose owner died is reported as stale."""
-        with self.transaction() as tx:
-            row = tx.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
-            if row is not None and row["owner"] != owner_id():
-                stale = "" if owner_alive(row["owner"]) else (
-                    " Its owner is gone (stale lock); `agent unlock` releases it."
-                )
-                raise LockHeld(
-                    f"the {name} lock is held by {row['owner']} since "
-                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['acquired_at']))}"
-                    f" ({row['purpose']}).{stale}"
-                )
-            host, _, pid = owner_id().rpartition(":")
-            tx.execute(
-                "INSERT OR REPLACE INTO locks (name, owner, pid, host, acquired_at, purpose)"
-                " VALUES (?, ?, ?, ?, ?, ?)", (name, owner_id(), int(pid), host, time.time(),
-                                               purpose),
-            )
-
-    def release_lock(self, name: str) -> None:
-        with self.transaction() as tx:
-            tx.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner_id()))
-
-    def lock_holder(self, name: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
-        return dict(row) if row else None
-
-    def force_unlock(self, name: str, actor: str) -> dict[str, Any] | None:
-        with self.transaction() as tx:
-            row = tx.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                return None
-            tx.execute("DELETE FROM locks WHERE name = ?", (name,))
-            tx.event("lock.released", None, None, actor, f"{name} held by {row['owner']}")
-            return dict(row)
-
-    # ---------------------------------------------------------------- events
-
-    def event(self, kind: str, release_id: int | None = None, environment: str | None = None,
-              actor: str = "", detail: str = "") -> None:
-        with self.transaction() as tx:
-            tx.event(kind, release_id, environment, actor, detail)
-
-    def events(self, limit: int = 100, release_id: int | None = None) -> list[Event]:
-        if release_id is None:
-            rows = self._db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
-        else:
-            rows = self._db.execute(
-                "SELECT * FROM events WHERE release_id = ? ORDER BY id DESC LIMIT ?",
-                (release_id, limit),
-            )
-        return [event_from_row(row) for row in rows]
-
     # -------------------------------------------------------------- recovery
 
     def orphaned_releases(self) -> list[Release]:
@@ -331,10 +275,6 @@ class Journal(Database):
         with self.transaction() as tx:
             tx.execute("DELETE FROM locks WHERE owner = ?",
                        (self.release(release_id).owner,))
-
-
-class LockHeld(FatalError):
-    """Another process holds the deploy lock."""
 
 
 def _inserted_id(cursor: sqlite3.Cursor) -> int:

@@ -1,0 +1,59 @@
+"""The journal's named locks: one process at a time changes what serves.
+
+A lock row names its owner as `host:pid`. A lock whose owner died on this host
+is stale: it is reported as such (and `agent unlock` frees it), never silently
+stolen, because a process on another host can't be checked and is assumed alive.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agent.journal.db import Database, owner_alive, owner_id
+from hooks.core.errors import FatalError
+
+
+class LockHeld(FatalError):
+    """Another process holds the deploy lock."""
+
+
+class Locks(Database):
+    """Taking, releasing and reading the named locks, each in one transaction."""
+
+    def acquire_lock(self, name: str, purpose: str) -> None:
+        """Take the named lock or raise; a lock whose owner died is reported as stale."""
+        with self.transaction() as tx:
+            row = tx.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
+            if row is not None and row["owner"] != owner_id():
+                stale = "" if owner_alive(row["owner"]) else (
+                    " Its owner is gone (stale lock); `agent unlock` releases it."
+                )
+                raise LockHeld(
+                    f"the {name} lock is held by {row['owner']} since "
+                    f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['acquired_at']))}"
+                    f" ({row['purpose']}).{stale}"
+                )
+            host, _, pid = owner_id().rpartition(":")
+            tx.execute(
+                "INSERT OR REPLACE INTO locks (name, owner, pid, host, acquired_at, purpose)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (name, owner_id(), int(pid), host, time.time(),
+                                               purpose),
+            )
+
+    def release_lock(self, name: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner_id()))
+
+    def lock_holder(self, name: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
+        return dict(row) if row else None
+
+    def force_unlock(self, name: str, actor: str) -> dict[str, Any] | None:
+        with self.transaction() as tx:
+            row = tx.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                return None
+            tx.execute("DELETE FROM locks WHERE name = ?", (name,))
+            tx.event("lock.released", None, None, actor, f"{name} held by {row['owner']}")
+            return dict(row)
