@@ -409,3 +409,68 @@ def test_unseeded_pipeline_is_called_out_in_the_report() -> None:
     comparison = _synthetic()
     comparison.notes = notes
     assert "> ⚠️ working tree: DIETClassifier" in markdown(comparison)
+
+
+# ----------------------------------------------------------------- the range to compare
+
+
+@pytest.fixture()
+def moved_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The bot with the greet->goodbye move committed on main: HEAD~1 -> HEAD."""
+    for name in ("PRE_COMMIT_FROM_REF", "PRE_COMMIT_TO_REF"):
+        monkeypatch.delenv(name, raising=False)
+    bot = init_repo(copy_bot(NLUBOT, tmp_path / "nlubot"))
+    move_greetings(bot)
+    git(bot, "commit", "-q", "-am", "move greetings")
+    return bot
+
+
+def test_the_range_pre_commit_gives_is_the_range_compared(moved_commit: Path) -> None:
+    from hooks.nlu.revisions import WORKING_TREE, resolve_range
+
+    parent, head = git(moved_commit, "rev-parse", "HEAD~1"), git(moved_commit, "rev-parse", "HEAD")
+    given = {"PRE_COMMIT_FROM_REF": "HEAD~1", "PRE_COMMIT_TO_REF": "HEAD"}
+    exact = resolve_range(moved_commit, env=given)
+    assert (exact.base, exact.head) == (parent, head)
+    assert "(HEAD~1)" in exact.base_label and "(HEAD)" in exact.head_label
+    # The command line names a range too, and wins over the environment.
+    flags = resolve_range(moved_commit, base=head, head=head, env=given)
+    assert (flags.base, flags.head) == (head, head)
+    # Only a head: the base is its merge base with main.
+    only_head = resolve_range(moved_commit, env={"PRE_COMMIT_TO_REF": "HEAD~1"})
+    assert (only_head.base, only_head.head) == (parent, parent)
+    # No range: today's default, the merge base with main against the working tree.
+    default = resolve_range(moved_commit, env={})
+    assert (default.base, default.head, default.head_label) == (head, None, WORKING_TREE)
+
+
+def test_without_a_range_a_committed_change_is_nothing_to_compare(
+    moved_commit: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Why the range matters: on main, the merge base is HEAD itself, so the
+    # default compares HEAD with HEAD. pre-commit's range must not do that.
+    rc = main(["--project", str(moved_commit), "--folds", FOLDS])
+    out = capsys.readouterr().out
+    assert rc == 0 and "nothing to compare" in out, out
+
+
+def test_pre_push_range_compares_the_pushed_commits(
+    moved_run: Run, moved_commit: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The same change as moved_run, committed: with its cache, nothing trains.
+    monkeypatch.setenv("PRE_COMMIT_FROM_REF", "HEAD~1")
+    monkeypatch.setenv("PRE_COMMIT_TO_REF", "HEAD")
+    (moved_commit / "data" / "nlu.yml").write_text("not even YAML: [\n")  # the tree is unused
+    out = moved_commit / "results" / "nlu-compare"
+    rc = main(["--project", str(moved_commit), "--folds", FOLDS, "--out", str(out),
+               "--cache-dir", str(moved_run.cache)])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.out + printed.err
+    assert "nothing to compare" not in printed.out
+    assert "training and testing" not in printed.out
+    report = json.loads((out / REPORT_JSON).read_text())
+    assert _intent(report, "greet")["f1_delta"] < 0
+    assert report["intents"][0]["intent"] == "greet"
+    assert any(p["truth"] == "greet" and p["predicted"] == "goodbye"
+               for p in report["confused_more"])
