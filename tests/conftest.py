@@ -1,7 +1,10 @@
-"""Fixtures shared by every test module.
+"""Every fixture of the test suite, and nothing else.
 
-Expensive things (a trained model, services) are session-scoped: each is made
-once per test run and shared, which keeps the suite inside its CI budget.
+Helpers (paths, git, bot copies, the agent config writer, the services, the
+deploy host, the hook repo) live in tests/support/; a fixture here only says
+what a test gets and for how long. Expensive things (a trained model, services,
+the deploy host) are made once per test run and shared, which keeps the suite
+inside its CI budget.
 """
 
 from __future__ import annotations
@@ -15,14 +18,21 @@ from pathlib import Path
 
 import pytest
 
-# Real dockerd, docker-registry and sshd, started once per session (Docker tests).
-pytest_plugins = ["tests.support.services"]
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO_ROOT / "examples"
-COFFEEBOT = EXAMPLES / "coffeebot"
-SHARED_BOTS = REPO_ROOT.parent / "shared" / "bots"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from tests.support.bots import copy_bot
+from tests.support.ci import need
+from tests.support.deploy_host import Host, shared_host
+from tests.support.git import init_repo
+from tests.support.paths import COFFEEBOT, SHARED_BOTS
+from tests.support.precommit import copy_hook_repo, pre_commit_cache
+from tests.support.services import (
+    DockerEngine,
+    Registry,
+    SshServer,
+    running_auth_registry,
+    running_docker_engine,
+    running_sshd,
+    sdk_base_image_in,
+)
 
 # The test venv's console scripts (rasa, pre-commit, our hooks) come first on
 # PATH, as they do under .ci/test, so a bare `pytest` run finds them too.
@@ -30,45 +40,7 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 os.environ.setdefault("PYENV_VERSION", "3.11.7:3.10.13")
 
 
-def need(condition: bool, reason: str) -> None:
-    """Skip locally when a real part is missing; in CI that is a failure."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"CI needs this and it is missing: {reason}")
-    pytest.skip(reason)
-
-
-def copy_bot(source: Path, dest: Path) -> Path:
-    shutil.copytree(
-        source,
-        dest,
-        ignore=shutil.ignore_patterns("models", ".rasa", "results", "__pycache__"),
-    )
-    return dest
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "Test Author",
-        "GIT_AUTHOR_EMAIL": "author@example.com",
-        "GIT_COMMITTER_NAME": "Test Author",
-        "GIT_COMMITTER_EMAIL": "author@example.com",
-    }
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    )
-    return done.stdout.strip()
-
-
-def init_repo(path: Path) -> Path:
-    """Turn a folder into a git repo with everything in one commit."""
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "commit.gpgsign", "false")
-    git(path, "add", "-A")
-    git(path, "commit", "-q", "-m", "initial")
-    return path
+# ---------------------------------------------------------------- Rasa and bots
 
 
 @pytest.fixture(scope="session")
@@ -118,42 +90,59 @@ def shared_bots() -> Path:
     return SHARED_BOTS
 
 
-# The example bot's training data under Rasa's light components only: no
-# TensorFlow, so a model trains in about 10 s and a Rasa server loads it in
-# 0.1 s, where the DIET/TED config takes about 60 s for each (2 cores). The
-# deploy tests (pipeline, crashes, Docker, hostile commits) are about which
-# release is live, not how well a model generalises; the real config is trained
-# by `trained_coffeebot`, the story and NLU hooks' tests, and the demo test.
-LIGHT_CONFIG = """\
-recipe: default.v1
-assistant_id: coffeebot
-language: en
-pipeline:
-  - name: WhitespaceTokenizer
-  - name: CountVectorsFeaturizer
-  - name: CountVectorsFeaturizer
-    analyzer: char_wb
-    min_ngram: 2
-    max_ngram: 4
-  - name: LogisticRegressionClassifier
-    random_state: 42
-  - name: CRFEntityExtractor
-  - name: EntitySynonymMapper
-policies:
-  - name: MemoizationPolicy
-    max_history: 3
-  - name: RulePolicy
-"""
+# ---------------------------------------------------------------- pre-commit
 
 
-def deploy_repo(root: Path) -> tuple[Path, Path]:
-    """A bare repo on the "deploy host" and a copy of the example bot (with the
-    light config) that pushes to it."""
-    bare = root / "coffeebot.git"
-    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
-    src = copy_bot(COFFEEBOT, root / "src")
-    (src / "config.yml").write_text(LIGHT_CONFIG, encoding="utf-8")
-    git(src, "init", "-q", "-b", "main")
-    git(src, "config", "commit.gpgsign", "false")
-    git(src, "remote", "add", "deploy", str(bare))
-    return bare, src
+@pytest.fixture(scope="session")
+def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This working tree as a one-commit git repo that pre-commit can clone."""
+    return copy_hook_repo(tmp_path_factory.mktemp("hookrepo") / "rasa-gitops")
+
+
+@pytest.fixture(scope="session")
+def pre_commit_home() -> Iterator[Path]:
+    """pre-commit's env cache, kept between local runs (Rasa takes minutes)."""
+    yield pre_commit_cache()
+
+
+# ---------------------------------------------------------------- deploy host
+
+
+@pytest.fixture()
+def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+         rasa_bin: Path) -> Host:
+    """The reliability and security tests' one deploy host, made by whichever asks first
+    (tests/agent/test_pipeline.py has a module-scoped `host` of its own)."""
+    return shared_host(tmp_path_factory, rasa_bin, request.config.add_cleanup)
+
+
+# ---------------------------------------------------------------- Docker services
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    need(shutil.which("dockerd") is not None, "dockerd (Debian's docker.io) is not installed")
+    need(os.geteuid() == 0, "dockerd needs root")
+    with running_docker_engine() as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def sdk_base_image(docker_engine: DockerEngine) -> str:
+    need(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
+    return sdk_base_image_in(docker_engine)
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    need(shutil.which("docker-registry") is not None, "docker-registry is not installed")
+    with running_auth_registry(tmp_path_factory.mktemp("registry-auth")) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    need(Path("/usr/sbin/sshd").exists(), "openssh-server is not installed")
+    need(os.geteuid() == 0, "sshd with a root login needs root")
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from hooks.rasa_nlu_compare import _parser as nlu_compare_parser
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from agent.targets.local_process import free_port, port_open
-from tests.conftest import REPO_ROOT, need
+from tests.support.ci import need
+from tests.support.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
 

@@ -6,7 +6,7 @@ import subprocess
 
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 
 MANIFEST = REPO_ROOT / ".pre-commit-hooks.yaml"
 

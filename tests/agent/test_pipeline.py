@@ -34,7 +34,9 @@ from agent.progress import Progress
 from agent.runtime import Agent
 from agent.targets.local_process import free_port
 from agent.tick import TickResult, tick
-from tests.conftest import deploy_repo, git
+from tests.support.agent_config import agent_config
+from tests.support.bots import deploy_repo
+from tests.support.git import git
 
 # The first release trains, tests and loads a model for real: on a busy
 # 2-core machine that alone can take ten minutes.
@@ -155,19 +157,12 @@ def host(tmp_path_factory: pytest.TempPathFactory, rasa_bin: Path) -> Iterator[H
     (src / "tests" / "test_stories.yml").write_text(TEST_STORIES, encoding="utf-8")
     (src / "actions_test.py").write_text(ACTION_TEST, encoding="utf-8")
     rasa_port, action_port = free_port(), free_port()
-    config = root / "agent.yml"
-    config.write_text(
-        f"repo: {bare}\n"
-        "branch: main\n"
-        "work_dir: work\n"
-        f"rasa_command: {rasa_bin}\n"
-        "pipeline:\n"
-        f"  action_tests: {sys.executable} -m pytest -q -p no:cacheprovider actions_test.py\n"
-        "action_server:\n"
-        f"  port: {action_port}\n"
-        "model:\n"
-        f"  url: http://127.0.0.1:{rasa_port}\n",
-        encoding="utf-8",
+    config = agent_config(
+        root / "agent.yml", repo=bare, branch="main", work_dir="work", rasa_command=rasa_bin,
+        pipeline={
+            "action_tests": f"{sys.executable} -m pytest -q -p no:cacheprovider actions_test.py"},
+        action_server={"port": action_port},
+        model={"url": f"http://127.0.0.1:{rasa_port}"},
     )
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
     made = Host(root, bare, src, config, f"http://127.0.0.1:{rasa_port}", rasa_bin)
@@ -293,13 +288,8 @@ def _wait_for_step(host: Host, commit: str, step: str) -> int:
 
 def _slow_config(host: Host) -> Path:
     """The same host, but with action tests that hang: a window to crash or stop in."""
-    slow = host.root / "agent-slow.yml"
-    text = host.config_path.read_text(encoding="utf-8")
-    start = text.index("  action_tests:")
-    end = text.index("\n", start)
-    slow.write_text(text[:start] + f"  action_tests: {sys.executable} -c "
-                    "\"import time; time.sleep(600)\"" + text[end:], encoding="utf-8")
-    return slow
+    return agent_config(host.root / "agent-slow.yml", like=host.config_path, pipeline={
+        "action_tests": f"{sys.executable} -c \"import time; time.sleep(600)\""})
 
 
 def test_a_crash_mid_release_is_detected_and_the_release_retried(host: Host) -> None:
@@ -393,10 +383,8 @@ def test_status_history_and_logs_read_the_journal(host: Host) -> None:
 # ------------------------------------------- promotion policy, smoke, rollback
 
 
-def _variant(host: Host, name: str, extra: str) -> Path:
-    path = host.root / f"agent-{name}.yml"
-    path.write_text(host.config_path.read_text(encoding="utf-8") + extra, encoding="utf-8")
-    return path
+def _variant(host: Host, name: str, **keys: object) -> Path:
+    return agent_config(host.root / f"agent-{name}.yml", like=host.config_path, **keys)
 
 
 def _hours_of(host: Host, release_id: int) -> str:
@@ -407,7 +395,7 @@ def _hours_of(host: Host, release_id: int) -> str:
 
 
 def test_manual_promotion_waits_as_staged_then_promotes(host: Host) -> None:
-    manual = _variant(host, "manual", "environments:\n  production:\n    promote: manual\n")
+    manual = _variant(host, "manual", environments={"production": {"promote": "manual"}})
     before = host.journal().production_release("production")
     assert before is not None
     old_text = host.say("when are you open", "manual-1")
@@ -431,9 +419,10 @@ def test_manual_promotion_waits_as_staged_then_promotes(host: Host) -> None:
 
 
 def test_a_failing_smoke_test_rolls_the_release_back(host: Host) -> None:
-    smoke = _variant(host, "smoke", "smoke:\n  conversations:\n"
-                     "    - - say: hello\n        expect: Hi!\n"
-                     "      - say: when are you open\n        expect: Hours that never come\n")
+    smoke = _variant(host, "smoke", smoke={"conversations": [[
+        {"say": "hello", "expect": "Hi!"},
+        {"say": "when are you open", "expect": "Hours that never come"},
+    ]]})
     before = host.journal().production_release("production")
     assert before is not None
     host.set_hours("Hours that fail the smoke test.", "a release the smoke test rejects")

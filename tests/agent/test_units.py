@@ -19,7 +19,10 @@ from agent.repo import Mirror
 from agent.secrets import Redactor
 from agent.watch import Watcher, request_sync
 from hooks.core.errors import FatalError
-from tests.conftest import git
+from tests.support.agent_config import agent_config
+from tests.support.bots import copy_bot
+from tests.support.git import git
+from tests.support.paths import COFFEEBOT
 
 # ------------------------------------------------------------------- config
 
@@ -286,8 +289,6 @@ def test_progress_redacts_and_writes_plain_lines_off_a_terminal() -> None:
 
 
 def _bare_bot_repo(tmp_path: Path) -> tuple[Path, Path]:
-    from tests.conftest import COFFEEBOT, copy_bot
-
     bare = tmp_path / "bot.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
     src = copy_bot(COFFEEBOT, tmp_path / "src")
@@ -298,12 +299,12 @@ def _bare_bot_repo(tmp_path: Path) -> tuple[Path, Path]:
     return bare, src
 
 
-def _agent(tmp_path: Path, extra: str) -> object:
+def _agent(tmp_path: Path, **keys: object) -> object:
     from agent.config import load_config
     from agent.runtime import Agent
 
-    cfg = write(tmp_path / "agent.yml", "work_dir: work\nmodel:\n  manage_server: false\n"
-                "  url: http://127.0.0.1:9\n" + extra)
+    cfg = agent_config(tmp_path / "agent.yml", work_dir="work",
+                       model={"manage_server": False, "url": "http://127.0.0.1:9"}, **keys)
     return Agent.open(load_config(cfg), Progress(quiet=True))
 
 
@@ -314,7 +315,7 @@ def test_tick_on_a_missing_branch_or_repo_gives_an_error_and_a_journal_entry(
     from agent.tick import tick
 
     bare, _ = _bare_bot_repo(tmp_path)
-    agent = _agent(tmp_path, f"repo: {bare}\nbranch: release\n")
+    agent = _agent(tmp_path, repo=bare, branch="release")
     assert isinstance(agent, Agent)
     result = tick(agent)
     assert result.outcome == "error"
@@ -323,7 +324,7 @@ def test_tick_on_a_missing_branch_or_repo_gives_an_error_and_a_journal_entry(
     assert agent.journal.releases() == []
     agent.close()
     (tmp_path / "x").mkdir()
-    other = _agent(tmp_path / "x", f"repo: {tmp_path / 'gone.git'}\n")
+    other = _agent(tmp_path / "x", repo=tmp_path / "gone.git")
     assert isinstance(other, Agent)
     assert "cannot fetch" in tick(other).message
 
@@ -333,7 +334,7 @@ def test_a_missing_rasa_command_fails_the_release_at_train(tmp_path: Path) -> No
     from agent.tick import tick
 
     bare, _ = _bare_bot_repo(tmp_path)
-    agent = _agent(tmp_path, f"repo: {bare}\nrasa_command: /nonexistent/rasa\n")
+    agent = _agent(tmp_path, repo=bare, rasa_command="/nonexistent/rasa")
     assert isinstance(agent, Agent)
     result = tick(agent)
     assert result.status == FAILED
@@ -364,9 +365,9 @@ def test_noise_filter_drops_python_warnings_but_keeps_rasa_output() -> None:
 
 
 def test_doctor_reports_each_check_and_fails_on_an_unreachable_repo(tmp_path: Path) -> None:
-    cfg = write(tmp_path / "agent.yml", f"repo: {tmp_path / 'gone.git'}\nwork_dir: work\n"
-                "rasa_command: /bin/true\nmodel:\n  manage_server: false\n"
-                "  url: http://127.0.0.1:9\n")
+    cfg = agent_config(tmp_path / "agent.yml", repo=tmp_path / "gone.git", work_dir="work",
+                       rasa_command="/bin/true",
+                       model={"manage_server": False, "url": "http://127.0.0.1:9"})
     done = subprocess.run([sys.executable, "-m", "agent.cli", "-c", str(cfg), "doctor"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, git
+from tests.support.git import git
+from tests.support.paths import REPO_ROOT
 from tests.support.seeds import append
 
 HOOKS = [h["id"] for h in yaml.safe_load((REPO_ROOT / ".pre-commit-hooks.yaml").read_text())]

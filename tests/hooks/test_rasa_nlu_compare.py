@@ -38,21 +38,13 @@ from hooks.nlu.data import (
 from hooks.nlu.metrics import intent_scores
 from hooks.nlu.report import Comparison, Side, Thresholds, build, gate, markdown
 from hooks.rasa_nlu_compare import main
-from tests.conftest import EXAMPLES, copy_bot, git, init_repo, need
+from tests.support.bots import copy_bot
+from tests.support.ci import need
+from tests.support.git import git, init_repo
+from tests.support.nlu import MOVED, move_greetings
+from tests.support.paths import NLUBOT
 
-NLUBOT = EXAMPLES / "nlubot"
-MOVED = ("hello friend", "hey", "hi there", "good evening")  # greet -> goodbye
 FOLDS = "4"
-
-
-def move_greetings(bot: Path) -> None:
-    nlu = bot / "data" / "nlu.yml"
-    text = nlu.read_text()
-    for utterance in MOVED:
-        text = text.replace(f"      - {utterance}\n", "", 1)
-    moved = "".join(f"      - {u}\n" for u in MOVED)
-    text = text.replace("      - farewell\n", "      - farewell\n" + moved, 1)
-    nlu.write_text(text)
 
 
 @dataclass

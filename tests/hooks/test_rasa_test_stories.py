@@ -23,12 +23,10 @@ from hooks.project.layout import layout_for
 from hooks.project.load import load_project
 from hooks.rasa_test_stories import main, pick_stories
 from hooks.stories.results import parse_failed_stories
-from tests.conftest import copy_bot, git, init_repo
-from tests.hooks.test_rasa_validate_precommit import hook_repo, pre_commit_home
+from tests.support.bots import copy_bot
+from tests.support.git import git, init_repo
 from tests.support.hook_main import call_main
 from tests.support.seeds import append, replace
-
-__all__ = ["hook_repo", "pre_commit_home"]  # session fixtures shared with rasa-validate
 
 TEST_FILE = "tests/test_stories.yml"
 # Fixture set-up (training the example bot, building the hook's pre-commit

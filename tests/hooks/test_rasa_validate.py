@@ -9,6 +9,8 @@ import pytest
 
 from hooks.project.model import memoization_max_history
 from hooks.rasa_validate import main
+from tests.support.bots import copy_bot
+from tests.support.paths import COFFEEBOT
 from tests.support.seeds import SEEDS, Seed, append, replace
 
 FINDING = re.compile(r"^(?P<path>[^:\s]+):(?P<line>\d+): \[(?P<check>[\w-]+)(?:, warn-only)?\] ")
@@ -180,8 +182,6 @@ def test_warn_only_and_skip(
 def test_monorepo_bot_in_a_subfolder_is_found_from_the_changed_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.conftest import COFFEEBOT, copy_bot
-
     bot = copy_bot(COFFEEBOT, tmp_path / "bots" / "coffee")
     append(bot / "data/nlu.yml", "  - intent: orphan\n    examples: |\n      - orphaned\n")
     monkeypatch.chdir(tmp_path)

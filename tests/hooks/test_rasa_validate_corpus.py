@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hooks.rasa_validate import main
-from tests.conftest import copy_bot
+from tests.support.bots import copy_bot
 
 pytestmark = pytest.mark.corpus
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from hooks.rasa_validate import main
-from tests.conftest import COFFEEBOT, copy_bot
+from tests.support.bots import copy_bot
+from tests.support.paths import COFFEEBOT
 from tests.support.seeds import SEEDS, Seed
 
 # Rasa's message -> (our check, the group holding the name it is about).

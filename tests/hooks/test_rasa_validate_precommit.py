@@ -7,14 +7,10 @@ files, one commit), so what runs is what is checked out, committed or not.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import REPO_ROOT, git, init_repo
+from tests.support.git import git
 from tests.support.seeds import append, replace
 
 
@@ -22,31 +18,6 @@ def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
     return subprocess.run(
         args, cwd=cwd, capture_output=True, text=True, env={**os.environ, **env}, timeout=900
     )
-
-
-@pytest.fixture(scope="session")
-def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This working tree as a one-commit git repo that pre-commit can clone."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT,
-        capture_output=True, text=True, check=True,
-    ).stdout.splitlines()
-    dest = tmp_path_factory.mktemp("hookrepo") / "rasa-gitops"
-    for name in listed:
-        source = REPO_ROOT / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    return init_repo(dest)
-
-
-@pytest.fixture(scope="session")
-def pre_commit_home() -> Iterator[Path]:
-    """pre-commit's env cache, kept between local runs (Rasa takes minutes)."""
-    cache = Path(os.environ.get("RASA_GITOPS_CACHE", Path.home() / ".cache/rasa-gitops"))
-    home = cache / "pre-commit"
-    home.mkdir(parents=True, exist_ok=True)
-    yield home
 
 
 def test_try_repo_catches_an_nlu_defect_without_rasa_in_the_hook_env(

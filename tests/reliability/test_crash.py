@@ -26,11 +26,10 @@ import sqlite3
 import pytest
 
 from agent.journal import FAILED, INTERRUPTED, PROMOTED, STAGED
-from tests.support import deploy_host as fixtures_reliability
+from tests.support.agent_config import agent_config
 from tests.support.deploy_host import Host, assert_consistent, assert_invariant_now
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(3600)]
-host = fixtures_reliability.host
 
 def crash_then_restart(host: Host, point: str, sender: str,
                        retrain: bool = True) -> tuple[int, int]:
@@ -155,9 +154,8 @@ def test_a_release_interrupted_twice_is_given_up_and_production_stays_old(host: 
 
 
 def test_a_crash_inside_agent_promote_is_undone_after_unlock(host: Host) -> None:
-    manual = host.root / "agent-manual.yml"
-    manual.write_text(host.config.read_text(encoding="utf-8")
-                      + "environments:\n  production:\n    promote: manual\n", encoding="utf-8")
+    manual = agent_config(host.root / "agent-manual.yml", like=host.config,
+                          environments={"production": {"promote": "manual"}})
     before = assert_consistent(host, "promote-before")
     host.push_change("staged, then promoted by a crashing hand")
     staged = host.agent("once", config=manual)

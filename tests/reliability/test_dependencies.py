@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 
 from agent.journal import FAILED, Journal
-from tests.support import deploy_host as fixtures_reliability
-from tests.conftest import deploy_repo, git, need
+from tests.support.agent_config import agent_config
+from tests.support.bots import deploy_repo
+from tests.support.ci import need
 from tests.support.deploy_host import Host, assert_consistent
+from tests.support.git import git
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
-host = fixtures_reliability.host
 
 
 def _stop_rasa_server(host: Host) -> None:
@@ -48,9 +49,8 @@ def test_the_rasa_server_down_during_promotion_fails_the_release_untouched(
         host.push_change("first release")
         assert host.agent("once").returncode == 0
     before = assert_consistent(host, "down-before")
-    unmanaged = host.root / "agent-unmanaged.yml"
-    unmanaged.write_text(host.config.read_text(encoding="utf-8").replace(
-        "model:\n", "model:\n  manage_server: false\n"), encoding="utf-8")
+    unmanaged = agent_config(host.root / "agent-unmanaged.yml", like=host.config,
+                             model={"manage_server": False})
     _stop_rasa_server(host)
     host.push_change("promoted while the Rasa server is down", retrain=False)
     done = host.agent("once", config=unmanaged)
@@ -117,10 +117,8 @@ def test_a_full_disk_fails_the_release_clearly_and_the_journal_survives(
     git(src, "add", "-A")
     git(src, "commit", "-q", "-m", "no domain yet")
     git(src, "push", "-q", "deploy", "main")
-    config = tmp_path / "agent.yml"
-    config.write_text(f"repo: {bare}\nwork_dir: {small_disk / 'work'}\n"
-                      f"rasa_command: {rasa_bin}\nmodel:\n  manage_server: false\n",
-                      encoding="utf-8")
+    config = agent_config(tmp_path / "agent.yml", repo=bare, work_dir=small_disk / "work",
+                          rasa_command=rasa_bin, model={"manage_server": False})
     env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false"}
 
     def once() -> subprocess.CompletedProcess[str]:

@@ -20,12 +20,10 @@ import time
 import pytest
 
 from agent.journal import PROMOTED, SKIPPED
-from tests.support import deploy_host as fixtures_reliability
-from tests.conftest import git
 from tests.support.deploy_host import Host, assert_consistent
+from tests.support.git import git
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
-host = fixtures_reliability.host
 PUSHES = 50
 
 

@@ -16,11 +16,10 @@ import sys
 import pytest
 
 from agent.journal import PROMOTED
-from tests.support import deploy_host as fixtures_reliability
+from tests.support.agent_config import agent_config
 from tests.support.deploy_host import Host
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
-host = fixtures_reliability.host
 
 MARKER_CODE = """
 import json as _json, os as _os, sys as _sys
@@ -37,10 +36,9 @@ def test_action_code_never_runs_in_the_agent_process(host: Host) -> None:
     actions.write_text(clean + MARKER_CODE.format(folder=str(markers)), encoding="utf-8")
     try:
         host.push_change("action code with a side effect at import", retrain=False)
-        config = host.root / "agent-action-tests.yml"
-        config.write_text(host.config.read_text(encoding="utf-8").replace(
-            "pipeline:\n", f"pipeline:\n  action_tests: {sys.executable} -c "
-            "\"import actions.actions\"\n"), encoding="utf-8")
+        config = agent_config(host.root / "agent-action-tests.yml", like=host.config,
+                              pipeline={"action_tests": f"{sys.executable} -c "
+                                        "\"import actions.actions\""})
         agent = subprocess.Popen(
             [sys.executable, "-m", "agent.cli", "-c", str(config), "once", "-q"],
             env=host.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

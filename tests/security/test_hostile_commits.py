@@ -24,7 +24,10 @@ from pathlib import Path
 import pytest
 
 from agent.journal import FAILED, Journal
-from tests.conftest import COFFEEBOT, copy_bot, deploy_repo, git
+from tests.support.agent_config import agent_config
+from tests.support.bots import copy_bot, deploy_repo
+from tests.support.git import git
+from tests.support.paths import COFFEEBOT
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
 
@@ -95,9 +98,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory, rasa_bin: Path) -> Iterator[R
     outside = root / "host-file.yml"
     outside.write_text(f"version: '3.1'\nnlu:\n- intent: greet\n  examples: |\n"
                        f"    - {HOST_SECRET}\n", encoding="utf-8")
-    config = root / "agent.yml"
-    config.write_text(f"repo: {bare}\nwork_dir: work\nrasa_command: {rasa_bin}\n"
-                      "model:\n  manage_server: false\n", encoding="utf-8")
+    config = agent_config(root / "agent.yml", repo=bare, work_dir="work", rasa_command=rasa_bin,
+                          model={"manage_server": False})
     yield Repo(root, src, config, rasa_bin, outside)
 
 
@@ -212,9 +214,7 @@ def test_a_commit_that_deletes_the_domain_fails_clearly(repo: Repo) -> None:
 
 def test_path_traversal_in_names_is_refused(repo: Repo) -> None:
     for branch in ("../../etc/passwd", "main/../../x", "/abs", "a//b"):
-        bad = repo.root / "agent-branch.yml"
-        bad.write_text(repo.config.read_text(encoding="utf-8") + f"branch: '{branch}'\n",
-                       encoding="utf-8")
+        bad = agent_config(repo.root / "agent-branch.yml", like=repo.config, branch=branch)
         done = repo.agent("once", config=bad)
         assert done.returncode == 1 and "Traceback" not in done.stderr
         assert "branch:" in done.stderr and "not a valid git branch name" in done.stderr

@@ -26,27 +26,24 @@ import pytest
 import requests
 
 from agent.journal import FAILED, PROMOTED
-from tests.support import deploy_host as fixtures_reliability
+from tests.support.agent_config import agent_config
 from tests.support.deploy_host import Host
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
-host = fixtures_reliability.host
 
 PRINT_ENV = ("import os; print('ENV', sorted(os.environ)); "
              "print('VALUES', [v for k, v in sorted(os.environ.items()) if k.startswith('RGT')])")
 
 
 def _secret_config(host: Host, name: str) -> Path:
-    path = host.root / f"agent-{name}.yml"
-    text = host.config.read_text(encoding="utf-8").replace(
-        "pipeline:\n", f"pipeline:\n  action_tests: {sys.executable} -c \"{PRINT_ENV}\"\n")
-    text = text.replace(
-        "model:\n", "model:\n  auth_token_env: RGT_RASA_TOKEN\n").replace(
-        "action_server:\n", "action_server:\n  ssh_key_passphrase_env: RGT_SSH_PASSPHRASE\n")
-    text += ("image:\n  registry_user: deployer\n  registry_password_env: RGT_REGISTRY_PASSWORD\n"
-             "smoke:\n  conversations:\n    - - say: hello\n")
-    path.write_text(text, encoding="utf-8")
-    return path
+    return agent_config(
+        host.root / f"agent-{name}.yml", like=host.config,
+        pipeline={"action_tests": f"{sys.executable} -c \"{PRINT_ENV}\""},
+        model={"auth_token_env": "RGT_RASA_TOKEN"},
+        action_server={"ssh_key_passphrase_env": "RGT_SSH_PASSPHRASE"},
+        image={"registry_user": "deployer", "registry_password_env": "RGT_REGISTRY_PASSWORD"},
+        smoke={"conversations": [[{"say": "hello"}]]},
+    )
 
 
 def _run(host: Host, config: Path, env: dict[str, str], *args: str) -> str:
@@ -132,9 +129,8 @@ def test_the_rasa_server_the_agent_starts_refuses_requests_without_the_token(
 
 def test_an_inline_secret_in_the_config_is_refused_without_echoing_it(tmp_path: Path) -> None:
     value = "inline-" + secrets.token_urlsafe(12)
-    config = tmp_path / "agent.yml"
-    config.write_text(f"repo: {tmp_path}/bot.git\nwork_dir: work\n"
-                      f"model:\n  auth_token: {value}\n", encoding="utf-8")
+    config = agent_config(tmp_path / "agent.yml", repo=f"{tmp_path}/bot.git", work_dir="work",
+                          model={"auth_token": value})
     done = subprocess.run([sys.executable, "-m", "agent.cli", "-c", str(config), "status"],
                           capture_output=True, text=True, env=dict(os.environ), timeout=120)
     assert done.returncode == 1

@@ -8,7 +8,7 @@ not what these tests are about). Each commit also changes the opening hours the
 custom action answers with, so that both the model and the action server of
 any two releases differ, and a reply tells which release serves.
 
-Loaded as a plugin from tests/conftest.py.
+The `host` fixture in tests/conftest.py hands out the one `shared_host`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,9 @@ import requests
 
 from agent.journal import Journal
 from agent.targets.local_process import free_port
-from tests.conftest import deploy_repo, git
+from tests.support.agent_config import agent_config
+from tests.support.bots import deploy_repo
+from tests.support.git import git
 
 GREETINGS = ("Hi! Coffee, or opening hours?", "Hello there! Coffee, or opening hours?")
 
@@ -140,27 +143,24 @@ def assert_invariant_now(host: Host) -> None:
 _SHARED: list[Host] = []
 
 
-@pytest.fixture()
-def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-         rasa_bin: Path) -> Host:
-    """One deploy host for the whole session, whichever module asks first
-    (test modules take it with `host = fixtures_reliability.host`)."""
+def shared_host(tmp_path_factory: pytest.TempPathFactory, rasa_bin: Path,
+                add_cleanup: Callable[[Callable[[], object]], None]) -> Host:
+    """One deploy host for the whole session, made for whichever test asks first;
+    its agent is stopped when the session ends (`add_cleanup`)."""
     if _SHARED:
         return _SHARED[0]
     root = tmp_path_factory.mktemp("crash-host")
     bare, src = deploy_repo(root)
     rasa_port, action_port = free_port(), free_port()
-    config = root / "agent.yml"
-    config.write_text(
-        f"repo: {bare}\nbranch: main\nwork_dir: work\nrasa_command: {rasa_bin}\n"
-        "keep_releases: 12\n"
-        "pipeline:\n  test_stories: tests/none_*.yml\n"
-        f"action_server:\n  port: {action_port}\n"
-        f"model:\n  url: http://127.0.0.1:{rasa_port}\n",
-        encoding="utf-8",
+    config = agent_config(
+        root / "agent.yml", repo=bare, branch="main", work_dir="work", rasa_command=rasa_bin,
+        keep_releases=12,
+        pipeline={"test_stories": "tests/none_*.yml"},
+        action_server={"port": action_port},
+        model={"url": f"http://127.0.0.1:{rasa_port}"},
     )
     made = Host(root, bare, src, config, f"http://127.0.0.1:{rasa_port}", action_port,
                 rasa_bin)
     _SHARED.append(made)
-    request.config.add_cleanup(lambda: made.agent("stop"))
+    add_cleanup(lambda: made.agent("stop"))
     return made

@@ -11,8 +11,9 @@
 - `sshd`: OpenSSH on a loopback port with a throwaway host key, an authorized
   key for root, and a known_hosts file naming that host key.
 
-Loaded as a plugin from tests/conftest.py. Helpers here are also used by
-bench/image_build.py.
+Each service is a context manager here; tests/conftest.py turns them into
+session fixtures (and skips, or fails in CI, when a part is missing). Helpers
+here are also used by bench/image_build.py.
 """
 
 from __future__ import annotations
@@ -26,13 +27,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
-
-from tests.conftest import need
 
 CACHE = Path(os.environ.get("RASA_GITOPS_CACHE", Path.home() / ".cache" / "rasa-gitops"))
 DOCKER_CACHE = CACHE / "docker"
@@ -166,10 +164,9 @@ def clean_engine(client: Any) -> None:
             container.remove(force=True)
 
 
-@pytest.fixture(scope="session")
-def docker_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerEngine]:
-    need(shutil.which("dockerd") is not None, "dockerd (Debian's docker.io) is not installed")
-    need(os.geteuid() == 0, "dockerd needs root")
+@contextmanager
+def running_docker_engine() -> Iterator[DockerEngine]:
+    """dockerd on its own socket, cleaned of earlier runs' leftovers before and after."""
     # Unix socket paths are limited to 108 bytes: keep the run dir short.
     run_dir = Path(f"/tmp/rgd-{os.getpid()}")
     engine, proc = start_dockerd(run_dir)
@@ -242,9 +239,8 @@ def ensure_sdk_image(client: Any, log: Any = print) -> str:
     return SDK_IMAGE
 
 
-@pytest.fixture(scope="session")
-def sdk_base_image(docker_engine: DockerEngine) -> str:
-    need(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
+def sdk_base_image_in(docker_engine: DockerEngine) -> str:
+    """The rasa-sdk base image in this engine (made on first use)."""
     client = docker_engine.client()
     try:
         return ensure_sdk_image(client)
@@ -291,13 +287,11 @@ def start_registry(root: Path, port: int, htpasswd: Path | None
     return proc
 
 
-@pytest.fixture(scope="session")
-def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """A registry with htpasswd auth (bcrypt, as distribution requires)."""
+@contextmanager
+def running_auth_registry(root: Path) -> Iterator[Registry]:
+    """A registry with htpasswd auth (bcrypt, as distribution requires), kept in `root`."""
     import bcrypt
 
-    need(shutil.which("docker-registry") is not None, "docker-registry is not installed")
-    root = tmp_path_factory.mktemp("registry-auth")
     password = "s3cret-" + os.urandom(6).hex()
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
     htpasswd = root / "htpasswd"
@@ -323,11 +317,9 @@ class SshServer:
     host_key_line: str
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    need(Path("/usr/sbin/sshd").exists(), "openssh-server is not installed")
-    need(os.geteuid() == 0, "sshd with a root login needs root")
-    root = tmp_path_factory.mktemp("sshd")
+@contextmanager
+def running_sshd(root: Path) -> Iterator[SshServer]:
+    """OpenSSH on a loopback port, its keys and config in `root`."""
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "host_key")],
                    check=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",

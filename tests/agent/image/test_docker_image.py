@@ -14,7 +14,8 @@ from agent.image.build import BuildError, build_image
 from agent.image.context import FINGERPRINT_LABEL, assemble
 from agent.image.dockerfile import ImageSettings
 from agent.image.push import Credentials, PushError, push_image
-from tests.conftest import COFFEEBOT, copy_bot
+from tests.support.bots import copy_bot
+from tests.support.paths import COFFEEBOT
 from tests.support.services import DockerEngine, Registry, free_port
 
 
@@ -217,7 +218,7 @@ def test_a_full_registry_disk_fails_with_a_clear_message(
         client: Any, sdk_base_image: str, tmp_path: Path) -> None:
     import subprocess
 
-    from tests.conftest import need
+    from tests.support.ci import need
     from tests.support.services import start_registry, stop_process
 
     disk = tmp_path / "small-disk"

@@ -17,8 +17,11 @@ from agent.config import load_config
 from agent.journal import Release
 from agent.repo import Mirror
 from agent.steps import SKIPPED, StepContext, StepFailed, nlu_gate
-from tests.conftest import EXAMPLES, copy_bot, git, init_repo
-from tests.hooks.test_rasa_nlu_compare import move_greetings
+from tests.support.agent_config import agent_config
+from tests.support.bots import copy_bot
+from tests.support.git import git, init_repo
+from tests.support.nlu import move_greetings
+from tests.support.paths import NLUBOT
 
 
 @pytest.fixture()
@@ -29,7 +32,7 @@ def rasa_on_path(rasa_bin: Path) -> Iterator[None]:
 
 
 def _context(tmp_path: Path, change: str, **gate: object) -> tuple[StepContext, list[str]]:
-    src = init_repo(copy_bot(EXAMPLES / "nlubot", tmp_path / "src"))
+    src = init_repo(copy_bot(NLUBOT, tmp_path / "src"))
     base = git(src, "rev-parse", "HEAD")
     if change == "moved":
         move_greetings(src)
@@ -41,10 +44,9 @@ def _context(tmp_path: Path, change: str, **gate: object) -> tuple[StepContext, 
     bare = tmp_path / "bot.git"
     git(tmp_path, "clone", "-q", "--bare", str(src), str(bare))
 
-    lines = [f"repo: {bare}", f"work_dir: {tmp_path / 'work'}", "nlu_gate:", "  enabled: true",
-             "  folds: 3"] + [f"  {key}: {value}" for key, value in gate.items()]
-    (tmp_path / "agent.yml").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    config = load_config(tmp_path / "agent.yml")
+    config = load_config(agent_config(tmp_path / "agent.yml", repo=bare,
+                                      work_dir=tmp_path / "work",
+                                      nlu_gate={"enabled": True, "folds": 3, **gate}))
     mirror = Mirror(str(bare), "main", tmp_path / "work" / "repo.git")
     mirror.fetch()
     worktree = mirror.add_worktree(head, tmp_path / "work" / "release")

@@ -23,7 +23,8 @@ from agent.targets.docker.engine import local_engine
 from agent.targets.docker.host import DockerHostTarget, HostSettings
 from agent.targets.docker.ssh import SshEngineFactory, SshSettings
 from agent.targets.docker.swarm import SwarmSettings, SwarmTarget
-from tests.conftest import COFFEEBOT, copy_bot
+from tests.support.bots import copy_bot
+from tests.support.paths import COFFEEBOT
 from tests.support.services import DockerEngine, Registry, SshServer, free_port
 
 OPENING_HOURS = "action_tell_opening_hours"

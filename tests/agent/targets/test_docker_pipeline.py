@@ -21,7 +21,9 @@ from agent.journal import PROMOTED, Journal
 from agent.progress import Progress
 from agent.runtime import Agent
 from agent.tick import tick
-from tests.conftest import deploy_repo, git
+from tests.support.agent_config import agent_config
+from tests.support.bots import deploy_repo
+from tests.support.git import git
 from tests.support.services import DockerEngine, Registry, free_port
 
 HOURS = "We are open 7am to 7pm, every day."
@@ -71,26 +73,25 @@ def docker_host(tmp_path_factory: pytest.TempPathFactory, rasa_bin: Path,
     bare, src = deploy_repo(root)
     rasa_port, action_port = free_port(), free_port()
     instance = f"pipeline{action_port}"
-    config = root / "agent.yml"
-    config.write_text(
-        f"repo: {bare}\nbranch: main\nwork_dir: work\nrasa_command: {rasa_bin}\n"
+    config = agent_config(
+        root / "agent.yml", repo=bare, branch="main", work_dir="work", rasa_command=rasa_bin,
         # Test stories are the spine's tests' business; here they only cost time.
-        "pipeline:\n  test_stories: tests/none_*.yml\n"
-        "action_server:\n"
-        "  target: docker\n"
-        f"  port: {action_port}\n"
-        f"  backend_ports: [{free_port()}, {free_port()}]\n"
-        f"  instance: {instance}\n"
-        f"  docker_host: {docker_engine.base_url}\n"
-        "image:\n"
-        f"  repository: {auth_registry.address}/coffeebot-actions\n"
-        f"  base_image: {sdk_base_image}\n"
-        f"  docker_host: {docker_engine.base_url}\n"
-        f"  registry_user: {auth_registry.username}\n"
-        f"  registry_password_env: {PASSWORD_VARIABLE}\n"
-        "model:\n"
-        f"  url: http://127.0.0.1:{rasa_port}\n",
-        encoding="utf-8",
+        pipeline={"test_stories": "tests/none_*.yml"},
+        action_server={
+            "target": "docker",
+            "port": action_port,
+            "backend_ports": [free_port(), free_port()],
+            "instance": instance,
+            "docker_host": docker_engine.base_url,
+        },
+        image={
+            "repository": f"{auth_registry.address}/coffeebot-actions",
+            "base_image": sdk_base_image,
+            "docker_host": docker_engine.base_url,
+            "registry_user": auth_registry.username,
+            "registry_password_env": PASSWORD_VARIABLE,
+        },
+        model={"url": f"http://127.0.0.1:{rasa_port}"},
     )
     os.environ[PASSWORD_VARIABLE] = auth_registry.password
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")

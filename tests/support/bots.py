@@ -1,0 +1,64 @@
+"""Copies of the example bots, and the deploy host's bare repo to push them to.
+
+Tests change bots freely, so each works on its own copy, without the models and
+caches a local run may have left in examples/.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tests.support.git import git
+from tests.support.paths import COFFEEBOT
+
+
+def copy_bot(source: Path, dest: Path) -> Path:
+    """A copy of the bot at `source` in `dest` (not a git repo), without models or caches."""
+    shutil.copytree(
+        source,
+        dest,
+        ignore=shutil.ignore_patterns("models", ".rasa", "results", "__pycache__"),
+    )
+    return dest
+
+
+# The example bot's training data under Rasa's light components only: no
+# TensorFlow, so a model trains in about 10 s and a Rasa server loads it in
+# 0.1 s, where the DIET/TED config takes about 60 s for each (2 cores). The
+# deploy tests (pipeline, crashes, Docker, hostile commits) are about which
+# release is live, not how well a model generalises; the real config is trained
+# by `trained_coffeebot`, the story and NLU hooks' tests, and the demo test.
+LIGHT_CONFIG = """\
+recipe: default.v1
+assistant_id: coffeebot
+language: en
+pipeline:
+  - name: WhitespaceTokenizer
+  - name: CountVectorsFeaturizer
+  - name: CountVectorsFeaturizer
+    analyzer: char_wb
+    min_ngram: 2
+    max_ngram: 4
+  - name: LogisticRegressionClassifier
+    random_state: 42
+  - name: CRFEntityExtractor
+  - name: EntitySynonymMapper
+policies:
+  - name: MemoizationPolicy
+    max_history: 3
+  - name: RulePolicy
+"""
+
+
+def deploy_repo(root: Path) -> tuple[Path, Path]:
+    """A bare repo on the "deploy host" and a copy of the example bot (with the
+    light config) that pushes to it."""
+    bare = root / "coffeebot.git"
+    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
+    src = copy_bot(COFFEEBOT, root / "src")
+    (src / "config.yml").write_text(LIGHT_CONFIG, encoding="utf-8")
+    git(src, "init", "-q", "-b", "main")
+    git(src, "config", "commit.gpgsign", "false")
+    git(src, "remote", "add", "deploy", str(bare))
+    return bare, src
