@@ -111,7 +111,7 @@ class Release:
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values: statuses as their strings, actions as a list."""
         data = dict(self.__dict__)
-        data["status"] = self.status.value
+        data["status"] = str(self.status)  # the plain word, also for a hand-made record
         data["required_actions"] = list(self.required_actions)
         return data
 
