@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -466,3 +467,43 @@ def test_pre_push_range_compares_the_pushed_commits(
     assert report["intents"][0]["intent"] == "greet"
     assert any(p["truth"] == "greet" and p["predicted"] == "goodbye"
                for p in report["confused_more"])
+
+
+def test_pre_commit_passes_its_range_and_the_hook_compares_it(
+    moved_run: Run, hook_repo: Path, pre_commit_home: Path, rasa_bin: Path, tmp_path: Path
+) -> None:
+    # Through real pre-commit: `--from-ref/--to-ref` (as at pre-push) reach the
+    # hook as PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF. Rasa comes from
+    # RASA_GITOPS_RASA, so the hook's own env needs none; the cache of
+    # moved_run holds both sides, so nothing trains.
+    bot = init_repo(copy_bot(NLUBOT, tmp_path / "nlubot"))
+    rev = git(hook_repo, "rev-parse", "HEAD")
+    (bot / ".pre-commit-config.yaml").write_text(
+        "repos:\n"
+        f"  - repo: {hook_repo}\n"
+        f"    rev: {rev}\n"
+        "    hooks:\n"
+        "      - id: rasa-nlu-compare\n"
+        f"        args: [--folds, '{FOLDS}', --cache-dir, '{moved_run.cache}']\n",
+        encoding="utf-8",
+    )
+    git(bot, "add", "-A")
+    git(bot, "commit", "-q", "-m", "use rasa-gitops hooks")
+    move_greetings(bot)
+    git(bot, "commit", "-q", "-am", "move greetings")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(pre_commit_home),
+           "RASA_GITOPS_RASA": str(rasa_bin)}
+    for name in ("PRE_COMMIT_FROM_REF", "PRE_COMMIT_TO_REF"):
+        env.pop(name, None)
+    done = subprocess.run(
+        ["pre-commit", "run", "rasa-nlu-compare", "--hook-stage", "manual", "--verbose",
+         "--from-ref", "HEAD~1", "--to-ref", "HEAD"],
+        cwd=bot, env=env, capture_output=True, text=True, timeout=900,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "nothing to compare" not in output and "intent macro F1" in output, output
+    report = json.loads((bot / "results" / "nlu-compare" / REPORT_JSON).read_text())
+    assert _intent(report, "greet")["f1_delta"] < 0
+    assert "(HEAD~1)" in report["before"]["label"] and "(HEAD)" in report["after"]["label"]
+    assert report["before"]["cached"] and report["after"]["cached"]
