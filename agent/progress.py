@@ -14,6 +14,7 @@ import sys
 import time
 from typing import TextIO
 
+from agent.journal import StepStatus
 from agent.secrets import Redactor
 
 
@@ -64,7 +65,7 @@ class Progress:
         else:
             self.info(text)
 
-    def step_finished(self, release_id: int, name: str, status: str, duration: float,
+    def step_finished(self, release_id: int, name: str, status: StepStatus, duration: float,
                       summary: str) -> None:
         self._step = None
         self.info(f"release {release_id}: {name} {status} in {duration:.1f} s: {summary}")
