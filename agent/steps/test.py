@@ -1,8 +1,11 @@
-"""Test stories: `rasa test core --e2e --fail-on-prediction-errors` on the configured glob.
+"""Test stories: the configured glob's stories through the hooks' `run_test_stories`.
 
-`--e2e` because test stories carry the user's text: the model's own NLU reads
-it, as in production, instead of trusting the intents and entities written in
-the story (the `rasa-test-stories` hook runs them the same way).
+The hooks own THE way to run test stories (hooks/stories/rasa_test.py): the
+stories go to Rasa in files named `test_*`, whatever the glob matched (Rasa
+3.6 silently skips test stories in other files), through `rasa test core
+--e2e` (the model's own NLU reads the user's text, as in production), and the
+verdict is read from Rasa's result files. A run in which Rasa evaluated no
+story although the glob matched some fails the step; it never passes.
 
 Test stories exercise the model, not the action code (Rasa's guide says so).
 So when an earlier release passed with the very same model and the very same
@@ -12,11 +15,13 @@ test stories, its verdict stands and the run is skipped.
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 from agent.steps import REUSED, SKIPPED, Outcome, StepContext, StepFailed
-from hooks.core.process import run as run_command
+from hooks.core.errors import FatalError
+from hooks.project.load import load_data
+from hooks.project.model import Story
+from hooks.stories.rasa_test import failure_lines, run_test_stories
 
 NAME = "test"
 LONG = True
@@ -31,6 +36,19 @@ def _verdict_key(model_id: str, files: list[Path], root: Path) -> str:
     for path in files:
         digest.update(b"\0" + str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def test_stories_in(files: list[Path], root: Path) -> list[Story]:
+    """Every story and rule of the matched files, or StepFailed when there is none."""
+    try:
+        found = [s for s in load_data((), test_files=files)[2] if s.kind == "test"]
+    except FatalError as exc:
+        raise StepFailed(str(exc).replace(f"{root}/", "")) from None
+    if not found:
+        names = ", ".join(str(p.relative_to(root)) for p in files)
+        raise StepFailed(f"no test story in {names} (pipeline.test_stories matched them); "
+                         "write them as Rasa test stories (stories: with steps)")
+    return found
 
 
 def run(ctx: StepContext) -> Outcome:
@@ -49,27 +67,26 @@ def run(ctx: StepContext) -> Outcome:
         ctx.log(f"release {earlier} passed with this model and these test stories")
         return Outcome(f"passed in release {earlier} with the same model and stories", REUSED)
 
+    given = test_stories_in(files, ctx.worktree)
     out = ctx.config.work_dir / "results" / f"release-{ctx.release_id}"
-    if len(files) == 1:
-        target = files[0]
-    else:
-        target = out / "stories"
-        target.mkdir(parents=True, exist_ok=True)
-        for index, path in enumerate(files):
-            shutil.copy(path, target / f"{index:03d}_{path.name}")
-    done = run_command(
-        [*ctx.rasa_argv, "test", "core", "--e2e", "--model", release.model_path, "--stories",
-         str(target), "--fail-on-prediction-errors", "--no-plot", "--out", str(out)],
-        cwd=ctx.worktree, timeout=ctx.timeout, stream=ctx.log,
-    )
-    if not done.ok:
-        failed = [ln.strip() for ln in done.output.splitlines() if "# predicted:" in ln]
-        story = [ln.strip() for ln in done.output.splitlines() if ln.strip().startswith(
-            "- story:")]
-        detail = f"{story[0][2:]}: {failed[0]}" if story and failed else (
-            failed[0] if failed else f"exit {done.returncode}")
-        raise StepFailed(f"test stories failed: {detail}")
+    try:
+        result = run_test_stories(
+            ctx.rasa_argv, ctx.worktree, Path(release.model_path), given, out,
+            timeout=ctx.timeout, progress=ctx.log,
+        )
+    except FatalError as exc:
+        text = str(exc)
+        for line in text.splitlines():
+            ctx.log(line)
+        raise StepFailed(text.splitlines()[0] if text else "rasa test failed") from None
+    if result.failures:
+        lines = failure_lines(result, ctx.worktree)
+        for line in lines:
+            ctx.log(line)
+        ctx.log(f"Rasa's report of the failed stories: {result.failed_file}")
+        more = f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise StepFailed(f"test stories failed: {lines[0]}{more}")
     verdicts.mkdir(parents=True, exist_ok=True)
     (verdicts / key).write_text(f"{ctx.release_id}\n", encoding="utf-8")
     names = ", ".join(str(p.relative_to(ctx.worktree)) for p in files)
-    return Outcome(f"test stories passed ({names})")
+    return Outcome(f"test stories passed ({names}; {result.evaluated} conversation(s))")

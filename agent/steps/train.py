@@ -1,16 +1,17 @@
 """Train: `rasa train`, unless a kept model was trained from the same inputs.
 
-The training fingerprint hashes what `rasa train` reads (config, domain, the
-training data) plus the Rasa command. A commit that changes none of them, such
-as an action-code-only change, reuses the earlier model as is: no training, the
-same `model_id`, so activating it later is a no-op. When something did change,
-Rasa's own training cache (kept in one place across worktrees through
-RASA_CACHE_DIRECTORY) retrains only the components whose inputs changed.
+The training fingerprint is the hooks' own (`hooks.project.fingerprint`): what
+`rasa train` reads (config, domain, the training data) plus the Rasa version,
+since another Rasa trains another model from the same files. A commit that
+changes none of them, such as an action-code-only change, reuses the earlier
+model as is: no training, the same `model_id`, so activating it later is a
+no-op. When something did change, the hooks' `train_model` trains with Rasa's
+own training cache (kept in one place across worktrees), which retrains only
+the components whose inputs changed.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from agent import faults
@@ -18,23 +19,19 @@ from agent.steps import REUSED, Outcome, StepContext, StepFailed
 from agent.targets.base import DeployError
 from agent.targets.rasa_http import model_id_of
 from hooks.core.errors import FatalError
-from hooks.core.process import run as run_command
 from hooks.project.custom_actions import custom_actions
 from hooks.project.domain import load_domain
+from hooks.project.fingerprint import rasa_identity, tree_fingerprint
 from hooks.project.layout import layout_for
+from hooks.stories.train import TrainingFailed, train_model
 
 NAME = "train"
 LONG = True
 
 
 def training_fingerprint(root: Path, rasa_argv: list[str]) -> str:
-    layout = layout_for(root)
-    digest = hashlib.sha256()
-    digest.update(" ".join(rasa_argv).encode())
-    for path in sorted({layout.config, *layout.domain, *layout.data}):
-        digest.update(b"\0" + str(path.relative_to(layout.root)).encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+    """THE hooks' training fingerprint of the tree at `root` for this Rasa."""
+    return tree_fingerprint(layout_for(root), rasa_identity(rasa_argv))
 
 
 def required_actions(root: Path) -> frozenset[str]:
@@ -60,20 +57,16 @@ def run(ctx: StepContext) -> Outcome:
         return Outcome(f"reused the model of release {earlier.id} (training inputs unchanged)",
                        REUSED)
 
-    ctx.models_dir.mkdir(parents=True, exist_ok=True)
-    name = f"release-{ctx.release_id}"
-    cache = ctx.config.work_dir / "train-cache"
-    done = run_command(
-        [*ctx.rasa_argv, "train", "--out", str(ctx.models_dir), "--fixed-model-name", name],
-        cwd=ctx.worktree, timeout=ctx.timeout,
-        stream=faults.on_first_line(ctx.log, "train.running"),
-        env={"RASA_CACHE_DIRECTORY": str(cache)},
-    )
-    model = ctx.models_dir / f"{name}.tar.gz"
+    try:
+        model = train_model(
+            ctx.rasa_argv, layout_for(ctx.worktree), out=ctx.models_dir,
+            name=f"release-{ctx.release_id}", cache_dir=ctx.config.work_dir / "train-cache",
+            timeout=ctx.timeout, progress=faults.on_first_line(ctx.log, "train.running"),
+        )
+    except TrainingFailed as exc:
+        raise StepFailed(f"rasa train failed (exit {exc.done.returncode}): "
+                         f"{exc.last_line()[:300]}") from None
     faults.kill_point("train.trained")
-    if not done.ok or not model.is_file():
-        last = next((ln for ln in reversed(done.output.splitlines()) if ln.strip()), "")
-        raise StepFailed(f"rasa train failed (exit {done.returncode}): {last.strip()[:300]}")
     try:
         model_id = model_id_of(model)
     except DeployError as exc:

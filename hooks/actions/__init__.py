@@ -1,1 +1,1 @@
-"""The engine of rasa-check-actions: reading action code statically and matching it to the domain."""
+"""The engine of rasa-check-actions: reading action code and matching it to the domain."""

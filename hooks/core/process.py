@@ -10,6 +10,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,12 +39,57 @@ class Completed:
         return "\n".join(self.output.splitlines()[-lines:])
 
 
+RASA_ENV = "RASA_GITOPS_RASA"
+RASA_PYTHON_ENV = "RASA_GITOPS_RASA_PYTHON"
+NO_RASA = (
+    "Rasa is not installed in this hook's environment. Add "
+    "`additional_dependencies: [rasa==3.6.21]` (with `language_version: python3.10`) "
+    f"to the hook, or set {RASA_ENV} to a rasa executable."
+)
+
+
 def rasa_command() -> list[str]:
-    """The command that runs Rasa: $RASA_GITOPS_RASA, else `rasa` on PATH."""
-    configured = os.environ.get("RASA_GITOPS_RASA")
+    """THE way to find Rasa: $RASA_GITOPS_RASA, else the `rasa` beside this Python
+    (the hook's or the agent's own environment, even when it is not on PATH),
+    else `rasa` on PATH.
+
+    Raises FatalError saying how to add Rasa when none is found. A configured
+    command is taken as given: running it says "command not found" if it is wrong.
+    """
+    configured = os.environ.get(RASA_ENV)
     if configured:
         return shlex.split(configured)
-    return ["rasa"]
+    beside = Path(sys.executable).parent / "rasa"
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("rasa")
+    if found:
+        return [found]
+    raise FatalError(NO_RASA)
+
+
+def rasa_python(command: Sequence[str] | None = None) -> str:
+    """The interpreter behind the Rasa command (for code that must import Rasa):
+    $RASA_GITOPS_RASA_PYTHON, else the command itself when it is a python, else
+    the interpreter of its `#!` line."""
+    configured = os.environ.get(RASA_PYTHON_ENV)
+    if configured:
+        return configured
+    command = list(command) if command is not None else rasa_command()
+    found = shutil.which(command[0])
+    if found:
+        if "python" in Path(found).name:
+            return found  # RASA_GITOPS_RASA="python -m rasa"
+        try:
+            first = Path(found).read_bytes()[:256].split(b"\n", 1)[0].decode()
+        except (OSError, UnicodeDecodeError):
+            first = ""
+        if first.startswith("#!") and "python" in first:
+            return first[2:].strip().split()[0]
+    raise FatalError(
+        f"cannot find the Python interpreter behind `{' '.join(command)}`; install Rasa "
+        f"(pip install rasa==3.6.21) or set {RASA_PYTHON_ENV} to its python."
+    )
 
 
 def run(

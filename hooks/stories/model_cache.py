@@ -19,13 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hooks.core.errors import FatalError
-from hooks.core.process import run
 from hooks.project.model import Layout
+from hooks.stories.train import TrainingFailed, train_model
 
 DEFAULT_MAX_MODELS_MB = 1024
-# Rasa's own default is 1000 MB; say it explicitly so the bound is documented.
-RASA_TRAINING_CACHE_MB = 1000
-TRAIN_TIMEOUT_S = 3600.0
 
 
 def default_cache_dir() -> Path:
@@ -101,36 +98,18 @@ class ModelCache:
     ) -> Path:
         """Train a model for this tree with Rasa's incremental cache, then keep it."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self.rasa_cache.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix="train-", dir=self.root))
         try:
-            argv = [
-                *rasa, "train",
-                "--config", str(layout.config),
-                "--domain", str(_domain_arg(layout)),
-                "--data", *data,
-                "--out", str(staging),
-                "--fixed-model-name", fingerprint,
-            ]
-            env = {
-                "RASA_CACHE_DIRECTORY": str(self.rasa_cache),
-                "RASA_MAX_CACHE_SIZE": str(RASA_TRAINING_CACHE_MB),
-            }
-            done = run(argv, cwd=layout.root, env=env, timeout=TRAIN_TIMEOUT_S, stream=progress)
-            trained = staging / f"{fingerprint}.tar.gz"
-            if not done.ok or not trained.is_file():
+            try:
+                trained = train_model(rasa, layout, out=staging, name=fingerprint,
+                                      cache_dir=self.rasa_cache, data=data,
+                                      progress=progress)
+            except TrainingFailed as exc:
                 raise FatalError(
-                    f"`rasa train` failed (exit {done.returncode}); no model, so no story "
+                    f"`rasa train` failed (exit {exc.done.returncode}); no model, so no story "
                     f"was tested. Fix the training data and commit again. Rasa said:\n"
-                    f"{done.tail(25)}"
-                )
+                    f"{exc.done.tail(25)}"
+                ) from None
             return self.store(trained, fingerprint)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def _domain_arg(layout: Layout) -> Path:
-    """The domain as Rasa wants it: the one file, or the folder of a split domain."""
-    if len(layout.domain) == 1:
-        return layout.domain[0]
-    return Path(os.path.commonpath([str(p) for p in layout.domain]))
