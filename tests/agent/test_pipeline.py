@@ -257,6 +257,30 @@ def test_a_failing_test_story_fails_the_release_and_production_is_untouched(
     host.commit_and_push("fix the test story", files={"tests/test_stories.yml": stories})
 
 
+def test_a_broken_story_in_a_second_test_file_fails_the_release_and_is_named(
+    host: Host,
+) -> None:
+    # Two files match `tests/test_*.yml`: Rasa reads test stories only from files
+    # named test_*, so the agent must hand both over under such names (it once
+    # copied them as 000_<name>: Rasa evaluated nothing and the release passed).
+    second = host.src / "tests" / "test_more_stories.yml"
+    broken = TEST_STORIES.replace("a coffee order, end to end", "thanks, then goodbye?") \
+        .replace("      - action: utter_you_are_welcome", "      - action: utter_goodbye")
+    second.write_text(broken, encoding="utf-8")
+    host.commit_and_push("a second test file whose story expects the wrong reply")
+    result = host.tick()
+    journal = host.journal()
+    release = journal.release(result.release_id or 0)
+    assert result.status == FAILED, release.reason
+    assert release.reason.startswith("test: test stories failed: tests/test_more_stories.yml:"), \
+        release.reason
+    assert "story 'thanks, then goodbye?'" in release.reason
+    steps = {s.name: s.status for s in journal.steps(release.id)}
+    assert steps["train"] == "reused" and steps["test"] == "failed"
+    second.unlink()
+    host.commit_and_push("drop the second test file")
+
+
 def test_three_quick_pushes_deploy_only_the_last(host: Host) -> None:
     first = host.set_hours("Hours v1.", "hours v1")
     second = host.set_hours("Hours v2.", "hours v2")
