@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hooks.core.errors import FatalError
-from hooks.core.process import rasa_command, run, run_rasa
+from hooks.core.process import rasa_python, run, run_rasa
 from hooks.nlu import data as nlu_data
 from hooks.nlu.data import NluExample, NluInputs
 from hooks.nlu.heatmap import MISSING as HEATMAP_MISSING
@@ -64,31 +63,6 @@ class Options:
             return {"kind": "split", "training_fraction": self.training_fraction,
                     "seed": self.seed}
         return {"kind": "cv", "folds": self.folds, "seed": self.seed}
-
-
-# ----------------------------------------------------------------- Rasa's Python
-
-
-def rasa_python() -> str:
-    """The interpreter behind the `rasa` command: the runner must share it."""
-    configured = os.environ.get("RASA_GITOPS_RASA_PYTHON")
-    if configured:
-        return configured
-    command = rasa_command()
-    found = shutil.which(command[0])
-    if found:
-        if "python" in Path(found).name:
-            return found  # RASA_GITOPS_RASA="python -m rasa"
-        try:
-            first = Path(found).read_bytes()[:256].split(b"\n", 1)[0].decode()
-        except OSError:
-            first = ""
-        if first.startswith("#!") and "python" in first:
-            return first[2:].strip().split()[0]
-    raise FatalError(
-        f"cannot find the Python interpreter behind `{' '.join(command)}`; install Rasa "
-        "(pip install rasa==3.6.21) or set RASA_GITOPS_RASA_PYTHON to its python."
-    )
 
 
 def rasa_version(python: str) -> str:

@@ -1,13 +1,27 @@
-"""The one subprocess seam: process liveness as `agent stop` sees it."""
+"""The one subprocess seam: process liveness as `agent stop` sees it, and the one
+way to find Rasa."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from hooks.core.process import _zombie, alive, spawn, stop
+import pytest
+
+from hooks.core.errors import FatalError
+from hooks.core.process import (
+    RASA_ENV,
+    RASA_PYTHON_ENV,
+    _zombie,
+    alive,
+    rasa_command,
+    rasa_python,
+    spawn,
+    stop,
+)
 
 
 def test_a_dead_unreaped_process_counts_as_gone() -> None:
@@ -30,3 +44,35 @@ def test_stop_returns_as_soon_as_the_group_is_gone(tmp_path: Path) -> None:
     stop(pid, timeout=120)
     assert not alive(pid)
     assert time.monotonic() - started < 60  # ended by SIGTERM, not by the SIGKILL timeout
+
+
+def _executable(path: Path, first_line: str = "#!/usr/bin/env python3\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(first_line, encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def test_the_one_way_to_find_rasa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_python = _executable(tmp_path / "venv" / "bin" / "python")
+    beside = _executable(tmp_path / "venv" / "bin" / "rasa", f"#!{env_python}\n")
+    on_path = _executable(tmp_path / "path" / "rasa", "#!/opt/py/bin/python3.10 -E\n")
+    monkeypatch.setattr(sys, "executable", str(env_python))
+    monkeypatch.setenv("PATH", f"{on_path.parent}{os.pathsep}/usr/bin:/bin")
+    monkeypatch.delenv(RASA_PYTHON_ENV, raising=False)
+    # Configured wins, taken as given (a wrong one fails when it runs).
+    monkeypatch.setenv(RASA_ENV, "python3 -m rasa")
+    assert rasa_command() == ["python3", "-m", "rasa"]
+    monkeypatch.delenv(RASA_ENV)
+    # Then the rasa of this Python's own environment, even off PATH.
+    assert rasa_command() == [str(beside)]
+    assert rasa_python() == str(env_python)
+    beside.unlink()
+    assert rasa_command() == [str(on_path)]
+    assert rasa_python() == "/opt/py/bin/python3.10"
+    monkeypatch.setenv(RASA_PYTHON_ENV, "/somewhere/python")
+    assert rasa_python() == "/somewhere/python"
+    on_path.unlink()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(FatalError, match="Rasa is not installed in this hook's environment"):
+        rasa_command()
