@@ -76,7 +76,10 @@ SCHEMA: dict[str, Key] = {
     "repo": _key(str, REQUIRED, help="a local bare repository path, or a remote git URL"),
     "branch": _key(str, "main", _branch, "the branch whose commits become releases"),
     "work_dir": _key(str, REQUIRED, help="where the journal, worktrees and models live"),
-    "rasa_command": _key(str, "rasa", help="the command that runs Rasa, e.g. `rasa`"),
+    "rasa_command": _key(str, None, nullable=True,
+                         help="the command that runs Rasa, e.g. `rasa`; default: found as the "
+                         "hooks find it ($RASA_GITOPS_RASA, else the rasa beside the agent's "
+                         "Python, else rasa on PATH)"),
     "poll_interval": _key(NUMBER, 60, _positive, "seconds between `git fetch` for remotes"),
     "keep_releases": _key(int, 5, _positive, "worktrees and models kept for rollback"),
     "pipeline.max_history": _key(int, None, _positive, nullable=True,

@@ -58,10 +58,12 @@ def _git(config: AgentConfig) -> Result:
 
 
 def _rasa(config: AgentConfig) -> Result:
-    argv = shlex.split(str(config["rasa_command"]))
+    from agent.targets.factory import rasa_argv
+
+    argv = rasa_argv(config)
     done = run([*argv, "--version"], timeout=300)
     if not done.ok:
-        return "FAIL", f"`{config['rasa_command']} --version` failed: {done.tail(2)}"
+        return "FAIL", f"`{shlex.join(argv)} --version` failed: {done.tail(2)}"
     line = next((ln for ln in done.output.splitlines() if ln.startswith("Rasa Version")), "")
     return "ok", " ".join(line.split()) or done.tail(1)
 

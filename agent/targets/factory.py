@@ -12,10 +12,19 @@ from agent.targets.base import ActionServerTarget, ModelTarget
 from agent.targets.docker import factories as docker_targets
 from agent.targets.local_process import LocalActionServerTarget
 from agent.targets.rasa_http import RasaHttpModelTarget
+from hooks.core.errors import FatalError
+from hooks.core.process import rasa_command
 
 
 def rasa_argv(config: AgentConfig) -> list[str]:
-    return shlex.split(str(config["rasa_command"]))
+    """The configured `rasa_command`, else Rasa found as the hooks find it."""
+    configured = config["rasa_command"]
+    if configured:
+        return shlex.split(str(configured))
+    try:
+        return rasa_command()
+    except FatalError:
+        return ["rasa"]  # no Rasa on this host: the step that runs it says "command not found"
 
 
 def _local_action_server(config: AgentConfig) -> ActionServerTarget:
