@@ -42,6 +42,17 @@ def _usable(agent: Agent, release: Release) -> Path:
     return worktree
 
 
+def _step_prefix(agent: Agent, release: Release, kind: str) -> str:
+    """`promote.`, `rollback.`, then `rollback-2.` …: a fresh name for each run."""
+    verb = "rollback" if kind == "production.rolled_back" else "promote"
+    taken = {step.name.split(".", 1)[0] for step in agent.journal.steps(release.id)}
+    prefix, number = verb, 1
+    while prefix in taken:
+        number += 1
+        prefix = f"{verb}-{number}"
+    return prefix + "."
+
+
 def switch_production(agent: Agent, release: Release, environment: str, *, kind: str,
                       reason: str, pause: bool = False) -> order.Plan:
     """Make `release` live in `environment`; raise FatalError (state unchanged) if not."""
@@ -59,6 +70,7 @@ def switch_production(agent: Agent, release: Release, environment: str, *, kind:
             config=agent.config, journal=journal, mirror=agent.mirror, targets=agent.targets,
             release_id=release.id, commit=release.commit, rasa_argv=rasa_argv(agent.config),
             log=agent.progress.info, worktree=worktree, production=production,
+            step_prefix=_step_prefix(agent, release, kind),
         )
         try:
             switch.go_live(agent, ctx, plan, production, environment, actor=actor())

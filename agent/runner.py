@@ -30,7 +30,7 @@ class ReleaseStopped(Exception):
 
 def run_step(agent: Agent, ctx: StepContext, step: Step) -> None:
     journal, progress = agent.journal, agent.progress
-    name = step.NAME
+    name = ctx.step_prefix + step.NAME
     if agent.stop_requested and step.LONG:
         raise Abandoned()  # a deploy switch, once begun, is finished instead
     lines: list[str] = []

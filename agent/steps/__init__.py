@@ -56,6 +56,10 @@ class StepContext:
     worktree: Path = Path()
     production: Release | None = None  # what was in production when the release started
     notes: dict[str, str] = field(default_factory=dict)
+    # Prefixes the journaled step names: `agent promote`/`rollback` run the switch
+    # steps again on a release that already has rows for them, and its own rows
+    # (and logs) from when it was released must not be overwritten.
+    step_prefix: str = ""
     run_line: Callable[[str], None] | None = None
 
     @property

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent import faults, order, switch
-from agent.journal import PROMOTED
+from agent.journal import PROMOTED, StepStatus
 from agent.promote import promote, rollback
 from agent.runner import ReleaseStopped
 from agent.targets.base import ActionServerSpec
@@ -132,14 +132,35 @@ def test_promote_runs_its_switches_through_the_step_runner(
     _, new = drops_an_action(world)
     promote(world.agent, new, "production")
     steps = {s.name: s.status for s in world.journal.steps(new)}
-    assert steps == {"activate_model": "passed", "deploy_actions": "passed", "smoke": "passed"}
+    assert steps == {"promote.activate_model": "passed", "promote.deploy_actions": "passed",
+                     "promote.smoke": "passed"}
     assert points == [
-        "step.activate_model.start", "step.activate_model.end",
-        "step.deploy_actions.start", "step.deploy_actions.end",
-        "step.smoke.start", "step.smoke.end", "promote.switched",
+        "step.promote.activate_model.start", "step.promote.activate_model.end",
+        "step.promote.deploy_actions.start", "step.promote.deploy_actions.end",
+        "step.promote.smoke.start", "step.promote.smoke.end", "promote.switched",
     ]
-    log = world.agent.config.work_dir / "logs" / f"release-{new}" / "smoke.log"
+    log = world.agent.config.work_dir / "logs" / f"release-{new}" / "promote.smoke.log"
     assert "bot: Hi!" in log.read_text(encoding="utf-8")
+
+
+def test_a_rollback_keeps_the_step_rows_and_logs_of_the_release_it_returns_to(
+    tmp_path: Path,
+) -> None:
+    world = memory_world(tmp_path, SMOKE)
+    first, second = drops_an_action(world)
+    # What `first` recorded when it was released.
+    world.journal.start_step(first, "activate_model")
+    world.journal.finish_step(first, "activate_model", StepStatus.PASSED, "model-1 is live", "")
+    promote(world.agent, second, "production")
+    rollback(world.agent, "production", None, "customers complain")
+    promote(world.agent, second, "production", "fixed upstream")
+    rollback(world.agent, "production", None, "still broken")
+    rows = {s.name: s.summary for s in world.journal.steps(first)}
+    assert rows["activate_model"] == "model-1 is live"
+    assert {"rollback.activate_model", "rollback-2.activate_model"} <= set(rows)
+    logs = world.agent.config.work_dir / "logs" / f"release-{first}"
+    assert (logs / "rollback.smoke.log").is_file()
+    assert (logs / "rollback-2.smoke.log").is_file()
 
 
 # ------------------------------------------------------------------ the plan
