@@ -63,6 +63,7 @@ def tick(agent: Agent) -> TickResult:
     except LockHeld as exc:
         return TickResult("busy", message=str(exc))
     try:
+        journal.interrupt_stray_steps("the agent process stopped during this switch")
         # Every tick (not only after a crash of a release: also after a crashed
         # `agent promote`) puts what serves back to what the journal says.
         switch.restore(agent, agent.environment.name)

@@ -276,6 +276,18 @@ class Journal(Locks):
             tx.execute("DELETE FROM locks WHERE owner = ?",
                        (self.release(release_id).owner,))
 
+    def interrupt_stray_steps(self, reason: str) -> int:
+        """Steps left `running` on a release that is not: a crashed `agent promote`
+        or `rollback` ran them. Called under the deploy lock, when none can run."""
+        with self.transaction() as tx:
+            cursor = tx.execute(
+                "UPDATE steps SET status = ?, finished_at = ?, summary = ? WHERE status = ?"
+                " AND release_id IN (SELECT id FROM releases WHERE status != ?)",
+                (StepStatus.INTERRUPTED, time.time(), reason, StepStatus.RUNNING,
+                 ReleaseStatus.RUNNING),
+            )
+            return cursor.rowcount
+
 
 def _inserted_id(cursor: sqlite3.Cursor) -> int:
     """The id SQLite gave the row just inserted (always set after an INSERT)."""

@@ -138,3 +138,21 @@ def test_staged_release_promoted_by_moving_the_pointer(tmp_path: Path) -> None:
     assert journal.release(release.id).status is ReleaseStatus.PROMOTED
     assert journal.production_release("production") == journal.release(release.id)
     assert journal.events(limit=1)[0].actor == "tester"
+
+
+def test_a_step_left_running_by_a_crashed_promote_is_marked_interrupted(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        promoted = _release(journal)
+        journal.start_release(promoted.id)
+        journal.finish_release(promoted.id, ReleaseStatus.PROMOTED, "")
+        journal.start_step(promoted.id, "promote.activate_model")  # then the agent died
+        running = _release(journal, commit="b" * 40, message="two")
+        journal.start_release(running.id)
+        journal.start_step(running.id, "train")  # a live release's step is left alone
+        assert journal.interrupt_stray_steps("the agent stopped") == 1
+        stray = {s.name: s for s in journal.steps(promoted.id)}["promote.activate_model"]
+        assert stray.status is StepStatus.INTERRUPTED and stray.summary == "the agent stopped"
+        assert journal.steps(running.id)[0].status is StepStatus.RUNNING
+    finally:
+        journal.close()
