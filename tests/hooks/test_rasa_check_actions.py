@@ -18,6 +18,7 @@ from hooks.actions.code import read_statically
 from hooks.rasa_check_actions import main
 from tests.support.git import git
 from tests.support.hook_main import call_main
+from tests.support.precommit import use_hook
 from tests.support.seeds import append, line_of, replace
 
 ACTIONS_PY = "actions/actions.py"
@@ -189,14 +190,7 @@ def test_removing_an_action_implementation_fails_the_commit(
     hook_repo: Path, coffeebot_repo: Path, pre_commit_home: Path
 ) -> None:
     """The real manifest entry, installed as a git hook from a repo, as users do."""
-    rev = git(hook_repo, "rev-parse", "HEAD")
-    (coffeebot_repo / ".pre-commit-config.yaml").write_text(
-        f"repos:\n  - repo: {hook_repo}\n    rev: {rev}\n    hooks:\n"
-        "      - id: rasa-check-actions\n",
-        encoding="utf-8",
-    )
-    git(coffeebot_repo, "add", ".pre-commit-config.yaml")
-    git(coffeebot_repo, "commit", "-q", "-m", "use rasa-check-actions")
+    use_hook(coffeebot_repo, hook_repo, "rasa-check-actions")
     installed = _pre_commit(["install"], coffeebot_repo, pre_commit_home)
     assert installed.returncode == 0, installed.stdout + installed.stderr
 

@@ -44,6 +44,7 @@ from tests.support.ci import need
 from tests.support.git import git, init_repo
 from tests.support.nlu import MOVED, move_greetings
 from tests.support.paths import NLUBOT
+from tests.support.precommit import use_hook
 
 FOLDS = "4"
 
@@ -477,18 +478,8 @@ def test_pre_commit_passes_its_range_and_the_hook_compares_it(
     # RASA_GITOPS_RASA, so the hook's own env needs none; the cache of
     # moved_run holds both sides, so nothing trains.
     bot = init_repo(copy_bot(NLUBOT, tmp_path / "nlubot"))
-    rev = git(hook_repo, "rev-parse", "HEAD")
-    (bot / ".pre-commit-config.yaml").write_text(
-        "repos:\n"
-        f"  - repo: {hook_repo}\n"
-        f"    rev: {rev}\n"
-        "    hooks:\n"
-        "      - id: rasa-nlu-compare\n"
-        f"        args: [--folds, '{FOLDS}', --cache-dir, '{moved_run.cache}']\n",
-        encoding="utf-8",
-    )
-    git(bot, "add", "-A")
-    git(bot, "commit", "-q", "-m", "use rasa-gitops hooks")
+    use_hook(bot, hook_repo, "rasa-nlu-compare",
+             f"        args: [--folds, '{FOLDS}', --cache-dir, '{moved_run.cache}']\n")
     move_greetings(bot)
     git(bot, "commit", "-q", "-am", "move greetings")
     env = {**os.environ, "PRE_COMMIT_HOME": str(pre_commit_home),

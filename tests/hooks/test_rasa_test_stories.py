@@ -26,6 +26,7 @@ from hooks.stories.results import parse_failed_stories
 from tests.support.bots import copy_bot
 from tests.support.git import git, init_repo
 from tests.support.hook_main import call_main
+from tests.support.precommit import use_hook
 from tests.support.seeds import append, replace
 
 TEST_FILE = "tests/test_stories.yml"
@@ -68,14 +69,7 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
 
 def _use_hook(repo: Path, hook_repo: Path, env: dict[str, str], extra: str = "",
               hook_type: str = "pre-commit") -> None:
-    rev = git(hook_repo, "rev-parse", "HEAD")
-    (repo / ".pre-commit-config.yaml").write_text(
-        f"repos:\n  - repo: {hook_repo}\n    rev: {rev}\n    hooks:\n"
-        f"      - id: rasa-test-stories\n{extra}",
-        encoding="utf-8",
-    )
-    git(repo, "add", ".pre-commit-config.yaml")
-    git(repo, "commit", "-q", "-m", "use rasa-test-stories")
+    use_hook(repo, hook_repo, "rasa-test-stories", extra)
     code, output = _run(["pre-commit", "install", "--hook-type", hook_type], repo, env)
     assert code == 0, output
 

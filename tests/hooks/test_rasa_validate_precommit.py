@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from tests.support.git import git
+from tests.support.precommit import use_hook
 from tests.support.seeds import append, replace
 
 
@@ -40,19 +41,9 @@ def test_try_repo_catches_an_nlu_defect_without_rasa_in_the_hook_env(
 def test_installed_hook_blocks_a_commit_that_breaks_an_untouched_rule(
     hook_repo: Path, coffeebot_repo: Path, pre_commit_home: Path
 ) -> None:
-    rev = git(hook_repo, "rev-parse", "HEAD")
-    (coffeebot_repo / ".pre-commit-config.yaml").write_text(
-        "repos:\n"
-        f"  - repo: {hook_repo}\n"
-        f"    rev: {rev}\n"
-        "    hooks:\n"
-        "      - id: rasa-validate\n"
-        "        language_version: python3.10\n"
-        "        additional_dependencies: ['rasa==3.6.21']\n",
-        encoding="utf-8",
-    )
-    git(coffeebot_repo, "add", "-A")
-    git(coffeebot_repo, "commit", "-q", "-m", "use rasa-gitops hooks")
+    use_hook(coffeebot_repo, hook_repo, "rasa-validate",
+             "        language_version: python3.10\n"
+             "        additional_dependencies: ['rasa==3.6.21']\n")
     env = {"PRE_COMMIT_HOME": str(pre_commit_home),
            "PYENV_VERSION": os.environ.get("PYENV_VERSION", "3.11.7:3.10.13")}
     installed = _run(["pre-commit", "install"], coffeebot_repo, **env)
@@ -81,17 +72,7 @@ def test_installed_hook_without_rasa_fails_a_conflicting_story_and_says_how_to_a
 ) -> None:
     # No additional_dependencies: the hook's env cannot `import rasa`, so the
     # story-structure check cannot run. The commit must fail, not pass silently.
-    rev = git(hook_repo, "rev-parse", "HEAD")
-    (coffeebot_repo / ".pre-commit-config.yaml").write_text(
-        "repos:\n"
-        f"  - repo: {hook_repo}\n"
-        f"    rev: {rev}\n"
-        "    hooks:\n"
-        "      - id: rasa-validate\n",
-        encoding="utf-8",
-    )
-    git(coffeebot_repo, "add", "-A")
-    git(coffeebot_repo, "commit", "-q", "-m", "use rasa-gitops hooks")
+    use_hook(coffeebot_repo, hook_repo, "rasa-validate")
     env = {"PRE_COMMIT_HOME": str(pre_commit_home)}
     installed = _run(["pre-commit", "install"], coffeebot_repo, **env)
     assert installed.returncode == 0, installed.stderr

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.support.git import init_repo
+from tests.support.git import git, init_repo
 from tests.support.paths import REPO_ROOT
 
 
@@ -35,3 +35,16 @@ def pre_commit_cache() -> Path:
     home = cache / "pre-commit"
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def use_hook(bot: Path, hook_repo: Path, hook_id: str, options: str = "") -> None:
+    """Commit a .pre-commit-config.yaml that takes `hook_id` from `hook_repo`, as a
+    bot team adds our hooks. `options` are the hook's extra YAML lines (8 spaces in)."""
+    rev = git(hook_repo, "rev-parse", "HEAD")
+    (bot / ".pre-commit-config.yaml").write_text(
+        f"repos:\n  - repo: {hook_repo}\n    rev: {rev}\n    hooks:\n"
+        f"      - id: {hook_id}\n{options}",
+        encoding="utf-8",
+    )
+    git(bot, "add", ".pre-commit-config.yaml")
+    git(bot, "commit", "-q", "-m", f"use {hook_id}")
