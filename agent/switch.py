@@ -130,7 +130,8 @@ def _undo_server(agent: Agent, production: Release) -> None:
 def _load_model(agent: Agent, release: Release) -> None:
     assert release.model_path is not None
     model = agent.targets.model
-    ref = model.upload(str(release.id), Path(release.model_path), agent.progress.info)
+    bot_dir = Path(release.worktree) if release.worktree else None
+    ref = model.upload(str(release.id), Path(release.model_path), agent.progress.info, bot_dir)
     model.activate(ref, agent.progress.info)
 
 

@@ -74,13 +74,19 @@ class ModelRef:
     release_id: str
     model_id: str  # what the target reports as live once active (e.g. /status model_id)
     location: str  # path or URL the target loaded it from
+    # The release's worktree: where the bot's endpoints.yml and credentials.yml
+    # come from for a target that starts its own Rasa server ("" = none known).
+    bot_dir: str = ""
 
 
 class ModelTarget(Protocol):
     name: str
 
-    def upload(self, release_id: str, model: Path, log: LogSink) -> ModelRef:
-        """Make the model file available to the server, without activating it."""
+    def upload(self, release_id: str, model: Path, log: LogSink,
+               bot_dir: Path | None = None) -> ModelRef:
+        """Make the model file available to the server, without activating it.
+        `bot_dir` is the release's worktree (its endpoints.yml/credentials.yml);
+        a target that serves with its own fixed config ignores it."""
 
     def activate(self, ref: ModelRef, log: LogSink) -> None:
         """Make the uploaded model the live one (tag production)."""

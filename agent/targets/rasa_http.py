@@ -197,7 +197,9 @@ class RasaHttpModelTarget:
 
     # ------------------------------------------------------------- protocol
 
-    def upload(self, release_id: str, model: Path, log: LogSink) -> ModelRef:
+    def upload(self, release_id: str, model: Path, log: LogSink,
+               bot_dir: Path | None = None) -> ModelRef:
+        # bot_dir is ignored: this one server keeps the agent's own endpoints.
         # Shared path: the server runs on this host and reads the agent's file.
         if not model.is_file():
             raise DeployError(f"model file {model} does not exist")

@@ -130,9 +130,11 @@ class MemoryModel:
         self.failures = Failures()
         self.stopped = False
 
-    def upload(self, release_id: str, model: Path, log: LogSink) -> ModelRef:
+    def upload(self, release_id: str, model: Path, log: LogSink,
+               bot_dir: Path | None = None) -> ModelRef:
         self.failures.call("upload")
-        return ModelRef(release_id, model.read_text(encoding="utf-8").strip(), str(model))
+        return ModelRef(release_id, model.read_text(encoding="utf-8").strip(), str(model),
+                        str(bot_dir) if bot_dir else "")
 
     def activate(self, ref: ModelRef, log: LogSink) -> None:
         self.failures.call("activate")
