@@ -89,6 +89,9 @@ SCHEMA: dict[str, Key] = {
     "pipeline.action_tests": _key(str, None, nullable=True,
                                   help="command run in the release worktree, e.g. `pytest -q`"),
     "pipeline.step_timeout": _key(NUMBER, 3600, _positive, "seconds before a step fails"),
+    "pipeline.priority": _key(str, "background", one_of("background", "normal"),
+                              "background: training, tests and image builds run at nice 19 "
+                              "and idle IO, so the live bot on this host keeps answering"),
     "action_server.target": _key(str, "local", help="local (a process on this host), docker, "
                                  "docker_ssh or swarm"),
     "action_server.host": _key(str, "127.0.0.1"),

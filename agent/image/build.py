@@ -4,6 +4,14 @@ The image is rebuilt only when its inputs changed: the fingerprint of the
 build context (action code, requirements, Dockerfile, and for the default
 Dockerfile the base image and rasa-sdk version) is stored as an image label and
 compared with the production image's.
+
+Background priority: the build runs inside dockerd, not in the agent, so
+nicing the agent or its client does nothing for it. What the engine offers is
+a CPU weight for the build's RUN containers (the classic builder, which the
+`/build` API of the docker SDK drives): `cpushares=2`, the kernel's lowest
+weight (cgroup v2 `cpu.weight` 1). It lets a `pip install` step yield the CPU
+to the live bot; the engine's own IO (layer export, image pulls) is not
+limited by it.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from agent.targets.base import LogSink
 STEP_LINE = re.compile(r"^Step (\d+/\d+) : (.*)$")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 TAIL_LINES = 12
+LOWEST_CPU_SHARES = 2  # Linux's minimum cpu.shares; cgroup v2 weight 1
 
 
 class BuildError(Exception):
@@ -76,8 +85,12 @@ def build_image(
     timeout: float = 1800,
     no_cache: bool = False,
     network_mode: str | None = None,
+    background: bool = False,
 ) -> BuiltImage:
-    """Build `repository:commit`, or reuse the production image when nothing changed."""
+    """Build `repository:commit`, or reuse the production image when nothing changed.
+
+    `background=True` gives the build's containers the lowest CPU weight.
+    """
     import docker.errors
 
     fingerprint = context.fingerprint()
@@ -101,6 +114,7 @@ def build_image(
             fileobj=context.tar(), custom_context=True, dockerfile=context.dockerfile,
             tag=ref, labels=labels, rm=True, forcerm=True, pull=False, decode=True,
             timeout=timeout, nocache=no_cache, network_mode=network_mode,
+            container_limits={"cpushares": LOWEST_CPU_SHARES} if background else None,
         )
         for chunk in stream:
             if "stream" in chunk:

@@ -2,7 +2,8 @@
 
 "Clean" means the command sees only PATH, HOME, LANG and TMPDIR, not the
 agent's environment (so no secret of the agent leaks into a bot's test, and a
-test can't pass because of something only the agent has set).
+test can't pass because of something only the agent has set). The command runs
+at background priority (`pipeline.priority`), beside the live bot.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def run(ctx: StepContext) -> Outcome:
     env = {key: os.environ[key] for key in KEPT_VARIABLES if key in os.environ}
     env.update({"PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"})
     done = run_command(shlex.split(str(command)), cwd=ctx.worktree, timeout=ctx.timeout,
-                       stream=ctx.log, env=env, inherit_env=False)
+                       stream=ctx.log, env=env, inherit_env=False,
+                       background=ctx.config["pipeline.priority"] == "background")
     if not done.ok:
         last = next((ln for ln in reversed(done.output.splitlines()) if ln.strip()), "")
         raise StepFailed(f"`{command}` failed (exit {done.returncode}): {last.strip()[:200]}")

@@ -53,6 +53,7 @@ def run(ctx: StepContext) -> Outcome:
             log=faults.on_first_line(ctx.log, "build.running"),
             production_ref=production_ref, timeout=ctx.timeout,
             network_mode=ctx.config["image.build_network"],
+            background=ctx.config["pipeline.priority"] == "background",
         )
     except BuildError as exc:
         raise StepFailed(str(exc)) from None

@@ -4,6 +4,9 @@ The same comparison as the `rasa-nlu-compare` hook (same folds, same seed,
 base results cached under the work dir), against the release in production.
 Off unless `nlu_gate.enabled`; it runs only when the NLU data or pipeline
 changed, and fails the release when F1 drops more than the thresholds allow.
+Its training and testing runs at background priority (`pipeline.priority`);
+the comparison starts them deep inside, so a `background_priority` block
+reaches them all.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 
 from agent.steps import SKIPPED, Outcome, StepContext, StepFailed
 from hooks.core.errors import FatalError
+from hooks.core.process import background_priority
 from hooks.nlu.compare import Options, compare, nlu_changed
 from hooks.nlu.report import Thresholds, gate
 from hooks.nlu.revisions import materialise
@@ -37,7 +41,9 @@ def run(ctx: StepContext) -> Outcome:
         max_macro_f1_drop=ctx.config["nlu_gate.max_macro_f1_drop"],
         max_intent_f1_drop=ctx.config["nlu_gate.max_intent_f1_drop"],
     )
-    with tempfile.TemporaryDirectory(prefix="nlu-gate-") as scratch:
+    background = ctx.config["pipeline.priority"] == "background"
+    with tempfile.TemporaryDirectory(prefix="nlu-gate-") as scratch, \
+            background_priority(background):
         try:
             base = materialise(ctx.mirror.path, production.commit, ".", Path(scratch))
             if not nlu_changed(base, ctx.worktree, options):

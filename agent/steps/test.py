@@ -9,7 +9,8 @@ story although the glob matched some fails the step; it never passes.
 
 Test stories exercise the model, not the action code (Rasa's guide says so).
 So when an earlier release passed with the very same model and the very same
-test stories, its verdict stands and the run is skipped.
+test stories, its verdict stands and the run is skipped. Rasa runs at
+background priority (`pipeline.priority`): the live bot comes first.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def run(ctx: StepContext) -> Outcome:
         result = run_test_stories(
             ctx.rasa_argv, ctx.worktree, Path(release.model_path), given, out,
             timeout=ctx.timeout, progress=ctx.log,
+            background=ctx.config["pipeline.priority"] == "background",
         )
     except FatalError as exc:
         text = str(exc)

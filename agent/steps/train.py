@@ -7,7 +7,8 @@ changes none of them, such as an action-code-only change, reuses the earlier
 model as is: no training, the same `model_id`, so activating it later is a
 no-op. When something did change, the hooks' `train_model` trains with Rasa's
 own training cache (kept in one place across worktrees), which retrains only
-the components whose inputs changed.
+the components whose inputs changed. Training runs at background priority
+(`pipeline.priority`), so the live bot on the same host keeps answering.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def run(ctx: StepContext) -> Outcome:
             ctx.rasa_argv, layout_for(ctx.worktree), out=ctx.models_dir,
             name=f"release-{ctx.release_id}", cache_dir=ctx.config.work_dir / "train-cache",
             timeout=ctx.timeout, progress=faults.on_first_line(ctx.log, "train.running"),
+            background=ctx.config["pipeline.priority"] == "background",
         )
     except TrainingFailed as exc:
         raise StepFailed(f"rasa train failed (exit {exc.done.returncode}): "

@@ -1,7 +1,20 @@
 """The one seam that runs external commands (`rasa`, `git`, `pytest`).
 
 Everything that starts a subprocess goes through `run`, so that output capture,
-timeouts, environment and the "command not found" message live in one place.
+timeouts, environment, priority and the "command not found" message live in
+one place.
+
+Background priority: the deploy agent trains and tests a release on the host
+that serves the live bot, so it runs that work with `background=True`, at the
+lowest CPU priority (nice 19) and the idle IO class (`ionice -c 3`), and the
+live Rasa and action servers keep answering. The child is started through the
+`nice` (coreutils) and `ionice` (util-linux) binaries, which lower their own
+priority and then exec the command: the pid is the command's own, so timeouts
+and SIGTERM reach it as before, and nothing runs between fork and exec in our
+process (`preexec_fn` is unsafe in the threaded agent). A host without one of
+them runs the command anyway and says so once: lowering the priority is a
+courtesy to the live bot, never a reason to fail a step. A developer's hooks
+run at normal priority: their user is waiting for them.
 """
 
 from __future__ import annotations
@@ -12,7 +25,9 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +107,58 @@ def rasa_python(command: Sequence[str] | None = None) -> str:
     )
 
 
+NICENESS = 19  # the lowest CPU priority
+IDLE_IO_CLASS = "3"  # ionice's idle class: disk time only when nobody else wants it
+_BACKGROUND: ContextVar[bool] = ContextVar("rasa_gitops_background", default=False)
+_said: set[str] = set()
+
+
+@contextmanager
+def background_priority(on: bool = True) -> Iterator[None]:
+    """Run every command `run`/`spawn` start inside the block (in this thread)
+    at background priority, unless a call says otherwise: for code that starts
+    its commands deep inside (the NLU comparison) without a `background` option."""
+    token = _BACKGROUND.set(on)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
+
+
+def background_prefix(say: Callable[[str], None] | None = None) -> list[str]:
+    """The argv prefix that runs a command at nice 19 in the idle IO class.
+
+    A missing binary drops its part, and `say` (else stderr) hears it once per
+    process: the command still runs.
+    """
+    prefix: list[str] = []
+    nice, ionice = shutil.which("nice"), shutil.which("ionice")
+    if nice:
+        prefix += [nice, "-n", str(NICENESS)]
+    # -t: run the command even where the IO class can't be set.
+    if ionice:
+        prefix += [ionice, "-c", IDLE_IO_CLASS, "-t"]
+    missing = [name for name, found in (("nice (coreutils)", nice),
+                                        ("ionice (util-linux)", ionice)) if not found]
+    note = (f"background priority: {' and '.join(missing)} not found, so commands run "
+            "without it (the live bot may answer slower while a release trains)")
+    if missing and note not in _said:
+        _said.add(note)
+        if say is not None:
+            say(note)
+        else:
+            print(f"rasa-gitops: {note}", file=sys.stderr)
+    return prefix
+
+
+def _launch_argv(argv: list[str], background: bool | None,
+                 say: Callable[[str], None] | None) -> list[str]:
+    """`argv` as started: behind the priority prefix when in the background."""
+    if background is None:
+        background = _BACKGROUND.get()
+    return [*background_prefix(say), *argv] if background else argv
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -100,12 +167,14 @@ def run(
     timeout: float | None = None,
     stream: object | None = None,
     inherit_env: bool = True,
+    background: bool | None = None,
 ) -> Completed:
     """Run a command, capture stdout and stderr together, never raise on rc != 0.
 
     `stream`, when given, is a callable that receives each output line as it
     arrives (long steps show progress through it). `inherit_env=False` starts
-    from an empty environment instead of ours.
+    from an empty environment instead of ours. `background=True` runs it at the
+    lowest CPU and IO priority (None: as `background_priority` says, else normal).
     """
     argv = [str(part) for part in argv]
     if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
@@ -119,9 +188,11 @@ def run(
     full_env.update(QUIET_RASA_ENV)
     if env:
         full_env.update(env)
+    say = stream if callable(stream) else None
+    launch = _launch_argv(argv, background, say)
     try:
         proc = subprocess.Popen(
-            argv,
+            launch,
             cwd=cwd,
             env=full_env,
             stdout=subprocess.PIPE,
@@ -174,12 +245,15 @@ def spawn(
     cwd: Path,
     log_file: Path,
     env: Mapping[str, str] | None = None,
+    background: bool = False,
 ) -> int:
     """Start a long-running server (a Rasa or action server) detached from us.
 
     It runs in its own session, so it outlives the process that started it and
     a Ctrl-C on the agent's terminal doesn't reach it; its output goes to
-    `log_file`. Returns the pid; `stop` ends it.
+    `log_file`. Returns the pid; `stop` ends it. A server runs at normal priority
+    (even inside `background_priority`: a live server is what it protects);
+    `background=True` is for helpers that must not compete with the live bot.
     """
     argv = [str(part) for part in argv]
     if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
@@ -195,7 +269,8 @@ def spawn(
     with open(log_file, "ab") as out:
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                _launch_argv(argv, background, None), cwd=cwd, env=full_env, stdout=out,
+                stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         except OSError as exc:

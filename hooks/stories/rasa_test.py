@@ -107,8 +107,12 @@ def run_test_stories(
     *,
     timeout: float = TEST_TIMEOUT_S,
     progress: Callable[[str], None] | None = None,
+    background: bool = False,
 ) -> StoryRun:
     """Run `stories` (test stories of the bot at `root`) on `model`; results in `out`.
+
+    `background=True` runs Rasa at the lowest CPU and IO priority (the deploy
+    agent, beside a live bot); the hook runs it at normal priority.
 
     Raises FatalError when Rasa can't judge them, and when it evaluated no
     conversation at all although stories were given: that is never a pass.
@@ -127,7 +131,7 @@ def run_test_stories(
         "--out", str(out),
         "--no-plot",
     ]
-    done = run(argv, cwd=root, timeout=timeout, stream=progress)
+    done = run(argv, cwd=root, timeout=timeout, stream=progress, background=background)
     if not done.ok:
         raise FatalError(
             f"`rasa test` failed (exit {done.returncode}) before it could judge the stories. "

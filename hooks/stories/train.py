@@ -47,11 +47,14 @@ def train_model(
     data: Sequence[str] = ("data",),
     timeout: float = TRAIN_TIMEOUT_S,
     progress: Callable[[str], None] | None = None,
+    background: bool = False,
 ) -> Path:
     """Train the tree at `layout` into `out/<name>.tar.gz` and return that path.
 
     `cache_dir` is Rasa's incremental training cache (RASA_CACHE_DIRECTORY): kept
     across trees, it retrains only the components whose inputs changed.
+    `background=True` trains at the lowest CPU and IO priority (the deploy agent,
+    beside a live bot); the hooks train at normal priority, for a waiting developer.
     Raises TrainingFailed when Rasa makes no model, FatalError on a timeout.
     """
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +73,8 @@ def train_model(
     }
     model = out / f"{name}.tar.gz"
     model.unlink(missing_ok=True)  # a model left by an earlier run is not this one
-    done = run(argv, cwd=layout.root, env=env, timeout=timeout, stream=progress)
+    done = run(argv, cwd=layout.root, env=env, timeout=timeout, stream=progress,
+               background=background)
     if not done.ok or not model.is_file():
         raise TrainingFailed(done)
     return model

@@ -1,0 +1,73 @@
+"""Background priority: what the deploy agent starts with `background=True` runs
+at nice 19 in the idle IO class, read from the real child; everything else
+(the hooks, the live servers) keeps the priority of the process that started it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hooks.core import process
+from hooks.core.process import background_priority, run, spawn, stop
+from tests.support.priority import io_class, niceness, priority_recorder, recorded
+
+OWN_NICE = niceness(os.getpid())
+
+
+def test_a_background_run_is_niced_and_idle_and_a_normal_run_is_not(tmp_path: Path) -> None:
+    record = tmp_path / "record"
+    command = priority_recorder(tmp_path / "cmd", record)
+    done = run([str(command)], background=True)
+    assert done.returncode == 3 and "recorded my priority" in done.output
+    assert done.argv == (str(command),)  # messages name the command, not the wrapper
+    assert recorded(record) == (19, "idle")
+
+    run([str(command)])
+    assert recorded(record) == (OWN_NICE, io_class(os.getpid()))
+
+
+def test_a_block_makes_runs_background_unless_a_call_says_otherwise(tmp_path: Path) -> None:
+    record = tmp_path / "record"
+    command = [str(priority_recorder(tmp_path / "cmd", record))]
+    with background_priority():
+        run(command)
+        assert recorded(record) == (19, "idle")
+        run(command, background=False)
+        assert recorded(record)[0] == OWN_NICE
+    run(command)
+    assert recorded(record)[0] == OWN_NICE
+
+
+def test_a_spawned_server_is_background_only_when_asked(tmp_path: Path) -> None:
+    low = spawn(["sleep", "600"], cwd=tmp_path, log_file=tmp_path / "low.log",
+                background=True)
+    # A live server started inside a background block keeps normal priority.
+    with background_priority():
+        normal = spawn(["sleep", "600"], cwd=tmp_path, log_file=tmp_path / "normal.log")
+    try:
+        # The pid is the server's own (nice and ionice exec it), so `stop` reaches it.
+        assert (niceness(low), io_class(low)) == (19, "idle")
+        assert niceness(normal) == OWN_NICE and io_class(normal) != "idle"
+    finally:
+        stop(low)
+        stop(normal)
+
+
+def test_without_the_binaries_the_command_still_runs_and_says_so_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record = tmp_path / "record"
+    command = [str(priority_recorder(tmp_path / "cmd", record))]
+    real_which = process.shutil.which
+    monkeypatch.setattr(process.shutil, "which",
+                        lambda name: None if name in ("nice", "ionice") else real_which(name))
+    monkeypatch.setattr(process, "_said", set())
+    lines: list[str] = []
+    for _ in range(2):
+        done = run(command, background=True, stream=lines.append)
+        assert done.returncode == 3
+        assert recorded(record)[0] == OWN_NICE
+    notes = [line for line in lines if line.startswith("background priority:")]
+    assert len(notes) == 1
+    assert "nice (coreutils) and ionice (util-linux) not found" in notes[0]
