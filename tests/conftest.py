@@ -26,10 +26,12 @@ from tests.support.paths import COFFEEBOT, SHARED_BOTS
 from tests.support.precommit import copy_hook_repo, pre_commit_cache
 from tests.support.services import (
     DockerEngine,
+    RedisServer,
     Registry,
     SshServer,
     running_auth_registry,
     running_docker_engine,
+    running_redis,
     running_sshd,
     sdk_base_image_in,
 )
@@ -145,4 +147,12 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     need(Path("/usr/sbin/sshd").exists(), "openssh-server is not installed")
     need(os.geteuid() == 0, "sshd with a root login needs root")
     with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server (Debian's), shared by the tests of bots with their own stores."""
+    need(shutil.which("redis-server") is not None, "redis-server (Debian's) is not installed")
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server

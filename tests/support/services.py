@@ -1,4 +1,4 @@
-"""Real services for the Docker tests, each started once per test session.
+"""Real services the tests drive (Docker's, SSH, Redis), each started once per test session.
 
 - `docker_engine`: Debian's `dockerd` (overlay2 where the kernel has it, else
   vfs; host networking, no iptables) on its own socket. Its data root lives in the cache dir
@@ -10,6 +10,8 @@
   `open_registry` without auth.
 - `sshd`: OpenSSH on a loopback port with a throwaway host key, an authorized
   key for root, and a known_hosts file naming that host key.
+- `redis`: Debian's `redis-server` on a loopback port, persisting nothing (the
+  bot-with-its-own-stores tests' tracker and lock store).
 
 Each service is a context manager here; tests/conftest.py turns them into
 session fixtures (and skips, or fails in CI, when a part is missing). Helpers
@@ -355,5 +357,44 @@ def running_sshd(root: Path) -> Iterator[SshServer]:
     try:
         yield SshServer("127.0.0.1", port, "root", root / "client_key", root / "known_hosts",
                         line)
+    finally:
+        stop_process(proc)
+
+
+# ---------------------------------------------------------------- redis
+
+
+@dataclass
+class RedisServer:
+    host: str
+    port: int
+
+    def command(self, *words: str) -> str:
+        """One command over RESP (no client library needed): its reply line."""
+        payload = f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)
+        with socket.create_connection((self.host, self.port), timeout=5) as sock:
+            sock.sendall(payload.encode())
+            return sock.recv(65536).decode(errors="replace").split("\r\n")[0]
+
+
+@contextmanager
+def running_redis(root: Path) -> Iterator[RedisServer]:
+    """Debian's redis-server on a loopback port, nothing persisted, its log in `root`."""
+    port = free_port()
+    log = (root / "redis.log").open("wb")
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(root)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    server = RedisServer("127.0.0.1", port)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError((root / "redis.log").read_text()[-2000:])
+        return server.command("PING") == "+PONG"
+
+    try:
+        wait_for(up, "redis-server", timeout=30)
+        yield server
     finally:
         stop_process(proc)
