@@ -129,6 +129,8 @@ def check_reachable(config: ServerConfig, timeout: float = 3.0) -> None:
                           "the agent runs (e.g. its service's Environment=)")
     for store in config.stores:
         host, port = _expand(store.host), _expand(store.port)
+        if store.kind.startswith("sql"):  # Rasa's SQL store takes "host:port" or a URL
+            host, port = _split(host, port)
         try:
             with socket.create_connection((host, int(port)), timeout=timeout):
                 pass
@@ -220,10 +222,11 @@ def _store(file: _File, key: str, stores: list[StoreAddress]) -> str | None:
         raise DeployError(f"{where}: {key} type {kind!r} is not one Rasa 3.6 knows "
                           f"({', '.join(sorted(known))}, or a module path like "
                           f"my_pkg.MyStore); fix it, or {hint}")
-    kind = kind.lower() if key == "tracker_store" else kind
+    if key == "tracker_store" and kind.lower() in known:
+        kind = kind.lower()
     if kind == "redis":
         host, port = str(section.get("url") or "localhost"), str(section.get("port") or 6379)
-        stores.append(StoreAddress(key, "redis", *_split(host, port), where))
+        stores.append(StoreAddress(key, "redis", host, port, where))
         return "redis"
     if kind == "sql":
         dialect = str(section.get("dialect") or "sqlite")
@@ -232,7 +235,7 @@ def _store(file: _File, key: str, stores: list[StoreAddress]) -> str | None:
         if base != "sqlite" and sql_host:
             sql_port = str(section.get("port") or SQL_PORTS.get(base, ""))
             if sql_port:
-                stores.append(StoreAddress(key, f"sql ({base})", *_split(str(sql_host), sql_port),
+                stores.append(StoreAddress(key, f"sql ({base})", str(sql_host), sql_port,
                                            where))
         return f"sql ({base})"
     return "in-memory" if kind == "in_memory" else kind
@@ -243,7 +246,7 @@ def _split(host: str, port: str) -> tuple[str, str]:
     if "://" in host or "@" in host:
         parsed = urlsplit(host if "://" in host else f"scheme://{host}")
         return parsed.hostname or "localhost", str(parsed.port or port)
-    if ":" in host and "$" not in host:
+    if ":" in host:
         name, _, embedded = host.rpartition(":")
         return name, embedded or port
     return host, port

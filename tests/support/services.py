@@ -370,11 +370,16 @@ class RedisServer:
     port: int
 
     def command(self, *words: str) -> str:
-        """One command over RESP (no client library needed): its reply line."""
+        """One command over RESP (no client library needed): a status line
+        (`+PONG`) or a bulk reply's text (`INFO`)."""
         payload = f"*{len(words)}\r\n" + "".join(f"${len(w)}\r\n{w}\r\n" for w in words)
         with socket.create_connection((self.host, self.port), timeout=5) as sock:
             sock.sendall(payload.encode())
-            return sock.recv(65536).decode(errors="replace").split("\r\n")[0]
+            with sock.makefile("rb") as reply:
+                head = reply.readline().decode(errors="replace").rstrip("\r\n")
+                if head.startswith("$") and head != "$-1":
+                    return reply.read(int(head[1:])).decode(errors="replace")
+                return head
 
 
 @contextmanager
