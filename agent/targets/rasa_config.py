@@ -102,6 +102,8 @@ def render_server_config(bot_dir: Path | None, out_dir: Path, *, action_url: str
         _set(root, "tracker_store", _mapping([
             ("type", _scalar("SQL")), ("dialect", _scalar("sqlite")),
             ("db", _scalar(str(default_tracker_db), '"'))]))
+    elif tracker == "sql (sqlite)":
+        _anchor_sqlite(_get(root, "tracker_store"), default_tracker_db.parent)
     channels = credentials.node if credentials else _mapping([])
     added = ""
     if not any(isinstance(k, yaml.ScalarNode) and k.value == "rest" for k, _ in channels.value):
@@ -309,6 +311,19 @@ def _action_endpoint(bot: yaml.Node | None, action_url: str) -> yaml.MappingNode
     section = bot if isinstance(bot, yaml.MappingNode) else _mapping([])
     _set(section, "url", _scalar(action_url, '"'))
     return section
+
+
+def _anchor_sqlite(section: yaml.Node | None, work: Path) -> None:
+    """A relative SQLite `db` would be opened from each server's working
+    directory: anchor it in the agent's work dir, which every release shares."""
+    if not isinstance(section, yaml.MappingNode):
+        return
+    db = _get(section, "db")
+    name = db.value if isinstance(db, yaml.ScalarNode) else "rasa.db"  # Rasa's default
+    if not name or "$" in name or name == ":memory:" or Path(name).is_absolute():
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    _set(section, "db", _scalar(str(work / name), '"'))
 
 
 def _write(path: Path, node: yaml.Node, header: str) -> Path:

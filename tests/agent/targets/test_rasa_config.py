@@ -162,6 +162,16 @@ def test_custom_store_classes_and_channels_by_module_path_are_allowed(tmp_path: 
     assert (config.tracker_store, config.lock_store) == ("my_pkg.stores.MyStore", "in-memory")
 
 
+def test_a_relative_sqlite_file_is_kept_in_the_work_dir_not_the_release_checkout(
+        tmp_path: Path) -> None:
+    config = render(tmp_path, "tracker_store:\n  type: SQL\n  dialect: sqlite\n"
+                              "  db: bot.db\n  query:\n    timeout: 30\n")
+    section = yaml.safe_load(config.endpoints.read_text())["tracker_store"]
+    assert section == {"type": "SQL", "dialect": "sqlite", "query": {"timeout": 30},
+                       "db": str(tmp_path / "work" / "bot.db")}
+    assert config.tracker_store == "sql (sqlite)"
+
+
 def test_an_unreachable_store_is_named_with_its_address_and_line(tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
     config = render(tmp_path, f"tracker_store:\n  type: sql\n  dialect: sqlite\n"
