@@ -1,0 +1,201 @@
+"""The front proxy (real HAProxy) switches and drains with no request lost.
+
+Upstreams are two tiny threaded Python HTTP servers that say their name, so
+each test sees exactly which slot answered.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from agent.targets.base import DeployError
+from agent.targets.front_proxy import FrontProxy, Upstream
+from agent.targets.local_process import free_port
+from tests.support.ci import need
+from tests.support.tiny_http import tiny_server
+
+HOST = "127.0.0.1"
+
+
+@contextmanager
+def running_proxy(state_dir: Path) -> Iterator[FrontProxy]:
+    need(shutil.which("haproxy") is not None, "HAProxy is not installed (apt-get install haproxy)")
+    proxy = FrontProxy(listen_host=HOST, listen_port=free_port(), state_dir=state_dir)
+    assert proxy.ensure_running(lambda line: None)
+    try:
+        yield proxy
+    finally:
+        proxy.stop(lambda line: None)
+
+
+class Client(threading.Thread):
+    """Sends a request through the proxy every 10 ms and records each answer."""
+
+    def __init__(self, url: str, keep_alive: bool) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.session = requests.Session() if keep_alive else None
+        self.answers: list[tuple[float, str]] = []
+        self.failures: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                if self.session is not None:
+                    answer = self.session.get(self.url, timeout=5)
+                else:
+                    answer = requests.get(self.url, timeout=5,
+                                          headers={"Connection": "close"})
+                if answer.status_code == 200:
+                    self.answers.append((time.monotonic(), answer.text))
+                else:
+                    self.failures.append(f"HTTP {answer.status_code}")
+            except requests.RequestException as exc:
+                self.failures.append(type(exc).__name__)
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=10)
+
+
+@pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "new-connections"])
+def test_switch_under_a_stream_of_requests_loses_none(tmp_path: Path, keep_alive: bool) -> None:
+    with tiny_server("blue") as blue, tiny_server("green") as green, \
+            running_proxy(tmp_path / "proxy") as proxy:
+        assert proxy.live() is None
+        assert proxy.switch(Upstream("blue", HOST, blue), print) is None
+        client = Client(f"http://{HOST}:{proxy.listen_port}/webhooks/rest/webhook", keep_alive)
+        client.start()
+        time.sleep(0.5)
+        switching = time.monotonic()
+        old = proxy.switch(Upstream("green", HOST, green), print)
+        switched = time.monotonic()
+        assert old == Upstream("blue", HOST, blue)
+        proxy.drain(old, timeout=10, log=print)
+        time.sleep(1.0)
+        client.stop()
+    assert client.failures == []
+    before = [text for at, text in client.answers if at < switching]
+    # A request answered just after the switch may have been sent just before it.
+    after = [text for at, text in client.answers if at > switched + 0.05]
+    assert before and set(before) == {"blue"}
+    assert len(after) > 20 and set(after) == {"green"}
+    assert proxy.live() is None  # stopped
+
+
+def test_a_slow_request_on_the_old_slot_completes_before_it_goes_to_maint(
+        tmp_path: Path) -> None:
+    with tiny_server("blue") as blue, tiny_server("green") as green, \
+            running_proxy(tmp_path / "proxy") as proxy:
+        proxy.switch(Upstream("blue", HOST, blue), print)
+        url = f"http://{HOST}:{proxy.listen_port}"
+        slow: list[str] = []
+        finished: list[float] = []
+
+        def call_slow() -> None:
+            slow.append(requests.get(f"{url}/slow?seconds=1.5", timeout=10).text)
+            finished.append(time.monotonic())
+
+        caller = threading.Thread(target=call_slow)
+        caller.start()
+        time.sleep(0.3)  # the slow request is in flight on blue
+        old = proxy.switch(Upstream("green", HOST, green), print)
+        assert old is not None
+        assert requests.get(url, timeout=5).text == "green"
+        assert proxy.sessions("blue") == 1
+        proxy.drain(old, timeout=10, log=print)
+        drained = time.monotonic()
+        caller.join(timeout=10)
+        assert slow == ["blue"]
+        assert finished and finished[0] <= drained
+        assert proxy._servers()["blue"][1] == "maint"
+        assert proxy.live() == Upstream("green", HOST, green)
+
+
+def test_drain_timeout_cuts_what_still_runs(tmp_path: Path) -> None:
+    with tiny_server("blue") as blue, tiny_server("green") as green, \
+            running_proxy(tmp_path / "proxy") as proxy:
+        proxy.switch(Upstream("blue", HOST, blue), print)
+        url = f"http://{HOST}:{proxy.listen_port}"
+        outcome: list[str] = []
+
+        def call_slow() -> None:
+            try:
+                outcome.append(requests.get(f"{url}/slow?seconds=5", timeout=10).text)
+            except requests.RequestException as exc:
+                outcome.append(type(exc).__name__)
+
+        caller = threading.Thread(target=call_slow)
+        caller.start()
+        time.sleep(0.3)
+        old = proxy.switch(Upstream("green", HOST, green), print)
+        assert old is not None
+        lines: list[str] = []
+        started = time.monotonic()
+        proxy.drain(old, timeout=0.5, log=lines.append)
+        assert time.monotonic() - started < 3
+        assert any("cut" in line for line in lines)
+        caller.join(timeout=10)
+        assert outcome and outcome[0] != "blue"
+        assert proxy.sessions("blue") == 0
+
+
+def test_the_proxy_outlives_its_python_object_and_restarts_on_the_live_slot(
+        tmp_path: Path) -> None:
+    with tiny_server("blue") as blue, tiny_server("green") as green, \
+            running_proxy(tmp_path / "proxy") as first:
+        first.switch(Upstream("blue", HOST, blue), print)
+        first.switch(Upstream("green", HOST, green), print)
+        port = first.listen_port
+        del first
+        second = FrontProxy(listen_host=HOST, listen_port=port, state_dir=tmp_path / "proxy")
+        assert second.running()
+        assert second.ensure_running(print) is False
+        assert second.live() == Upstream("green", HOST, green)
+        assert requests.get(f"http://{HOST}:{port}/", timeout=5).text == "green"
+        # A crashed HAProxy comes back from its rewritten config on the live slot.
+        second.stop(print)
+        assert not second.running()
+        assert second.ensure_running(print) is True
+        assert second.live() == Upstream("green", HOST, green)
+        assert requests.get(f"http://{HOST}:{port}/", timeout=5).text == "green"
+
+
+def test_a_websocket_upgrade_passes_through(tmp_path: Path) -> None:
+    with tiny_server("blue") as blue, running_proxy(tmp_path / "proxy") as proxy:
+        proxy.switch(Upstream("blue", HOST, blue), print)
+        with socket.create_connection((HOST, proxy.listen_port), timeout=5) as sock:
+            sock.sendall(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                         b"Host: bot\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         b"Sec-WebSocket-Version: 13\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 101")
+            sock.sendall(b"ping")
+            assert sock.recv(4096) == b"blue:ping"
+            assert proxy.sessions("blue") == 1
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    need(shutil.which("haproxy") is not None, "HAProxy is not installed (apt-get install haproxy)")
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proxy = FrontProxy(listen_host=HOST, listen_port=port, state_dir=tmp_path / "proxy")
+        with pytest.raises(DeployError, match=f"port {port} .*already in use"):
+            proxy.ensure_running(print)
+        assert not proxy.running()
