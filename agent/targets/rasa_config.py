@@ -172,7 +172,12 @@ def _read(bot_dir: Path | None, name: str, env: set[str]) -> _File | None:
     return _File(name, data, node)
 
 
-def _collect_env(name: str, node: yaml.Node, env: set[str]) -> None:
+def _collect_env(name: str, node: yaml.Node, env: set[str], seen: set[int] | None = None,
+                 ) -> None:
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias (maybe of its own parent) is walked once
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.ScalarNode):
         if "$" not in node.value:
             return
@@ -186,7 +191,7 @@ def _collect_env(name: str, node: yaml.Node, env: set[str]) -> None:
     children = (node.value if isinstance(node, yaml.SequenceNode)
                 else [n for pair in node.value for n in pair])
     for child in children:
-        _collect_env(name, child, env)
+        _collect_env(name, child, env, seen)
 
 
 def _check_endpoints(file: _File | None) -> tuple[str | None, str, tuple[StoreAddress, ...]]:

@@ -132,6 +132,7 @@ def test_the_known_channels_are_exactly_rasas_own() -> None:
 @pytest.mark.parametrize(("file", "text", "expected"), [
     ("endpoints.yml", "tracker_store:\n  type: sql\n   dialect: [\n",
      "endpoints.yml:3: YAML syntax error"),
+    ("endpoints.yml", "nlg: &a\n  - *a\n", "endpoints.yml:1: YAML syntax error"),
     ("endpoints.yml", "nlg:\n  url: x\ntracker_store:\n  type: postgres\n",
      "endpoints.yml:4: tracker_store type 'postgres' is not one Rasa 3.6 knows"),
     ("endpoints.yml", "lock_store:\n  type: Redis\n",  # Rasa compares lock types as written
