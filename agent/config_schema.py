@@ -52,6 +52,12 @@ def _conversations(value: Any) -> str | None:
     return None
 
 
+def _strings(value: Any) -> str | None:
+    if all(isinstance(item, str) and item.strip() for item in value):
+        return None
+    return "must be a list of non-empty messages"
+
+
 def _url(value: Any) -> str | None:
     return None if re.match(r"^https?://[^/\s]+", value) else f"{value!r} is not an http(s) URL"
 
@@ -149,6 +155,19 @@ SCHEMA: dict[str, Key] = {
     "model.auth_token_env": _key(str, None, nullable=True),
     "model.auth_token_file": _key(str, None, nullable=True),
     "model.load_timeout": _key(NUMBER, 900, _positive),
+    "model.serving": _key(str, "put_model", one_of("put_model", "blue_green"),
+                          "put_model: the one managed server loads each model with `PUT /model` "
+                          "(chat stalls while it loads); blue_green: each model starts in its "
+                          "own `rasa run` beside the live one, HAProxy on model.url's port "
+                          "switches to it once loaded and warmed, then the old one drains"),
+    "model.drain_timeout": _key(NUMBER, 30, _positive,
+                                "blue_green: seconds the old server may finish its in-flight "
+                                "requests before it is cut and stopped"),
+    "model.warmup": _key(list, None, _strings, nullable=True,
+                         help="blue_green: messages sent to a new server before any user "
+                         "reaches it; default: the first turn of each smoke conversation, "
+                         "else `hello`"),
+    "model.haproxy": _key(str, "haproxy", help="blue_green: the HAProxy executable"),
     "smoke.conversations": _key(list, None, _conversations, nullable=True,
                                 help="after switching, each turn's reply must contain `expect`"),
     "smoke.rollback": _key(bool, True, help="roll back automatically when the smoke test fails"),

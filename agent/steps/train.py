@@ -18,7 +18,7 @@ from pathlib import Path
 from agent import faults
 from agent.steps import REUSED, Outcome, StepContext, StepFailed
 from agent.targets.base import DeployError
-from agent.targets.rasa_http import model_id_of
+from agent.targets.rasa_api import model_id_of
 from hooks.core.errors import FatalError
 from hooks.project.custom_actions import custom_actions
 from hooks.project.domain import load_domain

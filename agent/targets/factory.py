@@ -11,6 +11,7 @@ from agent.config import AgentConfig, ConfigError
 from agent.targets.base import ActionServerTarget, ModelTarget
 from agent.targets.docker import factories as docker_targets
 from agent.targets.local_process import LocalActionServerTarget
+from agent.targets.rasa_blue_green import BlueGreenRasaTarget
 from agent.targets.rasa_http import RasaHttpModelTarget
 from hooks.core.errors import FatalError
 from hooks.core.process import rasa_command
@@ -48,6 +49,29 @@ ACTION_SERVER_TARGETS: dict[str, Callable[[AgentConfig], ActionServerTarget]] = 
 }
 
 
+def warmup_messages(config: AgentConfig) -> list[str]:
+    """model.warmup, else the first turn of each smoke conversation, else "hello"."""
+    configured = config["model.warmup"]
+    if configured:
+        return [str(message) for message in configured]
+    smoke = config["smoke.conversations"] or []
+    return [str(conversation[0]["say"]) for conversation in smoke] or ["hello"]
+
+
+def _blue_green(config: AgentConfig, action_url: str) -> ModelTarget:
+    return BlueGreenRasaTarget(
+        url=str(config["model.url"]),
+        token=config.secret("model.auth_token"),
+        state_dir=Path(config.work_dir / "rasa-blue-green"),
+        rasa_argv=rasa_argv(config),
+        action_endpoint=action_url,
+        load_timeout=float(config["model.load_timeout"]),
+        drain_timeout=float(config["model.drain_timeout"]),
+        warmup=warmup_messages(config),
+        haproxy=str(config["model.haproxy"]),
+    )
+
+
 @dataclass(frozen=True)
 class Targets:
     action_server: ActionServerTarget
@@ -65,7 +89,8 @@ def build_targets(config: AgentConfig) -> Targets:
     action_server = builder(config)
     # Typed with the Protocols: mypy checks every concrete target implements
     # its whole interface (the docker builders are typed the same way).
-    model: ModelTarget = RasaHttpModelTarget(
+    model: ModelTarget = _blue_green(config, action_server.url) if (
+        config["model.serving"] == "blue_green") else RasaHttpModelTarget(
         url=str(config["model.url"]),
         token=config.secret("model.auth_token"),
         state_dir=Path(config.work_dir / "rasa-server"),

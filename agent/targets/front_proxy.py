@@ -46,6 +46,13 @@ class Upstream:
     port: int
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (for a slot's server)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def port_taken(host: str, port: int) -> bool:
     """Whether something already listens on host:port (a bind test, as HAProxy will)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -16,14 +16,10 @@ is scrubbed of it.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import tarfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -31,24 +27,11 @@ import requests
 from agent import faults
 from agent.secrets import Secret
 from agent.targets.base import DeployError, LogSink, ModelRef
+from agent.targets.rasa_api import STATUS_TIMEOUT, RasaApi, local_token, model_id_of
 from hooks.core.errors import FatalError
 from hooks.core.process import alive, spawn, stop
 
-STATUS_TIMEOUT = 10.0
-CONNECT_ATTEMPTS = 3
-CONNECT_BACKOFF = 0.5  # seconds; doubled after each failed attempt
-
-
-def model_id_of(model: Path) -> str:
-    """The `model_id` Rasa reports in /status once this model is loaded."""
-    try:
-        with tarfile.open(model, "r:gz") as archive:
-            member = archive.extractfile("metadata.json")
-            if member is None:
-                raise DeployError(f"{model}: not a Rasa model (no metadata.json)")
-            return str(json.load(member)["model_id"])
-    except (OSError, tarfile.TarError, KeyError, ValueError) as exc:
-        raise DeployError(f"{model}: not a readable Rasa model ({type(exc).__name__})") from None
+__all__ = ["RasaHttpModelTarget"]
 
 
 class RasaHttpModelTarget:
@@ -64,58 +47,9 @@ class RasaHttpModelTarget:
         self.action_endpoint = action_endpoint
         self.load_timeout = load_timeout
         self._token = token if token is not None else (
-            self._local_token() if manage_server else None
+            local_token(state_dir) if manage_server else None
         )
-
-    # -------------------------------------------------------------- helpers
-
-    def _local_token(self) -> Secret:
-        """A managed server always gets token auth: make one and keep it 0600."""
-        path = self.state_dir / "auth-token"
-        if not path.is_file():
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_urlsafe(24))
-        return Secret(path.read_text(encoding="utf-8").strip(), str(path))
-
-    def _params(self) -> dict[str, str]:
-        return {"token": self._token.reveal()} if self._token else {}
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._token.reveal(), "***") if self._token else text
-
-    def _request(self, method: str, path: str, timeout: float, **kwargs: Any
-                 ) -> requests.Response:
-        # A server that is restarting refuses connections for a moment: a few
-        # tries with a growing pause, then a clear failure (never an endless wait).
-        for attempt in range(1, CONNECT_ATTEMPTS + 1):
-            try:
-                return requests.request(method, f"{self.url}{path}", params=self._params(),
-                                        timeout=timeout, **kwargs)
-            except requests.ConnectionError:
-                if attempt == CONNECT_ATTEMPTS:
-                    raise DeployError(f"the Rasa server at {self.url} does not answer "
-                                      f"({CONNECT_ATTEMPTS} attempts)") from None
-                time.sleep(CONNECT_BACKOFF * 2 ** (attempt - 1))
-            except requests.Timeout:
-                raise DeployError(f"the Rasa server at {self.url} did not answer {method} "
-                                  f"{path} within {timeout:.0f} s") from None
-            except requests.RequestException as exc:
-                raise DeployError(self._scrub(f"{method} {path} failed: {exc}")) from None
-        raise AssertionError("unreachable")
-
-    def _explain(self, answer: requests.Response, what: str) -> DeployError:
-        if answer.status_code == 401:
-            return DeployError(f"{what}: the Rasa server refused the auth token (401); check "
-                               "model.auth_token_env / model.auth_token_file")
-        if answer.status_code == 403:
-            return DeployError(f"{what}: the token may not do this (403)")
-        try:
-            message = str(answer.json().get("message", ""))
-        except ValueError:
-            message = answer.text[:300]
-        return DeployError(self._scrub(f"{what}: HTTP {answer.status_code}: {message}"))
+        self._api = RasaApi(self.url, self._token)
 
     # --------------------------------------------------------------- server
 
@@ -170,7 +104,7 @@ class RasaHttpModelTarget:
         deadline = time.monotonic() + self.load_timeout
         while not self.server_answers():
             if not alive(pid):
-                raise DeployError(self._scrub(
+                raise DeployError(self._api.scrub(
                     "the Rasa server exited during start-up; see "
                     f"{self.state_dir / 'rasa-server.log'}"))
             if time.monotonic() > deadline:
@@ -211,10 +145,10 @@ class RasaHttpModelTarget:
             log(f"model {ref.model_id} is already live")
         else:
             log(f"loading model of release {ref.release_id} (PUT /model)")
-            answer = self._request("PUT", "/model", self.load_timeout,
-                                   json={"model_file": ref.location})
+            answer = self._api.request("PUT", "/model", self.load_timeout,
+                                       json={"model_file": ref.location})
             if answer.status_code != 204:
-                raise self._explain(answer, "PUT /model")
+                raise self._api.explain(answer, "PUT /model")
             live = self.live_model_id()
             if live != ref.model_id:
                 raise DeployError(f"after PUT /model the server reports model {live}, "
@@ -227,21 +161,8 @@ class RasaHttpModelTarget:
         os.replace(tmp, self.live_link)
 
     def live_model_id(self) -> str | None:
-        answer = self._request("GET", "/status", STATUS_TIMEOUT)
-        if answer.status_code == 409:  # "No agent loaded"
-            return None
-        if answer.status_code != 200:
-            raise self._explain(answer, "GET /status")
-        model_id = answer.json().get("model_id")
-        return str(model_id) if model_id else None
+        return self._api.model_id()
 
     def talk(self, sender: str, text: str, timeout: float = 120.0) -> list[str]:
         """One message through the REST channel; the bot's text replies."""
-        try:
-            answer = requests.post(f"{self.url}/webhooks/rest/webhook",
-                                   json={"sender": sender, "message": text}, timeout=timeout)
-        except requests.RequestException as exc:
-            raise DeployError(f"REST channel: {type(exc).__name__}") from None
-        if answer.status_code != 200:
-            raise DeployError(f"REST channel: HTTP {answer.status_code}")
-        return [str(item.get("text", "")) for item in answer.json() if "text" in item]
+        return self._api.talk(sender, text, timeout)

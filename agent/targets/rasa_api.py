@@ -1,0 +1,124 @@
+"""Talking to one Rasa server's HTTP API: shared by the model targets.
+
+Both the `PUT /model` target (rasa_http) and the blue/green target
+(rasa_blue_green) read a model's id, keep a local auth token, call the API with
+a few retries, explain its refusals and talk to the REST channel the same way;
+this is that one way. The token travels as Rasa expects (`?token=`); every
+error message built here is scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from agent.secrets import Secret
+from agent.targets.base import DeployError
+
+STATUS_TIMEOUT = 10.0
+CONNECT_ATTEMPTS = 3
+CONNECT_BACKOFF = 0.5  # seconds; doubled after each failed attempt
+
+
+def model_id_of(model: Path) -> str:
+    """The `model_id` Rasa reports in /status once this model is loaded."""
+    try:
+        with tarfile.open(model, "r:gz") as archive:
+            member = archive.extractfile("metadata.json")
+            if member is None:
+                raise DeployError(f"{model}: not a Rasa model (no metadata.json)")
+            return str(json.load(member)["model_id"])
+    except (OSError, tarfile.TarError, KeyError, ValueError) as exc:
+        raise DeployError(f"{model}: not a readable Rasa model ({type(exc).__name__})") from None
+
+
+def local_token(state_dir: Path) -> Secret:
+    """A managed server always gets token auth: make one and keep it 0600."""
+    path = state_dir / "auth-token"
+    if not path.is_file():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(24))
+    return Secret(path.read_text(encoding="utf-8").strip(), str(path))
+
+
+class RasaApi:
+    """One Rasa server (or the proxy in front of one) at `url`."""
+
+    def __init__(self, url: str, token: Secret | None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def params(self) -> dict[str, str]:
+        return {"token": self.token.reveal()} if self.token else {}
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self.token.reveal(), "***") if self.token else text
+
+    def request(self, method: str, path: str, timeout: float, *,
+                attempts: int = CONNECT_ATTEMPTS, **kwargs: Any) -> requests.Response:
+        # A server that is restarting refuses connections for a moment: a few
+        # tries with a growing pause, then a clear failure (never an endless wait).
+        for attempt in range(1, attempts + 1):
+            try:
+                return requests.request(method, f"{self.url}{path}", params=self.params(),
+                                        timeout=timeout, **kwargs)
+            except requests.ConnectionError:
+                if attempt == attempts:
+                    raise DeployError(f"the Rasa server at {self.url} does not answer "
+                                      f"({attempts} attempts)") from None
+                time.sleep(CONNECT_BACKOFF * 2 ** (attempt - 1))
+            except requests.Timeout:
+                raise DeployError(f"the Rasa server at {self.url} did not answer {method} "
+                                  f"{path} within {timeout:.0f} s") from None
+            except requests.RequestException as exc:
+                raise DeployError(self.scrub(f"{method} {path} failed: {exc}")) from None
+        raise AssertionError("unreachable")
+
+    def explain(self, answer: requests.Response, what: str) -> DeployError:
+        if answer.status_code == 401:
+            return DeployError(f"{what}: the Rasa server refused the auth token (401); check "
+                               "model.auth_token_env / model.auth_token_file")
+        if answer.status_code == 403:
+            return DeployError(f"{what}: the token may not do this (403)")
+        try:
+            message = str(answer.json().get("message", ""))
+        except ValueError:
+            message = answer.text[:300]
+        return DeployError(self.scrub(f"{what}: HTTP {answer.status_code}: {message}"))
+
+    def model_id(self, *, attempts: int = CONNECT_ATTEMPTS) -> str | None:
+        """`GET /status`'s model_id; None when the server has no model loaded."""
+        answer = self.request("GET", "/status", STATUS_TIMEOUT, attempts=attempts)
+        if answer.status_code in (409, 503):  # "No agent loaded" / no server behind a proxy
+            return None
+        if answer.status_code != 200:
+            raise self.explain(answer, "GET /status")
+        model_id = answer.json().get("model_id")
+        return str(model_id) if model_id else None
+
+    def answers(self) -> bool:
+        """Whether a Rasa server answers `GET /` (a proxy's own 503 doesn't count)."""
+        try:
+            return requests.get(f"{self.url}/", timeout=STATUS_TIMEOUT).status_code < 500
+        except requests.RequestException:
+            return False
+
+    def talk(self, sender: str, text: str, timeout: float = 120.0) -> list[str]:
+        """One message through the REST channel; the bot's text replies."""
+        try:
+            answer = requests.post(f"{self.url}/webhooks/rest/webhook",
+                                   json={"sender": sender, "message": text}, timeout=timeout)
+        except requests.RequestException as exc:
+            raise DeployError(f"REST channel: {type(exc).__name__}") from None
+        if answer.status_code != 200:
+            raise DeployError(f"REST channel: HTTP {answer.status_code}")
+        return [str(item.get("text", "")) for item in answer.json() if "text" in item]

@@ -1,0 +1,297 @@
+"""Model target: blue/green Rasa servers behind the front proxy (HAProxy).
+
+Rasa 3.6 loads a model on its event loop, so `PUT /model` on the live server
+freezes every chat for the whole load (about a minute for a DIET/TED model).
+Here each switch starts a new `rasa run` with the release's model in the idle
+slot (blue or green) on a spare loopback port, beside the live one. Only when
+its `/status` reports the release's model_id and it answered a parse and the
+warm-up messages does the front proxy on the stable port (model.url) send new
+requests to it; the old server then drains its in-flight requests and stops.
+A failed start, load or warm-up stops the new server and raises DeployError
+naming why; the old one never stopped serving.
+
+The served server gets the bot's own endpoints.yml and credentials.yml from the
+release's checkout (agent/targets/rasa_config.py) and an environment of only
+the basics plus the ${VAR} names those files use: the agent's own secrets never
+reach it.
+
+State in `state_dir`: `<slot>.json` for each server this target started (so a
+crash never leaves one untracked), `live.json` for the one switched to last
+(what a restart serves again). The truth about which slot serves is HAProxy's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from agent import faults
+from agent.secrets import Secret
+from agent.targets.base import DeployError, LogSink, ModelRef
+from agent.targets.front_proxy import SLOTS, FrontProxy, Upstream, free_port
+from agent.targets.rasa_api import RasaApi, local_token, model_id_of
+from agent.targets.rasa_config import ServerConfig, check_reachable, render_server_config
+from hooks.core.process import QUIET_RASA_ENV, alive, stop
+
+SLOT_HOST = "127.0.0.1"
+WARMUP_SENDER = "rasa-gitops-warmup"
+STOP_TIMEOUT = 20.0
+# What a Rasa process needs from the agent's environment besides the ${VAR}s
+# the bot's files name; nothing here holds a secret.
+BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYENV_VERSION",
+            "PYENV_ROOT", "VIRTUAL_ENV", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+@dataclass(frozen=True)
+class SlotServer:
+    """One `rasa run` this target started."""
+
+    slot: str
+    pid: int
+    port: int
+    release_id: str
+    model_id: str
+    location: str
+    bot_dir: str
+    config_hash: str  # of its endpoints.yml + credentials.yml: a changed bot config restarts
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+class BlueGreenRasaTarget:
+    name = "rasa_blue_green"
+
+    def __init__(self, *, url: str, token: Secret | None, state_dir: Path,
+                 rasa_argv: Sequence[str], action_endpoint: str, load_timeout: float = 900.0,
+                 drain_timeout: float = 30.0, warmup: Sequence[str] = ("hello",),
+                 haproxy: str = "haproxy") -> None:
+        self.url = url.rstrip("/")
+        self.state_dir = state_dir
+        self.rasa_argv = list(rasa_argv)
+        self.action_endpoint = action_endpoint
+        self.load_timeout = load_timeout
+        self.drain_timeout = drain_timeout
+        self.warmup = list(warmup) or ["hello"]
+        self._token = token if token is not None else local_token(state_dir)
+        self._api = RasaApi(self.url, self._token)  # through the proxy, as users reach it
+        parts = urlsplit(self.url)
+        self.proxy = FrontProxy(listen_host=parts.hostname or "127.0.0.1",
+                                listen_port=parts.port or 5005,
+                                state_dir=state_dir / "proxy", haproxy=haproxy)
+
+    # ------------------------------------------------------------- records
+
+    def _record_file(self, slot: str) -> Path:
+        return self.state_dir / f"{slot}.json"
+
+    @property
+    def live_file(self) -> Path:
+        return self.state_dir / "live.json"
+
+    def _read(self, path: Path) -> SlotServer | None:
+        try:
+            return SlotServer(**json.loads(path.read_text(encoding="utf-8")))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
+
+    def _write(self, path: Path, server: SlotServer) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, json.dumps(asdict(server), indent=2))
+
+    def _serving(self, live: Upstream | None) -> SlotServer | None:
+        """The record of the server HAProxy routes to, if that server still runs."""
+        if live is None:
+            return None
+        server = self._read(self._record_file(live.slot))
+        if server is None or server.port != live.port or not alive(server.pid):
+            return None
+        return server
+
+    def _stop_slot(self, slot: str, log: LogSink) -> None:
+        server = self._read(self._record_file(slot))
+        if server is not None and alive(server.pid):
+            stop(server.pid, timeout=STOP_TIMEOUT)
+            log(f"stopped the Rasa server in slot {slot} (release {server.release_id}, "
+                f"pid {server.pid})")
+        self._record_file(slot).unlink(missing_ok=True)
+
+    def _reap(self, live: Upstream | None, log: LogSink) -> None:
+        """Stop what a crash left in the slot HAProxy doesn't route to."""
+        for slot in SLOTS:
+            if live is None or slot != live.slot:
+                self._stop_slot(slot, log)
+
+    # ------------------------------------------------------------- servers
+
+    def _render(self, ref: ModelRef, slot: str) -> tuple[ServerConfig, str]:
+        config = render_server_config(
+            Path(ref.bot_dir) if ref.bot_dir else None, self.state_dir / f"config-{slot}",
+            action_url=self.action_endpoint, default_tracker_db=self.state_dir / "tracker.db")
+        digest = hashlib.sha256(config.endpoints.read_bytes()
+                                + config.credentials.read_bytes()).hexdigest()
+        return config, digest
+
+    def _start(self, ref: ModelRef, slot: str, config: ServerConfig, digest: str,
+               log: LogSink) -> SlotServer:
+        check_reachable(config)
+        port = free_port(SLOT_HOST)
+        argv = [*self.rasa_argv, "run", "--enable-api", "--auth-token", self._token.reveal(),
+                "--endpoints", str(config.endpoints), "--credentials", str(config.credentials),
+                "--port", str(port), "--interface", SLOT_HOST, "--model", ref.location]
+        env = {name: os.environ[name] for name in (*BASE_ENV, *sorted(config.env_names))
+               if name in os.environ}
+        env.update(QUIET_RASA_ENV)
+        log(f"starting a Rasa server for release {ref.release_id} in slot {slot} "
+            f"(port {port}; tracker store: {config.tracker_store}, lock store: "
+            f"{config.lock_store})")
+        with open(self._log_file(slot), "wb") as out:
+            try:
+                # Its own session, as every server the agent starts: it outlives
+                # the agent. Not hooks.core.process.spawn: that passes the
+                # agent's whole environment, and this one gets only `env`.
+                proc = subprocess.Popen(argv, cwd=self.state_dir, env=env, stdout=out,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+            except OSError as exc:
+                raise DeployError(f"cannot run {argv[0]}: {exc.strerror}") from None
+        server = SlotServer(slot, proc.pid, port, ref.release_id, ref.model_id, ref.location,
+                            ref.bot_dir, digest)
+        self._write(self._record_file(slot), server)
+        faults.kill_point("rasa.started")
+        return server
+
+    def _log_file(self, slot: str) -> Path:
+        return self.state_dir / f"rasa-{slot}.log"
+
+    def _direct(self, server: SlotServer) -> RasaApi:
+        return RasaApi(f"http://{SLOT_HOST}:{server.port}", self._token)
+
+    def _wait_loaded(self, server: SlotServer) -> None:
+        api, log_file = self._direct(server), self._log_file(server.slot)
+        deadline = time.monotonic() + self.load_timeout
+        while True:
+            if not alive(server.pid):
+                raise DeployError(api.scrub(
+                    f"the new Rasa server (slot {server.slot}) exited while loading the model "
+                    f"of release {server.release_id}:\n{_tail(log_file)}"))
+            try:
+                # Rasa answers HTTP only once it tried to load its model.
+                loaded = api.model_id(attempts=1)
+            except DeployError:
+                loaded = ""
+            if loaded == server.model_id:
+                return
+            if loaded is None or loaded:
+                raise DeployError(api.scrub(
+                    f"the new Rasa server (slot {server.slot}) could not load the model of "
+                    f"release {server.release_id} ({server.location}); it reports "
+                    f"{loaded or 'no model'}:\n{_tail(log_file)}"))
+            if time.monotonic() > deadline:
+                raise DeployError(f"the new Rasa server (slot {server.slot}) did not load the "
+                                  f"model within {self.load_timeout:.0f} s (model.load_timeout)")
+            time.sleep(0.25)
+
+    def _warm(self, server: SlotServer, log: LogSink) -> None:
+        """A parse and the warm-up messages, before any user reaches it: the first
+        requests of a fresh Rasa process are slow (lazy imports, graph caches)."""
+        api = self._direct(server)
+        answer = api.request("POST", "/model/parse", self.load_timeout,
+                             json={"text": self.warmup[0]})
+        if answer.status_code != 200:
+            raise DeployError(f"warm-up failed: {api.explain(answer, 'POST /model/parse')}")
+        sender = f"{WARMUP_SENDER}-{server.release_id}-{server.slot}"
+        for message in self.warmup:
+            try:
+                api.talk(sender, message, timeout=self.load_timeout)
+            except DeployError as exc:
+                raise DeployError(f"warm-up failed: {message!r}: {exc}") from None
+        log(f"the new Rasa server answered a parse and {len(self.warmup)} warm-up message(s)")
+
+    # ------------------------------------------------------------ protocol
+
+    def upload(self, release_id: str, model: Path, log: LogSink,
+               bot_dir: Path | None = None) -> ModelRef:
+        # Shared path: the servers run on this host and read the agent's file.
+        if not model.is_file():
+            raise DeployError(f"model file {model} does not exist")
+        return ModelRef(release_id, model_id_of(model), str(model.resolve()),
+                        str(bot_dir) if bot_dir else "")
+
+    def activate(self, ref: ModelRef, log: LogSink) -> None:
+        self.proxy.ensure_running(log)
+        live = self.proxy.live()
+        self._reap(live, log)
+        current = self._serving(live)
+        slot = next(s for s in SLOTS if live is None or s != live.slot)
+        config, digest = self._render(ref, slot)
+        if (current is not None and current.model_id == ref.model_id
+                and current.config_hash == digest):
+            log(f"model {ref.model_id} is already live (slot {current.slot})")
+            self._write(self.live_file, replace(current, release_id=ref.release_id,
+                                                location=ref.location, bot_dir=ref.bot_dir))
+            return
+        server = self._start(ref, slot, config, digest, log)
+        try:
+            self._wait_loaded(server)
+            log(f"the new Rasa server (slot {slot}) reports model_id {server.model_id}")
+            self._warm(server, log)
+        except DeployError:
+            self._stop_slot(slot, log)
+            raise
+        faults.kill_point("rasa.warmed")
+        old = self.proxy.switch(Upstream(slot, SLOT_HOST, server.port), log)
+        self._write(self.live_file, server)
+        faults.kill_point("rasa.switched")
+        if old is not None:
+            self.proxy.drain(old, self.drain_timeout, log)
+            self._stop_slot(old.slot, log)
+
+    def live_model_id(self) -> str | None:
+        return self._api.model_id()
+
+    def talk(self, sender: str, text: str, timeout: float = 120.0) -> list[str]:
+        return self._api.talk(sender, text, timeout)
+
+    def server_answers(self) -> bool:
+        return self._api.answers()
+
+    def ensure_server(self, log: LogSink) -> bool:
+        started = self.proxy.ensure_running(log)
+        live = self.proxy.live()
+        self._reap(live, log)
+        if self._serving(live) is not None:
+            return started
+        production = self._read(self.live_file)
+        if production is None or not Path(production.location).is_file():
+            return started  # no model was ever switched to: nothing to serve yet
+        log(f"no live Rasa server behind the front proxy: starting release "
+            f"{production.release_id}'s model")
+        self.activate(ModelRef(production.release_id, production.model_id,
+                               production.location, production.bot_dir), log)
+        return True
+
+    def stop_all(self, log: LogSink) -> None:
+        for slot in SLOTS:
+            self._stop_slot(slot, log)
+        self.proxy.stop(log)
+
+    def secrets(self) -> list[str]:
+        return [self._token.reveal()]
