@@ -1,14 +1,20 @@
 """Blue/green Rasa servers behind HAProxy: a switch under chat loses no message.
 
-Real `rasa run` servers, real HAProxy, two light models of the example bot
-that greet differently (tests/support/light_models.py), so each reply says
-which model answered.
+The first tests use real `rasa run` servers, real HAProxy and two light models
+of the example bot that greet differently (tests/support/light_models.py), so
+each reply says which model answered. The fast ones after them use a stand-in
+server (tests/support/fake_rasa_server.py) for what needs many starts: a crash
+at each kill point, failed loads and warm-ups, a changed bot config.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -22,7 +28,9 @@ from agent.targets.local_process import free_port
 from agent.targets.rasa_blue_green import BlueGreenRasaTarget
 from hooks.core.process import alive
 from tests.support.ci import need
+from tests.support.fake_rasa_server import fake_model, fake_rasa_server
 from tests.support.light_models import GREETINGS, light_coffeebots
+from tests.support.paths import REPO_ROOT
 
 
 def make_target(state_dir: Path, rasa_bin: Path, url: str = "") -> BlueGreenRasaTarget:
@@ -136,5 +144,99 @@ def test_a_model_that_fails_to_load_leaves_the_old_one_serving(
         assert target.live_model_id() == target.upload("1", model1, print).model_id
         assert target.talk("someone", "hello") == [GREETINGS["one"]]
         assert len(rasa_servers_of(tmp_path / "bg")) == 1
+    finally:
+        target.stop_all(print)
+
+
+# ------------------------------------------------------- with the stand-in
+
+
+def fast_target(tmp_path: Path, url: str = "", warmup: tuple[str, ...] = ("hello",)
+                ) -> BlueGreenRasaTarget:
+    need(shutil.which("haproxy") is not None, "HAProxy is not installed (apt-get install haproxy)")
+    return BlueGreenRasaTarget(
+        url=url or f"http://127.0.0.1:{free_port()}", token=None, state_dir=tmp_path / "bg",
+        rasa_argv=[str(fake_rasa_server(tmp_path / "bin"))],
+        action_endpoint="http://127.0.0.1:5055/webhook", load_timeout=30, drain_timeout=5,
+        warmup=warmup)
+
+
+ACTIVATE_M2 = """
+import sys
+from pathlib import Path
+from agent.targets.rasa_blue_green import BlueGreenRasaTarget
+url, state_dir, rasa, model = sys.argv[1:]
+target = BlueGreenRasaTarget(url=url, token=None, state_dir=Path(state_dir), rasa_argv=[rasa],
+                             action_endpoint="http://127.0.0.1:5055/webhook", load_timeout=30)
+target.activate(target.upload("2", Path(model), print), print)
+"""
+
+
+@pytest.mark.parametrize(("point", "serving"), [
+    ("rasa.started", "m1"), ("rasa.warmed", "m1"), ("rasa.switched", "m2")])
+def test_after_a_crash_at_each_point_of_the_switch_one_server_serves(
+        tmp_path: Path, point: str, serving: str) -> None:
+    target = fast_target(tmp_path)
+    try:
+        target.activate(target.upload("1", fake_model(tmp_path / "m1.tar.gz", "m1"), print),
+                        print)
+        m2 = fake_model(tmp_path / "m2.tar.gz", "m2")
+        died = subprocess.run(
+            [sys.executable, "-c", ACTIVATE_M2, target.url, str(target.state_dir),
+             target.rasa_argv[0], str(m2)],
+            env={**os.environ, "RASA_GITOPS_KILL_AT": point, "PYTHONPATH": str(REPO_ROOT)},
+            capture_output=True, text=True, timeout=60)
+        assert died.returncode == -signal.SIGKILL, died.stdout + died.stderr
+        restarted = fast_target(tmp_path, url=target.url)
+        restarted.ensure_server(print)
+        assert restarted.live_model_id() == serving
+        assert len(rasa_servers_of(target.state_dir)) == 1
+        # The next switch works from there.
+        restarted.activate(restarted.upload("3", fake_model(tmp_path / "m3.tar.gz", "m3"),
+                                            print), print)
+        assert restarted.talk("someone", "hello") == ["model m3"]
+        assert len(rasa_servers_of(target.state_dir)) == 1
+    finally:
+        target.stop_all(print)
+    assert rasa_servers_of(target.state_dir) == []
+
+
+def test_a_failed_load_or_warm_up_leaves_the_old_server_serving(tmp_path: Path) -> None:
+    target = fast_target(tmp_path)
+    try:
+        target.activate(target.upload("1", fake_model(tmp_path / "m1.tar.gz", "m1"), print),
+                        print)
+        broken = fake_model(tmp_path / "bad.tar.gz", "bad", loadable=False)
+        with pytest.raises(DeployError, match="could not load the model of release 3"):
+            target.activate(target.upload("3", broken, print), print)
+        failing = fast_target(tmp_path, url=target.url, warmup=("fail",))
+        with pytest.raises(DeployError, match="warm-up failed: 'fail': REST channel: HTTP 500"):
+            failing.activate(failing.upload("2", fake_model(tmp_path / "m2.tar.gz", "m2"),
+                                            print), print)
+        assert target.live_model_id() == "m1"
+        assert target.talk("someone", "hello") == ["model m1"]
+        assert len(rasa_servers_of(target.state_dir)) == 1
+        assert all(target.secrets()[0] not in line
+                   for line in (tmp_path / "bg" / "live.json").read_text().splitlines())
+    finally:
+        target.stop_all(print)
+
+
+def test_a_changed_bot_config_starts_a_new_server_for_the_same_model(tmp_path: Path) -> None:
+    bot = tmp_path / "bot"
+    bot.mkdir()
+    (bot / "credentials.yml").write_text("rest:\n", encoding="utf-8")
+    target = fast_target(tmp_path)
+    model = fake_model(tmp_path / "m1.tar.gz", "m1")
+    try:
+        target.activate(target.upload("1", model, print, bot), print)
+        first = json.loads((tmp_path / "bg" / "live.json").read_text())["pid"]
+        target.activate(target.upload("1", model, print, bot), print)
+        assert json.loads((tmp_path / "bg" / "live.json").read_text())["pid"] == first
+        (bot / "credentials.yml").write_text("rest:\nsocketio:\n", encoding="utf-8")
+        target.activate(target.upload("2", model, print, bot), print)
+        assert json.loads((tmp_path / "bg" / "live.json").read_text())["pid"] != first
+        assert not alive(first)
+        assert target.live_model_id() == "m1"
     finally:
         target.stop_all(print)
