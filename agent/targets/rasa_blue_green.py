@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Sequence
@@ -43,6 +44,10 @@ from hooks.core.process import QUIET_RASA_ENV, alive, stop
 SLOT_HOST = "127.0.0.1"
 WARMUP_SENDER = "rasa-gitops-warmup"
 STOP_TIMEOUT = 20.0
+# A new server loads its model (a minute of CPU for DIET/TED) at a lower CPU
+# priority than the live one, so the live one's replies keep their pace; it is
+# put back to the agent's own priority once warmed, before it takes traffic.
+LOADING_NICENESS = 10
 # What a Rasa process needs from the agent's environment besides the ${VAR}s
 # the bot's files name; nothing here holds a secret.
 BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYENV_VERSION",
@@ -74,6 +79,19 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
+
+
+def _restore_priority(pid: int, log: LogSink) -> None:
+    """Every thread of `pid` back to the agent's own niceness (see LOADING_NICENESS)."""
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            os.setpriority(os.PRIO_PROCESS, int(task.name), own)
+    except PermissionError:  # raising a priority needs CAP_SYS_NICE
+        log(f"the new Rasa server keeps nice {LOADING_NICENESS} (this user may not raise a "
+            "priority); it still runs ahead of training (nice 19)")
+    except (FileNotFoundError, ProcessLookupError):
+        pass  # no /proc (not Linux) or the thread ended: nothing to restore
 
 
 class BlueGreenRasaTarget:
@@ -153,8 +171,11 @@ class BlueGreenRasaTarget:
                log: LogSink) -> SlotServer:
         check_reachable(config)
         port = free_port(SLOT_HOST)
-        argv = [*self.rasa_argv, "run", "--enable-api", "--auth-token", self._token.reveal(),
-                "--endpoints", str(config.endpoints), "--credentials", str(config.credentials),
+        nice = shutil.which("nice")
+        prefix = [nice, "-n", str(LOADING_NICENESS)] if nice else []
+        argv = [*prefix, *self.rasa_argv, "run", "--enable-api",
+                "--auth-token", self._token.reveal(), "--endpoints", str(config.endpoints),
+                "--credentials", str(config.credentials),
                 "--port", str(port), "--interface", SLOT_HOST, "--model", ref.location]
         env = {name: os.environ[name] for name in (*BASE_ENV, *sorted(config.env_names))
                if name in os.environ}
@@ -171,7 +192,7 @@ class BlueGreenRasaTarget:
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
             except OSError as exc:
-                raise DeployError(f"cannot run {argv[0]}: {exc.strerror}") from None
+                raise DeployError(f"cannot run {argv[len(prefix)]}: {exc.strerror}") from None
         server = SlotServer(slot, proc.pid, port, ref.release_id, ref.model_id, ref.location,
                             ref.bot_dir, digest)
         self._write(self._record_file(slot), server)
@@ -224,6 +245,7 @@ class BlueGreenRasaTarget:
             except DeployError as exc:
                 raise DeployError(f"warm-up failed: {message!r}: {exc}") from None
         log(f"the new Rasa server answered a parse and {len(self.warmup)} warm-up message(s)")
+        _restore_priority(server.pid, log)
 
     # ------------------------------------------------------------ protocol
 

@@ -161,6 +161,11 @@ def fast_target(tmp_path: Path, url: str = "", warmup: tuple[str, ...] = ("hello
         warmup=warmup)
 
 
+def niceness(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2:].split()[16])
+
+
 ACTIVATE_M2 = """
 import sys
 from pathlib import Path
@@ -187,6 +192,10 @@ def test_after_a_crash_at_each_point_of_the_switch_one_server_serves(
             env={**os.environ, "RASA_GITOPS_KILL_AT": point, "PYTHONPATH": str(REPO_ROOT)},
             capture_output=True, text=True, timeout=60)
         assert died.returncode == -signal.SIGKILL, died.stdout + died.stderr
+        new = json.loads((target.state_dir / "green.json").read_text())["pid"]
+        # A new server loads at a lower CPU priority and gets the agent's back when warmed.
+        assert niceness(new) == (10 if point == "rasa.started" else os.getpriority(
+            os.PRIO_PROCESS, 0))
         restarted = fast_target(tmp_path, url=target.url)
         restarted.ensure_server(print)
         assert restarted.live_model_id() == serving
