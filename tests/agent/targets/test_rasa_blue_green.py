@@ -58,7 +58,7 @@ def rasa_servers_of(state_dir: Path) -> list[int]:
 
 
 class Chatter(threading.Thread):
-    """A user saying hello through the stable port every 100 ms."""
+    """Users saying hello through the stable port, one every 100 ms."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
@@ -69,8 +69,10 @@ class Chatter(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
+            # A new conversation each time: "hello" opens the stories with utter_greet.
+            sender = f"chatter-{len(self.replies) + len(self.failures)}"
             try:
-                answer = requests.post(self.url, json={"sender": "chatter", "message": "hello"},
+                answer = requests.post(self.url, json={"sender": sender, "message": "hello"},
                                        timeout=10)
                 if answer.status_code == 200:
                     self.replies.append(" ".join(item.get("text", "") for item in answer.json()))
