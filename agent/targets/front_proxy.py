@@ -191,6 +191,11 @@ class FrontProxy:
                 "program; the front proxy needs it. Free it or set model.url to another port.")
         if not self.config_file.is_file() or not self.map_file.is_file():
             self._write_files(None, None)
+        else:  # the live slot as last switched; the stable port as configured now
+            lines = self.config_file.read_text(encoding="utf-8").splitlines()
+            bind = f"    bind {self.listen_host}:{self.listen_port}"
+            _write_atomically(self.config_file, "".join(
+                (bind if line.startswith("    bind ") else line) + "\n" for line in lines))
         self._validate()
         self.socket_path.unlink(missing_ok=True)
         log(f"starting the front proxy (HAProxy) on {self.listen_host}:{self.listen_port}")

@@ -170,6 +170,13 @@ def test_the_proxy_outlives_its_python_object_and_restarts_on_the_live_slot(
         assert second.ensure_running(print) is True
         assert second.live() == Upstream("green", HOST, green)
         assert requests.get(f"http://{HOST}:{port}/", timeout=5).text == "green"
+        # A new stable port (model.url changed) is taken at the next start.
+        second.stop(print)
+        moved = FrontProxy(listen_host=HOST, listen_port=free_port(),
+                           state_dir=tmp_path / "proxy")
+        assert moved.ensure_running(print) is True
+        assert requests.get(f"http://{HOST}:{moved.listen_port}/", timeout=5).text == "green"
+        moved.stop(print)
 
 
 def test_a_websocket_upgrade_passes_through(tmp_path: Path) -> None:
