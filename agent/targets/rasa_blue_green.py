@@ -151,6 +151,15 @@ class BlueGreenRasaTarget:
                 f"pid {server.pid})")
         self._record_file(slot).unlink(missing_ok=True)
 
+    def _stop_unless_live(self, new: Upstream, log: LogSink) -> None:
+        """After a failed switch: stop the new server if the old one still serves."""
+        try:
+            serving = self.proxy.live()
+        except DeployError:
+            return  # unknown: the next ensure_server reaps whatever isn't live
+        if serving is not None and serving != new:
+            self._stop_slot(new.slot, log)
+
     def _reap(self, live: Upstream | None, log: LogSink) -> None:
         """Stop what a crash left in the slot HAProxy doesn't route to."""
         for slot in SLOTS:
@@ -234,8 +243,11 @@ class BlueGreenRasaTarget:
         """A parse and the warm-up messages, before any user reaches it: the first
         requests of a fresh Rasa process are slow (lazy imports, graph caches)."""
         api = self._direct(server)
-        answer = api.request("POST", "/model/parse", self.load_timeout,
-                             json={"text": self.warmup[0]})
+        try:
+            answer = api.request("POST", "/model/parse", self.load_timeout,
+                                 json={"text": self.warmup[0]})
+        except DeployError as exc:
+            raise DeployError(f"warm-up failed: POST /model/parse: {exc}") from None
         if answer.status_code != 200:
             raise DeployError(f"warm-up failed: {api.explain(answer, 'POST /model/parse')}")
         sender = f"{WARMUP_SENDER}-{server.release_id}-{server.slot}"
@@ -279,7 +291,12 @@ class BlueGreenRasaTarget:
             self._stop_slot(slot, log)
             raise
         faults.kill_point("rasa.warmed")
-        old = self.proxy.switch(Upstream(slot, SLOT_HOST, server.port), log)
+        upstream = Upstream(slot, SLOT_HOST, server.port)
+        try:
+            old = self.proxy.switch(upstream, log)
+        except DeployError:
+            self._stop_unless_live(upstream, log)
+            raise
         self._write(self.live_file, server)
         faults.kill_point("rasa.switched")
         if old is not None:
