@@ -85,9 +85,8 @@ def render_server_config(bot_dir: Path | None, out_dir: Path, *, action_url: str
 
     Raises DeployError "endpoints.yml:LINE: problem; fix" for bad input."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    env: set[str] = set()
-    endpoints = _read(bot_dir, "endpoints.yml", env)
-    credentials = _read(bot_dir, "credentials.yml", env)
+    endpoints = _read(bot_dir, "endpoints.yml")
+    credentials = _read(bot_dir, "credentials.yml")
     tracker, lock, stores = _check_endpoints(endpoints)
     _check_channels(credentials)
 
@@ -111,6 +110,11 @@ def render_server_config(bot_dir: Path | None, out_dir: Path, *, action_url: str
         channels.value.append((_scalar("rest"), yaml.ScalarNode("tag:yaml.org,2002:null", "")))
         added = "; rest: added"
 
+    # Counted on what is written: a variable only the dropped `models:` used
+    # is not one the server needs.
+    env: set[str] = set()
+    _collect_env("endpoints.yml", root, env)
+    _collect_env("credentials.yml", channels, env)
     source = f"from {bot_dir}" if bot_dir else "(the bot has none)"
     endpoints_out = _write(out_dir / "endpoints.yml", root,
                            f"# Written by the rasa-gitops agent {source}: action_endpoint\n"
@@ -154,7 +158,7 @@ class _File:
     node: yaml.MappingNode  # the same document as nodes: keeps quoting when written back
 
 
-def _read(bot_dir: Path | None, name: str, env: set[str]) -> _File | None:
+def _read(bot_dir: Path | None, name: str) -> _File | None:
     path = bot_dir / name if bot_dir else None
     if path is None or not path.is_file():
         return None
@@ -168,7 +172,6 @@ def _read(bot_dir: Path | None, name: str, env: set[str]) -> _File | None:
     if not isinstance(node, yaml.MappingNode):
         raise _error(name, node.start_mark.line + 1,
                      "must be a mapping of sections (e.g. `tracker_store:`); fix its top level")
-    _collect_env(name, node, env)
     return _File(name, data, node)
 
 
@@ -182,7 +185,7 @@ def _collect_env(name: str, node: yaml.Node, env: set[str], seen: set[int] | Non
         if "$" not in node.value:
             return
         if node.style is not None and RASA_ENV_SCALAR.match(node.value):
-            raise _error(name, node.start_mark.line + 1,
+            raise _error(name, node.start_mark.line + 1 if node.start_mark else 0,
                          f"{node.value!r} is quoted, so Rasa will not substitute the variable; "
                          "write it without quotes")
         if node.style is None and RASA_ENV_SCALAR.match(node.value):

@@ -68,6 +68,7 @@ action_endpoint:
   token: ${ACTION_TOKEN}
 models:
   url: http://models.example/model.tar.gz
+  token: ${MODEL_SERVER_TOKEN}
   wait_time_between_pulls: 10
 tracker_store:
   type: sql
@@ -109,6 +110,7 @@ def test_the_bots_sections_are_kept_with_only_the_action_url_replaced_and_models
     assert (config.tracker_store, config.lock_store) == ("sql (postgresql)", "redis")
     channels = yaml.safe_load(config.credentials.read_text())
     assert channels == {**yaml.safe_load(BOT_CREDENTIALS), "rest": None}
+    # Not MODEL_SERVER_TOKEN: only the dropped `models:` section used it.
     assert config.env_names == {"ACTION_TOKEN", "DB_PASSWORD", "REDIS_HOST", "SLACK_TOKEN",
                                 "BROKER_PASSWORD", "BROKER_SUFFIX"}
     # Secrets stay references in the files; Rasa expands them from its environment.
