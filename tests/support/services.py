@@ -260,8 +260,11 @@ class Registry:
     password: str | None = None
 
 
-def start_registry(root: Path, port: int, htpasswd: Path | None
-                   ) -> subprocess.Popen[bytes]:
+def start_registry(root: Path, port: int, htpasswd: Path | None,
+                   data_dir: Path | None = None) -> subprocess.Popen[bytes]:
+    """docker-registry on loopback; config and log in `root`, blobs in `data_dir`
+    (default `root/data`; a test of a full disk puts only the blobs on it, so the
+    log that must say so can still be written)."""
     root.mkdir(parents=True, exist_ok=True)
     auth = (f"auth:\n  htpasswd:\n    realm: rasa-gitops-test\n    path: {htpasswd}\n"
             if htpasswd else "")
@@ -269,7 +272,7 @@ def start_registry(root: Path, port: int, htpasswd: Path | None
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: warn\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {data_dir or root / 'data'}\n"
         "  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
         f"{auth}"

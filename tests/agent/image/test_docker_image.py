@@ -227,7 +227,7 @@ def test_a_full_registry_disk_fails_with_a_clear_message(
                              capture_output=True)
     need(mounted.returncode == 0, "mounting a small tmpfs needs root")
     port = free_port()
-    registry = start_registry(disk / "registry", port, None)
+    registry = start_registry(tmp_path / "registry", port, None, data_dir=disk / "data")
     try:
         ref = f"127.0.0.1:{port}/too-big:1"
         client.images.get(sdk_base_image).tag(ref)
@@ -236,7 +236,8 @@ def test_a_full_registry_disk_fails_with_a_clear_message(
             push_image(client, ref, Lines(), attempts=1)
         assert caught.value.kind == "server"
         assert "a full disk on the registry is the usual cause" in str(caught.value)
-        assert "no space left on device" in (disk / "registry" / "registry.log").read_text()
+        log = (tmp_path / "registry" / "registry.log").read_text()
+        assert "no space left on device" in log
     finally:
         stop_process(registry)
         client.images.remove(f"127.0.0.1:{port}/too-big:1")
