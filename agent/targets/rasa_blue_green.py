@@ -183,7 +183,8 @@ class BlueGreenRasaTarget:
         nice = shutil.which("nice")
         prefix = [nice, "-n", str(LOADING_NICENESS)] if nice else []
         argv = [*prefix, *self.rasa_argv, "run", "--enable-api",
-                "--auth-token", self._token.reveal(), "--endpoints", str(config.endpoints),
+                # `=`: a token may start with "-", which argparse would take for an option
+                f"--auth-token={self._token.reveal()}", "--endpoints", str(config.endpoints),
                 "--credentials", str(config.credentials),
                 "--port", str(port), "--interface", SLOT_HOST, "--model", ref.location]
         env = {name: os.environ[name] for name in (*BASE_ENV, *sorted(config.env_names))

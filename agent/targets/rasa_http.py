@@ -85,7 +85,8 @@ class RasaHttpModelTarget:
         credentials = self.state_dir / "credentials.yml"
         credentials.write_text("rest:\n", encoding="utf-8")
         parts = urlsplit(self.url)
-        argv = [*self.rasa_argv, "run", "--enable-api", "--auth-token", self._token.reveal(),
+        # `=`: a token may start with "-", which argparse would take for an option.
+        argv = [*self.rasa_argv, "run", "--enable-api", f"--auth-token={self._token.reveal()}",
                 "--endpoints", str(endpoints), "--credentials", str(credentials),
                 "--port", str(parts.port or 5005), "--interface", parts.hostname or "0.0.0.0"]
         if self.live_link.exists():

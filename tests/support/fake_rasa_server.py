@@ -25,7 +25,12 @@ assert args[0] == "run", args
 
 
 def opt(name):
-    return args[args.index(name) + 1]
+    for i, arg in enumerate(args):
+        if arg == name:
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    raise SystemExit(f"rasa run: {name} missing")
 
 
 port, host, token = int(opt("--port")), opt("--interface"), opt("--auth-token")
