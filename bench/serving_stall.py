@@ -1,0 +1,247 @@
+"""Chat latency during promotions: `put_model` against `blue_green`, in one run.
+
+Why: Rasa 3.6 loads a model on its event loop, so `PUT /model` on the live
+server (model.serving: put_model) holds every chat until the load is done.
+The blue/green target (model.serving: blue_green) loads each model in a new
+server beside the live one and switches HAProxy only once it is warm. This
+bench measures what a user sees in both, with a real DIET/TED model.
+
+What it does: trains examples/orderbot twice into a temporary folder (model A,
+and model B with another `utter_greet` text; both trainings share one
+RASA_CACHE_DIRECTORY, so the second is quick). Then, for each mode in turn, it
+starts the target as agent/targets/factory.py builds it (managed server, state
+in the temporary folder, a dummy action endpoint: orderbot has no custom
+actions) with model A, and runs a client that opens `--rate` conversations a
+second on the stable URL (REST channel, each a new sender saying "hello").
+After `--baseline` seconds it does `--switches` activations, alternating
+B, A, B, ... (the default 20 = 10 promotions and 10 rollbacks), `--pause`
+seconds apart. Every reply's latency and every error is recorded.
+
+Latency is counted from the moment a request was due, not when a thread got to
+send it, so requests held up behind a stall count their whole wait.
+
+Run: /root/.cache/rasa-gitops/rasa310/bin/python bench/serving_stall.py [--switches 20] [--rate 20]
+(quick check: --switches 2). It needs Rasa 3.6 and HAProxy, takes two cores
+for minutes, and leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from agent.targets.base import ModelRef, ModelTarget  # noqa: E402
+from agent.targets.front_proxy import free_port  # noqa: E402
+from agent.targets.rasa_blue_green import BlueGreenRasaTarget  # noqa: E402
+from agent.targets.rasa_http import RasaHttpModelTarget  # noqa: E402
+from hooks.core.process import QUIET_RASA_ENV, rasa_command  # noqa: E402
+
+HOST = "127.0.0.1"
+BOT = REPO / "examples" / "orderbot"
+GREET_A = "Hi! Want a coffee?"
+GREET_B = "Hello there! Want a coffee?"
+# Nothing listens here: orderbot has no custom actions, so Rasa never calls it.
+DUMMY_ACTIONS = "http://127.0.0.1:9/webhook"
+MODES = ("put_model", "blue_green")
+
+
+@dataclass
+class Record:
+    """What the client saw in one mode; appended to from many threads (list.append is atomic)."""
+
+    latencies: list[tuple[float, float]] = field(default_factory=list)  # (due, seconds)
+    errors: list[tuple[float, str]] = field(default_factory=list)  # (due, what)
+    switches: list[tuple[float, float]] = field(default_factory=list)  # (start, end)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def train(rasa: list[str], tmp: Path) -> tuple[Path, Path]:
+    """Models A and B of orderbot (B greets differently), and B's bot folder."""
+    if not (BOT / "config.yml").is_file():
+        sys.exit(f"{BOT} is missing: this bench needs examples/orderbot")
+    env = {**os.environ, **QUIET_RASA_ENV, "RASA_CACHE_DIRECTORY": str(tmp / "train-cache")}
+    models = []
+    for name, greet in (("a", GREET_A), ("b", GREET_B)):
+        bot = tmp / f"bot-{name}"
+        shutil.copytree(BOT, bot)
+        domain = bot / "domain.yml"
+        text = domain.read_text(encoding="utf-8")
+        if GREET_A not in text:
+            sys.exit(f"{BOT / 'domain.yml'}: utter_greet is no longer {GREET_A!r}; "
+                     "update the bench")
+        domain.write_text(text.replace(GREET_A, greet), encoding="utf-8")
+        print(f"training model {name.upper()} of orderbot ...", file=sys.stderr)
+        started = time.monotonic()
+        done = subprocess.run(
+            [*rasa, "train", "--config", "config.yml", "--domain", "domain.yml", "--data",
+             "data", "--out", str(tmp / "models"), "--fixed-model-name", f"orderbot-{name}"],
+            cwd=bot, env=env, capture_output=True, text=True, timeout=3600)
+        if done.returncode != 0:
+            sys.exit(f"rasa train failed:\n{(done.stdout + done.stderr)[-3000:]}")
+        print(f"  trained in {time.monotonic() - started:.0f} s", file=sys.stderr)
+        models.append(tmp / "models" / f"orderbot-{name}.tar.gz")
+    return models[0], models[1]
+
+
+def build_target(mode: str, rasa: list[str], state_dir: Path, port: int) -> ModelTarget:
+    """As agent/targets/factory.py builds each (its defaults for the rest)."""
+    url = f"http://{HOST}:{port}"
+    if mode == "blue_green":
+        return BlueGreenRasaTarget(url=url, token=None, state_dir=state_dir / "rasa-blue-green",
+                                   rasa_argv=rasa, action_endpoint=DUMMY_ACTIONS,
+                                   load_timeout=900.0, drain_timeout=30.0, warmup=["hello"])
+    return RasaHttpModelTarget(url=url, token=None, state_dir=state_dir / "rasa-server",
+                               rasa_argv=rasa, manage_server=True,
+                               action_endpoint=DUMMY_ACTIONS, load_timeout=900.0)
+
+
+def converse(url: str, sender: str, due: float, record: Record) -> None:
+    """One conversation: a new sender says hello; its latency or its error."""
+    try:
+        answer = requests.post(f"{url}/webhooks/rest/webhook",
+                               json={"sender": sender, "message": "hello"}, timeout=300)
+        elapsed = time.monotonic() - due
+        if answer.status_code != 200:
+            record.errors.append((due, f"HTTP {answer.status_code}"))
+        elif not any(item.get("text") in (GREET_A, GREET_B) for item in answer.json()):
+            record.errors.append((due, f"unexpected reply {answer.text[:80]!r}"))
+        else:
+            record.latencies.append((due, elapsed))
+    except (requests.RequestException, ValueError) as exc:
+        record.errors.append((due, type(exc).__name__))
+
+
+def client(url: str, mode: str, rate: float, record: Record, stop: threading.Event) -> None:
+    """Opens `rate` conversations a second until `stop`, each on its own thread
+    from a large pool: a stalled server must not slow the sending down."""
+    period = 1.0 / rate
+    with ThreadPoolExecutor(max_workers=512) as pool:
+        due = time.monotonic()
+        n = 0
+        while not stop.is_set():
+            time.sleep(max(0.0, due - time.monotonic()))
+            pool.submit(converse, url, f"bench-{mode}-{n}", due, record)
+            n += 1
+            due += period
+    # Leaving the with block waits for every conversation still in flight.
+
+
+def run_mode(mode: str, rasa: list[str], tmp: Path, refs: tuple[Path, Path], bot_dirs:
+             tuple[Path, Path], args: argparse.Namespace) -> Record:
+    port = free_port(HOST)
+    target = build_target(mode, rasa, tmp / mode, port)
+    url = f"http://{HOST}:{port}"
+    record = Record()
+
+    def log(line: str) -> None:
+        print(f"  [{mode}] {line}", file=sys.stderr)
+
+    stop = threading.Event()
+    thread: threading.Thread | None = None
+    try:
+        pairs = enumerate(zip(refs, bot_dirs, strict=True))
+        uploaded: list[ModelRef] = [target.upload(f"{mode}-{i}", model, log, bot_dir=bot)
+                                    for i, (model, bot) in pairs]
+        started = time.monotonic()
+        target.activate(uploaded[0], log)
+        log(f"serving model A after {time.monotonic() - started:.0f} s")
+        thread = threading.Thread(target=client, args=(url, mode, args.rate, record, stop))
+        thread.start()
+        time.sleep(args.baseline)
+        for i in range(args.switches):
+            begin = time.monotonic()
+            target.activate(uploaded[(i + 1) % 2], log)
+            record.switches.append((begin, time.monotonic()))
+            log(f"switch {i + 1}/{args.switches} to model {'BA'[i % 2]} took "
+                f"{time.monotonic() - begin:.1f} s")
+            time.sleep(args.pause)
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join()
+        target.stop_all(log)
+    return record
+
+
+def rows(mode: str, record: Record) -> list[tuple[str, ...]]:
+    first = record.switches[0][0] if record.switches else float("inf")
+    phases: dict[str, Callable[[float], bool]] = {
+        "before": lambda due: due < first,
+        # From the first switch on, the last pause included: nothing is left out.
+        "switching": lambda due: first <= due,
+    }
+    result: list[tuple[str, ...]] = []
+    for phase, inside in phases.items():
+        values = [seconds * 1000 for due, seconds in record.latencies if inside(due)]
+        errors = sum(1 for due, _ in record.errors if inside(due))
+        if values:
+            stats = (f"{statistics.median(values):.0f}", f"{percentile(values, 0.99):.0f}",
+                     f"{max(values):.0f}")
+        else:
+            stats = ("-", "-", "-")
+        result.append((mode, phase, str(len(values) + errors), str(errors), *stats))
+    durations = [end - begin for begin, end in record.switches]
+    mean = f"{statistics.mean(durations):.1f}" if durations else "-"
+    result.append((mode, "switch s", f"n={len(durations)}", "", f"mean {mean}", "",
+                   f"max {max(durations):.1f}" if durations else "-"))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--switches", type=int, default=20,
+                        help="activations per mode, alternating B, A, ... (default 20)")
+    parser.add_argument("--rate", type=float, default=20.0,
+                        help="new conversations per second (default 20)")
+    parser.add_argument("--baseline", type=float, default=5.0,
+                        help="seconds of chat before the first switch (default 5)")
+    parser.add_argument("--pause", type=float, default=2.0,
+                        help="seconds between two switches (default 2)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--rasa", help="how to run Rasa 3.6 (default: found as the hooks do)")
+    args = parser.parse_args()
+    rasa = args.rasa.split() if args.rasa else rasa_command()
+    if "blue_green" in args.modes and shutil.which("haproxy") is None:
+        sys.exit("haproxy is not on PATH (Debian: apt-get install haproxy)")
+    # Short path: HAProxy's admin socket lives under it (108-byte limit).
+    with tempfile.TemporaryDirectory(prefix="stall-", dir="/tmp") as name:
+        tmp = Path(name)
+        model_a, model_b = train(rasa, tmp)
+        table = []
+        for mode in args.modes:
+            record = run_mode(mode, rasa, tmp, (model_a, model_b),
+                              (tmp / "bot-a", tmp / "bot-b"), args)
+            table += rows(mode, record)
+            for due, what in record.errors[:5]:
+                print(f"  [{mode}] error at +{due - record.switches[0][0]:.1f} s: {what}"
+                      if record.switches else f"  [{mode}] error: {what}", file=sys.stderr)
+    print(f"\n{args.rate:.0f} new conversations/s, {args.switches} switches per mode "
+          f"({args.pause:.0f} s apart); latency in ms")
+    header = ("mode", "phase", "count", "errors", "p50", "p99", "max")
+    widths = (12, 11, 8, 8, 9, 9, 9)
+    for line in (header, *table):
+        print("".join(f"{cell:<{width}}" for cell, width in zip(line, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
