@@ -16,12 +16,10 @@ import signal
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from agent.targets.base import DeployError
 from agent.targets.local_process import free_port
@@ -31,6 +29,7 @@ from tests.support.ci import need
 from tests.support.fake_rasa_server import fake_model, fake_rasa_server
 from tests.support.light_models import GREETINGS, light_coffeebots
 from tests.support.paths import REPO_ROOT
+from tests.support.serving import Chatter, rasa_servers_of
 
 
 def make_target(state_dir: Path, rasa_bin: Path, url: str = "") -> BlueGreenRasaTarget:
@@ -39,48 +38,6 @@ def make_target(state_dir: Path, rasa_bin: Path, url: str = "") -> BlueGreenRasa
         url=url or f"http://127.0.0.1:{free_port()}", token=None, state_dir=state_dir,
         rasa_argv=[str(rasa_bin)], action_endpoint="http://127.0.0.1:5055/webhook",
         load_timeout=300, drain_timeout=10, warmup=["hello"])
-
-
-def rasa_servers_of(state_dir: Path) -> list[int]:
-    """Pids of every `rasa run` whose config lives in `state_dir` (this target's)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ours = b"--enable-api" in argv and any(str(state_dir).encode() in a for a in argv)
-        if ours and alive(int(proc.name)):
-            found.append(int(proc.name))
-    return found
-
-
-class Chatter(threading.Thread):
-    """Users saying hello through the stable port, one every 100 ms."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url = f"{url}/webhooks/rest/webhook"
-        self.replies: list[str] = []
-        self.failures: list[str] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            # A new conversation each time: "hello" opens the stories with utter_greet.
-            sender = f"chatter-{len(self.replies) + len(self.failures)}"
-            try:
-                answer = requests.post(self.url, json={"sender": sender, "message": "hello"},
-                                       timeout=10)
-                if answer.status_code == 200:
-                    self.replies.append(" ".join(item.get("text", "") for item in answer.json()))
-                else:
-                    self.failures.append(f"HTTP {answer.status_code}")
-            except requests.RequestException as exc:
-                self.failures.append(type(exc).__name__)
-            time.sleep(0.1)
 
 
 def test_a_switch_under_chat_loses_no_message_and_leaves_one_server(
