@@ -21,9 +21,11 @@ runtime state, read over its admin socket (mode 0600, in `state_dir`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,7 @@ SLOTS = ("blue", "green")
 SERVER = "rasa"  # the one server of each slot's backend
 SOCKET_TIMEOUT = 5.0
 START_TIMEOUT = 10.0
-MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with the NUL
+MAX_SOCKET_PATH = 97  # HAProxy 2.6 refuses a longer `stats socket` path ("max 97")
 REFUSALS = ("unknown", "no such", "require", "invalid", "not found", "permission denied")
 
 
@@ -92,7 +94,14 @@ class FrontProxy:
 
     @property
     def socket_path(self) -> Path:
-        return self.state_dir / "admin.sock"
+        # A deep work_dir would make the socket path too long for HAProxy: then
+        # the socket lives in a short folder of its own, named by a hash of the
+        # state folder so every agent process finds the same one.
+        inside = self.state_dir / "admin.sock"
+        if len(str(inside).encode()) <= MAX_SOCKET_PATH:
+            return inside
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"rasa-gitops-{digest}" / "admin.sock"
 
     @property
     def pid_file(self) -> Path:
@@ -157,7 +166,9 @@ class FrontProxy:
                               "contain spaces or quotes (HAProxy's runtime API can't name it)")
         if len(text.encode()) > MAX_SOCKET_PATH:
             raise DeployError(f"{self.socket_path}: a unix socket path may have at most "
-                              f"{MAX_SOCKET_PATH} bytes; use a shorter work_dir")
+                              f"{MAX_SOCKET_PATH} bytes; use a shorter work_dir or TMPDIR")
+        # Only root (the agent's user) may reach the admin socket's folder.
+        self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # ----------------------------------------------------------- process
 
@@ -227,7 +238,7 @@ class FrontProxy:
     def _validate(self) -> None:
         try:
             checked = subprocess.run(
-                [self.haproxy, "-c", "-q", "-f", str(self.config_file)],
+                [self.haproxy, "-c", "-f", str(self.config_file)],
                 capture_output=True, text=True, timeout=30,
                 env={"PATH": os.environ.get("PATH", "")})
         except FileNotFoundError:

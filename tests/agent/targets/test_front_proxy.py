@@ -206,3 +206,19 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         with pytest.raises(DeployError, match=f"port {port} .*already in use"):
             proxy.ensure_running(print)
         assert not proxy.running()
+
+
+def test_a_deep_work_dir_gets_its_admin_socket_in_a_short_private_folder(
+        tmp_path: Path) -> None:
+    # HAProxy refuses a `stats socket` path over 97 bytes; a real work_dir can be
+    # deeper (found by the agent's blue/green pipeline test under pytest's tmp).
+    deep = tmp_path / ("d" * 60) / "work" / "rasa-blue-green" / "proxy"
+    with running_proxy(deep) as proxy, tiny_server("one") as port:
+        assert not proxy.socket_path.is_relative_to(deep)
+        assert proxy.socket_path.parent.stat().st_mode & 0o777 == 0o700
+        proxy.switch(Upstream("blue", HOST, port), lambda line: None)
+        answer = requests.get(f"http://{HOST}:{proxy.listen_port}/", timeout=5)
+        assert answer.text == "one"
+        again = FrontProxy(listen_host=HOST, listen_port=proxy.listen_port, state_dir=deep)
+        assert again.socket_path == proxy.socket_path
+        assert again.live() == Upstream("blue", HOST, port)
