@@ -83,48 +83,64 @@ def _smoke(agent: Agent, ctx: StepContext, environment: str, rolled_back_event: 
 
 def undo(agent: Agent, ctx: StepContext, plan: order.Plan, production: Release | None,
          environment: str) -> None:
-    """Put `production` back where the plan switched, last switch first."""
+    """Put `production` back where the plan switched, last switch first.
+
+    The first part that can't be put back stops the undo: every state on the
+    way back is one the plan went through, so stopping there keeps the live
+    model's actions served, where going on could not (the old action server
+    behind a new model that is still live). The next tick's `restore` retries.
+    """
     if production is None:
         return  # nothing served before this release; nothing to go back to
     for switch in reversed(plan.switches):
         if not ctx.notes.get(SWITCHED[switch]):
             continue
-        if switch == order.MODEL:
-            _undo_model(agent, production, environment)
-        else:
-            _undo_server(agent, production)
+        back = (_undo_model(agent, production, environment) if switch == order.MODEL
+                else _undo_server(agent, production))
+        if not back:
+            agent.journal.event("production.undo_stopped", production.id, environment,
+                                detail=f"the {switch} could not be put back; the rest of "
+                                       "the undo waits for the next tick's repair")
+            return
 
 
-def _undo_model(agent: Agent, production: Release, environment: str) -> None:
+def _undo_model(agent: Agent, production: Release, environment: str) -> bool:
+    """Whether production's model is live again (or never stopped being)."""
     if not production.model_path or not production.model_id:
-        return
+        return True  # production had no model of ours: nothing to put back
     try:
         live = agent.targets.model.live_model_id()
     except DeployError:
-        return  # the server is down; when it starts it loads the production link
+        # The server is down: no model serves now, and a managed server starts
+        # again on the production link (moved only after a confirmed load).
+        return True
     if live == production.model_id:
-        return  # the switch failed before the new model went live
+        return True  # the switch failed before the new model went live
     try:
         _load_model(agent, production)
     except DeployError as exc:
         agent.journal.event("production.restore_failed", production.id, environment,
                             detail=str(exc))
         agent.progress.info(f"could not restore production model: {exc}")
-        return
+        return False
     agent.journal.event("production.restored", production.id, environment,
                         detail=f"live model was {live}")
     agent.progress.info(f"restored release {production.id}'s model as the live one")
+    return True
 
 
-def _undo_server(agent: Agent, production: Release) -> None:
+def _undo_server(agent: Agent, production: Release) -> bool:
+    """Whether production's action server serves again, or its model needs none."""
     deployment = _deployment_for(agent, production)
     if deployment is None:
-        return
+        return not production.required_actions
     try:
         agent.targets.action_server.reactivate(deployment, agent.progress.info)
-        agent.journal.event("action_server.restored", production.id)
     except DeployError as exc:
         agent.journal.event("action_server.restore_failed", production.id, detail=str(exc))
+        return False
+    agent.journal.event("action_server.restored", production.id)
+    return True
 
 
 def _load_model(agent: Agent, release: Release) -> None:

@@ -320,3 +320,25 @@ def test_restore_leaves_a_server_it_does_not_manage_alone(tmp_path: Path) -> Non
     assert switch.restore(world.agent, "production") == []
     assert world.model.failures.calls["ensure_server"] == 1
     assert world.serving.history == []
+
+
+def test_an_undo_that_cannot_put_the_model_back_leaves_the_new_action_server(
+    tmp_path: Path,
+) -> None:
+    # Server first, then model; the smoke test fails and the model can't be put
+    # back. Reverting the action server anyway would leave the new model, still
+    # live, calling action_c on a server that lacks it.
+    world = memory_world(tmp_path, SMOKE)
+    old = world.release(model_id="model-1", calls={"action_a"}, code="code-1",
+                        status=PROMOTED, live=True)
+    new = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
+    world.model.answers["model-2"] = ["Bye"]
+    world.model.failures.fail_at["activate"] = {2}  # the undo's activation fails
+    production = world.journal.release(old)
+    plan = switch.deploy_plan(world.agent, world.journal.release(new), production)
+    assert plan.switches == (order.ACTION_SERVER, order.MODEL)
+    with pytest.raises(ReleaseStopped):
+        switch.go_live(world.agent, world.context(new), plan, production, "production")
+    assert world.serving.history == [("action_server", str(new)), ("model", "model-2")]
+    assert world.serving.violations == []
+    assert "production.undo_stopped" in events(world)
