@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from tests.support.ci import need
@@ -45,3 +46,16 @@ def priority_recorder(path: Path, record: Path, exit_code: int = 3) -> Path:
 def recorded(record: Path) -> tuple[int, str]:
     nice, io = record.read_text(encoding="utf-8").split()
     return int(nice), io
+
+
+def wait_until_it_runs(pid: int, program: str, timeout: float = 30.0) -> None:
+    """Wait until `pid` execs `program`: `nice` sets the CPU priority, then execs
+    `ionice`, which sets the IO class, then execs the program; reading the
+    priority earlier (a busy machine makes that likely) sees a half-set one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if Path(argv[0].decode()).name == program:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} did not exec {program} within {timeout:.0f} s")

@@ -11,7 +11,13 @@ import pytest
 
 from hooks.core import process
 from hooks.core.process import background_priority, run, spawn, stop
-from tests.support.priority import io_class, niceness, priority_recorder, recorded
+from tests.support.priority import (
+    io_class,
+    niceness,
+    priority_recorder,
+    recorded,
+    wait_until_it_runs,
+)
 
 OWN_NICE = niceness(os.getpid())
 
@@ -48,6 +54,8 @@ def test_a_spawned_server_is_background_only_when_asked(tmp_path: Path) -> None:
         normal = spawn(["sleep", "600"], cwd=tmp_path, log_file=tmp_path / "normal.log")
     try:
         # The pid is the server's own (nice and ionice exec it), so `stop` reaches it.
+        wait_until_it_runs(low, "sleep")
+        wait_until_it_runs(normal, "sleep")
         assert (niceness(low), io_class(low)) == (19, "idle")
         assert niceness(normal) == OWN_NICE and io_class(normal) != "idle"
     finally:
