@@ -22,6 +22,7 @@ from tests.support.git import git, init_repo
 from tests.support.nlu import move_greetings
 from tests.support.paths import COFFEEBOT, NLUBOT
 from tests.support.priority import io_class, niceness, priority_recorder, recorded
+from tests.support.records import release_record
 
 BACKGROUND = (19, "idle")
 OWN = (-1, "the test's own")  # stands for `own()`, read when the test runs
@@ -30,13 +31,7 @@ OWN = (-1, "the test's own")  # stands for `own()`, read when the test runs
 def own() -> tuple[int, str]:
     return niceness(os.getpid()), io_class(os.getpid())
 
-RELEASE = Release(
-    id=2, environment="production", commit="c0ffee", branch="main", author="a", message="m",
-    status="running", reason="", created_at=0.0, started_at=None, finished_at=None,
-    owner="", retry_of=None, worktree=None, model_path="/models/release-2.tar.gz",
-    model_fingerprint="f", model_id="m1", model_reused=False, required_actions=(),
-    action_code_fingerprint=None, image=None, action_server=None,
-)
+RELEASE = release_record()
 
 
 @dataclass

@@ -17,6 +17,7 @@ from agent.journal import Release
 from agent.steps import REUSED, SKIPPED, StepContext, StepFailed, test
 from tests.support.agent_config import agent_config
 from tests.support.fake_rasa import fake_rasa
+from tests.support.records import release_record
 
 STORY = """\
   - story: {name}
@@ -26,13 +27,7 @@ STORY = """\
       - action: utter_greet
 """
 
-RELEASE = Release(
-    id=2, environment="production", commit="c0ffee", branch="main", author="a", message="m",
-    status="running", reason="", created_at=0.0, started_at=None, finished_at=None,
-    owner="", retry_of=None, worktree=None, model_path="/models/release-2.tar.gz",
-    model_fingerprint="f", model_id="m1", model_reused=False, required_actions=(),
-    action_code_fingerprint=None, image=None, action_server=None,
-)
+RELEASE = release_record()
 
 
 @dataclass
