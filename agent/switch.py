@@ -28,7 +28,7 @@ from agent.pipeline import SMOKE, SWITCHES
 from agent.runner import ReleaseStopped, run_step
 from agent.runtime import Agent
 from agent.steps import StepContext
-from agent.targets.base import ActionServerDeployment, DeployError
+from agent.targets.base import ActionServerDeployment, DeployError, ModelRef
 from hooks.core.errors import FatalError
 
 # What each switch step notes in `ctx.notes` once it changed what serves.
@@ -108,25 +108,40 @@ def _undo_model(agent: Agent, production: Release, environment: str) -> bool:
     """Whether production's model is live again (or never stopped being)."""
     if not production.model_path or not production.model_id:
         return True  # production had no model of ours: nothing to put back
+    model = agent.targets.model
     try:
-        live = agent.targets.model.live_model_id()
+        ref = _upload(agent, production)
+    except DeployError as exc:
+        return _restore_failed(agent, production, environment, exc)
+    try:
+        # The model AND the bot config it serves with: a release that changed
+        # only endpoints.yml/credentials.yml runs the same model_id on a new server.
+        if model.serves(ref):
+            return True  # the switch failed before the new release went live
     except DeployError:
         # The server is down: no model serves now, and a managed server starts
         # again on the production link (moved only after a confirmed load).
         return True
-    if live == production.model_id:
-        return True  # the switch failed before the new model went live
     try:
-        _load_model(agent, production)
+        live: str | None = model.live_model_id()  # for the journal only
+    except DeployError:
+        live = "unknown (the server does not answer)"
+    try:
+        model.activate(ref, agent.progress.info)
     except DeployError as exc:
-        agent.journal.event("production.restore_failed", production.id, environment,
-                            detail=str(exc))
-        agent.progress.info(f"could not restore production model: {exc}")
-        return False
+        return _restore_failed(agent, production, environment, exc)
     agent.journal.event("production.restored", production.id, environment,
                         detail=f"live model was {live}")
     agent.progress.info(f"restored release {production.id}'s model as the live one")
     return True
+
+
+def _restore_failed(agent: Agent, production: Release, environment: str,
+                    exc: DeployError) -> bool:
+    agent.journal.event("production.restore_failed", production.id, environment,
+                        detail=str(exc))
+    agent.progress.info(f"could not restore production model: {exc}")
+    return False
 
 
 def _undo_server(agent: Agent, production: Release) -> bool:
@@ -143,12 +158,29 @@ def _undo_server(agent: Agent, production: Release) -> bool:
     return True
 
 
-def _load_model(agent: Agent, release: Release) -> None:
+def _upload(agent: Agent, release: Release) -> ModelRef:
     assert release.model_path is not None
-    model = agent.targets.model
     bot_dir = Path(release.worktree) if release.worktree else None
-    ref = model.upload(str(release.id), Path(release.model_path), agent.progress.info, bot_dir)
-    model.activate(ref, agent.progress.info)
+    return agent.targets.model.upload(str(release.id), Path(release.model_path),
+                                      agent.progress.info, bot_dir)
+
+
+def _load_model(agent: Agent, release: Release) -> None:
+    agent.targets.model.activate(_upload(agent, release), agent.progress.info)
+
+
+def _model_drifted(agent: Agent, current: Release, live_model: str | None) -> bool:
+    """Whether what serves is not `current`'s model with its bot config."""
+    if not current.model_path or not current.model_id:
+        return False
+    if live_model != current.model_id:
+        return True
+    try:
+        return not agent.targets.model.serves(_upload(agent, current))
+    except DeployError as exc:
+        # The live model_id is production's; only its config can't be checked now.
+        agent.progress.info(f"could not check which bot config serves: {exc}")
+        return False
 
 
 # ---------------------------------------------------------------- restore
@@ -170,7 +202,7 @@ def restore(agent: Agent, environment: str) -> list[str]:
     except DeployError:
         live_model = _restart_server(agent, current)
     live_server = server_target.live()
-    model_drift = bool(current.model_path and current.model_id and live_model != current.model_id)
+    model_drift = _model_drifted(agent, current, live_model)
     deployment = None
     has_actions = current.action_code_fingerprint is not None or bool(current.required_actions)
     if has_actions and (live_server is None

@@ -13,7 +13,10 @@ starts the target as agent/targets/factory.py builds it (managed server, state
 in the temporary folder, a dummy action endpoint: orderbot has no custom
 actions) with model A, and runs a client that opens `--rate` conversations a
 second on the stable URL (REST channel, each a new sender saying "hello").
-After `--baseline` seconds it does `--switches` activations, alternating
+After `--baseline` seconds of idle chat it trains bot B once beside the live
+server at each `--training` priority (as a release's train step does: through
+hooks.core.process.run, background = its own session at the lowest CPU weight),
+then does `--switches` activations, alternating
 B, A, B, ... (the default 20 = 10 promotions and 10 rollbacks), `--pause`
 seconds apart. Every reply's latency and every error is recorded.
 
@@ -28,6 +31,7 @@ for minutes, and leaves nothing running.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import statistics
@@ -50,7 +54,7 @@ from agent.targets.base import ModelRef, ModelTarget  # noqa: E402
 from agent.targets.front_proxy import free_port  # noqa: E402
 from agent.targets.rasa_blue_green import BlueGreenRasaTarget  # noqa: E402
 from agent.targets.rasa_http import RasaHttpModelTarget  # noqa: E402
-from hooks.core.process import QUIET_RASA_ENV, rasa_command  # noqa: E402
+from hooks.core.process import QUIET_RASA_ENV, rasa_command, run  # noqa: E402
 
 HOST = "127.0.0.1"
 BOT = REPO / "examples" / "orderbot"
@@ -68,6 +72,8 @@ class Record:
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (due, seconds)
     errors: list[tuple[float, str]] = field(default_factory=list)  # (due, what)
     switches: list[tuple[float, float]] = field(default_factory=list)  # (start, end)
+    # (start, end, priority) of each training run while the client chats
+    trainings: list[tuple[float, float, str]] = field(default_factory=list)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -113,6 +119,16 @@ def build_target(mode: str, rasa: list[str], state_dir: Path, port: int) -> Mode
     return RasaHttpModelTarget(url=url, token=None, state_dir=state_dir / "rasa-server",
                                rasa_argv=rasa, manage_server=True,
                                action_endpoint=DUMMY_ACTIONS, load_timeout=900.0)
+
+
+def train_beside(rasa: list[str], bot: Path, out: Path, priority: str) -> None:
+    """A forced `rasa train` of the bot as a release's training step runs it:
+    through hooks.core.process.run, in the background or not."""
+    done = run([*rasa, "train", "--force", "--config", "config.yml", "--domain", "domain.yml",
+                "--data", "data", "--out", str(out)], cwd=bot, timeout=3600,
+               background=priority == "background")
+    if done.returncode != 0:
+        sys.exit(f"rasa train failed:\n{done.output[-3000:]}")
 
 
 def converse(url: str, sender: str, due: float, record: Record) -> None:
@@ -168,6 +184,13 @@ def run_mode(mode: str, rasa: list[str], tmp: Path, refs: tuple[Path, Path], bot
         thread = threading.Thread(target=client, args=(url, mode, args.rate, record, stop))
         thread.start()
         time.sleep(args.baseline)
+        for priority in args.training:
+            begin = time.monotonic()
+            train_beside(rasa, bot_dirs[1], tmp / mode / f"train-{priority}", priority)
+            record.trainings.append((begin, time.monotonic(), priority))
+            log(f"a {priority}-priority training beside the live server took "
+                f"{time.monotonic() - begin:.0f} s")
+            time.sleep(args.pause)
         for i in range(args.switches):
             begin = time.monotonic()
             target.activate(uploaded[(i + 1) % 2], log)
@@ -183,13 +206,20 @@ def run_mode(mode: str, rasa: list[str], tmp: Path, refs: tuple[Path, Path], bot
     return record
 
 
+def _between(begin: float, end: float, due: float) -> bool:
+    return begin <= due < end
+
+
 def rows(mode: str, record: Record) -> list[tuple[str, ...]]:
     first = record.switches[0][0] if record.switches else float("inf")
+    chat_start = record.trainings[0][0] if record.trainings else first
     phases: dict[str, Callable[[float], bool]] = {
-        "before": lambda due: due < first,
-        # From the first switch on, the last pause included: nothing is left out.
-        "switching": lambda due: first <= due,
+        "idle": lambda due: due < chat_start,
     }
+    for begin, end, priority in record.trainings:
+        phases[f"train {priority[:4]}"] = functools.partial(_between, begin, end)
+    # From the first switch on, the last pause included: nothing is left out.
+    phases["switching"] = lambda due: first <= due
     result: list[tuple[str, ...]] = []
     for phase, inside in phases.items():
         values = [seconds * 1000 for due, seconds in record.latencies if inside(due)]
@@ -218,6 +248,11 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=2.0,
                         help="seconds between two switches (default 2)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--training", nargs="*", choices=("background", "normal"),
+                        default=["background"],
+                        help="before the switches, train the bot once at each of these "
+                             "priorities while chatting (default: background; none: "
+                             "--training with no value)")
     parser.add_argument("--rasa", help="how to run Rasa 3.6 (default: found as the hooks do)")
     args = parser.parse_args()
     rasa = args.rasa.split() if args.rasa else rasa_command()

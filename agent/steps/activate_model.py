@@ -20,18 +20,17 @@ def run(ctx: StepContext) -> Outcome:
     # bot's endpoints.yml/credentials.yml from it (Path() = no checkout known).
     bot_dir = ctx.worktree if ctx.worktree != Path() else None
     try:
-        live = target.live_model_id()
-    except DeployError:
-        live = None  # the server is down; activate() starts it when the agent manages it
-    try:
-        if release.model_id and live == release.model_id:
-            ctx.log(f"model {release.model_id} is already live")
-            ref = target.upload(str(ctx.release_id), Path(release.model_path), ctx.log,
-                                bot_dir)
+        ref = target.upload(str(ctx.release_id), Path(release.model_path), ctx.log, bot_dir)
+        try:
+            # The model and the bot config it serves with: a release that changed
+            # only endpoints.yml/credentials.yml is a switch too (one to undo).
+            live = target.serves(ref)
+        except DeployError:
+            live = False  # the server is down; activate() starts it when the agent manages it
+        if live:
+            ctx.log(f"model {ref.model_id} is already live")
             target.activate(ref, ctx.log)  # idempotent: pins the restart link
-            return Outcome(f"model {release.model_id[:12]} was already live", SKIPPED)
-        ref = target.upload(str(ctx.release_id), Path(release.model_path), ctx.log,
-                            bot_dir)
+            return Outcome(f"model {ref.model_id[:12]} was already live", SKIPPED)
         ctx.notes["model_switched"] = "yes"
         target.activate(ref, ctx.log)
     except DeployError as exc:

@@ -92,7 +92,14 @@ class ModelTarget(Protocol):
         """Make the uploaded model the live one (tag production)."""
 
     def live_model_id(self) -> str | None:
-        """What the server reports as live now, or None if nothing is loaded."""
+        """What the server reports as live now, or None if nothing is loaded.
+        Raises DeployError when no server answers (a proxy's 503 included)."""
+
+    def serves(self, ref: ModelRef) -> bool:
+        """Whether `ref` is what serves now: its model and, for a target that
+        serves the bot's own endpoints.yml/credentials.yml (`ref.bot_dir`), that
+        config too, so a config-only change counts as a switch to undo.
+        Raises DeployError when what serves can't be known (server down)."""
 
     def talk(self, sender: str, text: str) -> list[str]:
         """One message to the live bot as `sender`; its text replies (smoke test)."""

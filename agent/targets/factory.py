@@ -58,6 +58,13 @@ def warmup_messages(config: AgentConfig) -> list[str]:
     return [str(conversation[0]["say"]) for conversation in smoke] or ["hello"]
 
 
+def agent_secret_env(config: AgentConfig) -> dict[str, str]:
+    """The environment variables the agent reads its own secrets from, each with
+    the config key naming it: `{"RASA_TOKEN": "model.auth_token_env"}`."""
+    return {secret.origin[1:]: f"{name}_env" for name, secret in config.secrets.items()
+            if secret.origin.startswith("$")}  # Secret.origin: "$VAR" or a file path
+
+
 def _blue_green(config: AgentConfig, action_url: str) -> ModelTarget:
     return BlueGreenRasaTarget(
         url=str(config["model.url"]),
@@ -69,6 +76,7 @@ def _blue_green(config: AgentConfig, action_url: str) -> ModelTarget:
         drain_timeout=float(config["model.drain_timeout"]),
         warmup=warmup_messages(config),
         haproxy=str(config["model.haproxy"]),
+        agent_env=agent_secret_env(config),
     )
 
 

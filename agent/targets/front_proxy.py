@@ -36,6 +36,9 @@ from hooks.core.process import alive, stop
 SLOTS = ("blue", "green")
 SERVER = "rasa"  # the one server of each slot's backend
 SOCKET_TIMEOUT = 5.0
+# Requests a slot's server gets at once; more wait in HAProxy's queue. Rasa
+# answers one conversation's messages one by one anyway (its lock store).
+SERVER_MAXCONN = 64
 START_TIMEOUT = 10.0
 MAX_SOCKET_PATH = 97  # HAProxy 2.6 refuses a longer `stats socket` path ("max 97")
 REFUSALS = ("unknown", "no such", "require", "invalid", "not found", "permission denied")
@@ -123,7 +126,11 @@ class FrontProxy:
             # needs an address to start with; `set server ... addr` changes it.
             addr = f"{known.host}:{known.port}" if known else "127.0.0.1:1"
             state = "" if live and live.slot == slot else " disabled"
-            servers.append(f"backend {slot}\n    server {SERVER} {addr}{state}\n")
+            # maxconn: past it, requests wait in HAProxy's queue (timeout queue)
+            # instead of overfilling Rasa's accept backlog, where a connect
+            # times out and the client gets a 503.
+            servers.append(f"backend {slot}\n    server {SERVER} {addr} maxconn {SERVER_MAXCONN}"
+                           f"{state}\n")
         return (
             "# Written by the rasa-gitops agent at every switch; edits are lost.\n"
             "global\n"
@@ -143,6 +150,8 @@ class FrontProxy:
             "    timeout server 15m\n"
             "    timeout http-request 60s\n"
             "    timeout http-keep-alive 60s\n"
+            # A request queued behind a busy server (maxconn) waits this long.
+            "    timeout queue 120s\n"
             # socket.io websockets live long after their upgrade.
             "    timeout tunnel 24h\n"
             "    timeout client-fin 30s\n"
@@ -322,13 +331,14 @@ class FrontProxy:
         return server[0]
 
     def sessions(self, slot: str) -> int:
-        """In-flight requests (scur) on a slot's server, from `show stat`."""
+        """Requests a slot's server still owes an answer: in flight (scur) plus
+        queued for it (qcur), from `show stat`."""
         lines = self._command("show stat").splitlines()
         header = lines[0].lstrip("# ").split(",") if lines else []
         for line in lines[1:]:
             row = dict(zip(header, line.split(","), strict=False))
             if row.get("pxname") == slot and row.get("svname") == SERVER:
-                return int(row.get("scur") or 0)
+                return int(row.get("scur") or 0) + int(row.get("qcur") or 0)
         return 0
 
     def switch(self, to: Upstream, log: LogSink) -> Upstream | None:

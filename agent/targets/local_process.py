@@ -30,6 +30,7 @@ from agent.targets.base import (
     LogSink,
 )
 from hooks.core.errors import FatalError
+from hooks.core.pid_identity import started_at
 from hooks.core.process import alive, spawn, stop
 
 HTTP_TIMEOUT = 5.0
@@ -96,8 +97,8 @@ class LocalActionServerTarget:
 
     def ensure_forwarder(self, log: LogSink) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        pid = _read_pid(self._forwarder_pid_file)
-        if pid and alive(pid) and port_open(self.host, self.port):
+        recorded = _read_pid(self._forwarder_pid_file)
+        if recorded and alive(*recorded) and port_open(self.host, self.port):
             return
         if port_open(self.host, self.port):
             raise DeployError(
@@ -110,7 +111,8 @@ class LocalActionServerTarget:
              f"{self.host}:{self.port}", "--upstream-file", str(self._upstream_file)],
             cwd=self.state_dir, log_file=self.state_dir / "forwarder.log",
         )
-        _write_atomically(self._forwarder_pid_file, f"{pid}\n")
+        # With its start time: after a reboot the pid may be another program's.
+        _write_atomically(self._forwarder_pid_file, f"{pid} {started_at(pid) or 0}\n")
         deadline = time.monotonic() + 30
         while not port_open(self.host, self.port):
             if not alive(pid) or time.monotonic() > deadline:
@@ -142,8 +144,8 @@ class LocalActionServerTarget:
             raise
         deployment = ActionServerDeployment(
             release_id=spec.release_id, url=self.url, served_actions=served,
-            handle={"pid": str(pid), "upstream": upstream, "worktree": str(spec.worktree),
-                    "log": str(log_file)},
+            handle={"pid": str(pid), "started": str(started_at(pid) or 0), "upstream": upstream,
+                    "worktree": str(spec.worktree), "log": str(log_file)},
         )
         self._switch(deployment, log)
         return deployment
@@ -187,9 +189,9 @@ class LocalActionServerTarget:
         if old is not None and old.handle.get("pid") != deployment.handle.get("pid"):
             # Give requests already forwarded to the old server time to finish.
             time.sleep(0.5)
-            old_pid = int(old.handle.get("pid", "0") or 0)
+            old_pid, old_started = _handle_pid(old.handle)
             if old_pid:
-                stop(old_pid)
+                stop(old_pid, started=old_started)
                 log(f"stopped the action server of release {old.release_id} (pid {old_pid})")
 
     def _read_live(self) -> ActionServerDeployment | None:
@@ -203,8 +205,8 @@ class LocalActionServerTarget:
         deployment = self._read_live()
         if deployment is None:
             return None
-        pid = int(deployment.handle.get("pid", "0") or 0)
-        if not pid or not alive(pid):
+        pid, started = _handle_pid(deployment.handle)
+        if not pid or not alive(pid, started):
             return None
         try:  # a crash mid-switch leaves the forwarder on another server than live.json
             forwarded = self._upstream_file.read_text(encoding="utf-8").strip()
@@ -235,11 +237,12 @@ class LocalActionServerTarget:
         """Stop the live action server and the forwarder (`agent stop`)."""
         live = self._read_live()
         if live is not None and live.handle.get("pid"):
-            stop(int(live.handle["pid"]))
+            pid, started = _handle_pid(live.handle)
+            stop(pid, started=started)
             log(f"stopped the action server of release {live.release_id}")
-        pid = _read_pid(self._forwarder_pid_file)
-        if pid:
-            stop(pid)
+        recorded = _read_pid(self._forwarder_pid_file)
+        if recorded:
+            stop(recorded[0], started=recorded[1])
             log("stopped the action forwarder")
         for path in (self._live_file, self._upstream_file, self._forwarder_pid_file):
             path.unlink(missing_ok=True)
@@ -259,12 +262,20 @@ def _decode(data: dict[str, Any]) -> ActionServerDeployment:
                                   dict(data.get("handle", {})))
 
 
-def _read_pid(path: Path) -> int | None:
+def _read_pid(path: Path) -> tuple[int, int] | None:
+    """(pid, start time) from a pid file; start time 0 (unknown) for an older file."""
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        fields = path.read_text(encoding="utf-8").split()
     except FileNotFoundError:
         return None
-    return int(text) if text.isdigit() else None
+    if not fields or not all(field.isdigit() for field in fields[:2]):
+        return None
+    return int(fields[0]), int(fields[1]) if len(fields) > 1 else 0
+
+
+def _handle_pid(handle: dict[str, str]) -> tuple[int, int]:
+    """A deployment's (pid, start time); 0 for what it does not record."""
+    return int(handle.get("pid", "0") or 0), int(handle.get("started", "0") or 0)
 
 
 def _tail(path: Path, lines: int) -> str:

@@ -98,8 +98,18 @@ class RasaApi:
     def model_id(self, *, attempts: int = CONNECT_ATTEMPTS) -> str | None:
         """`GET /status`'s model_id; None when the server has no model loaded."""
         answer = self.request("GET", "/status", STATUS_TIMEOUT, attempts=attempts)
-        if answer.status_code in (409, 503):  # "No agent loaded" / no server behind a proxy
+        if answer.status_code == 409:  # Rasa's own "No agent loaded"
             return None
+        if answer.status_code == 503:
+            # Not Rasa's answer (it says 409 without a model) but HAProxy's: no
+            # server behind the front proxy takes the request now (stopped, or
+            # failing its checks while busy). That says nothing about a model, so
+            # it is "does not answer", as a refused connection: read as "no
+            # model", restore would start production's model beside a live
+            # server that may well have it, and a new server still starting
+            # (_wait_loaded) would count as one that failed to load.
+            raise DeployError(f"no Rasa server answers behind {self.url} (HTTP 503: the "
+                              "proxy in front has no server to send GET /status to)")
         if answer.status_code != 200:
             raise self.explain(answer, "GET /status")
         model_id = answer.json().get("model_id")

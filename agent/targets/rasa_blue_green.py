@@ -28,7 +28,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -39,7 +39,8 @@ from agent.targets.base import DeployError, LogSink, ModelRef
 from agent.targets.front_proxy import SLOTS, FrontProxy, Upstream, free_port
 from agent.targets.rasa_api import RasaApi, local_token, model_id_of
 from agent.targets.rasa_config import ServerConfig, check_reachable, render_server_config
-from hooks.core.process import QUIET_RASA_ENV, alive, stop
+from hooks.core.pid_identity import started_at
+from hooks.core.process import QUIET_RASA_ENV, alive, set_group_niceness, stop
 
 SLOT_HOST = "127.0.0.1"
 WARMUP_SENDER = "rasa-gitops-warmup"
@@ -66,6 +67,10 @@ class SlotServer:
     location: str
     bot_dir: str
     config_hash: str  # of its endpoints.yml + credentials.yml: a changed bot config restarts
+    # /proc start time of `pid` (hooks.core.process.started_at): after a reboot
+    # the pid may be another program's, never to be taken for this server or
+    # signalled. 0 = unknown (a record written before it was kept).
+    started: int = 0
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -82,12 +87,16 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def _restore_priority(pid: int, log: LogSink) -> None:
-    """Every thread of `pid` back to the agent's own niceness (see LOADING_NICENESS)."""
+    """Every thread of `pid`, and its session, back to the agent's own priority
+    (see LOADING_NICENESS)."""
     own = os.getpriority(os.PRIO_PROCESS, 0)
+    # Back to the default session weight: lowering a niceness that is not
+    # negative needs no privilege for a session (autogroup).
+    set_group_niceness(pid, 0)
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():
             os.setpriority(os.PRIO_PROCESS, int(task.name), own)
-    except PermissionError:  # raising a priority needs CAP_SYS_NICE
+    except PermissionError:  # raising a thread's priority needs CAP_SYS_NICE
         log(f"the new Rasa server keeps nice {LOADING_NICENESS} (this user may not raise a "
             "priority); it still runs ahead of training (nice 19)")
     except (FileNotFoundError, ProcessLookupError):
@@ -100,8 +109,11 @@ class BlueGreenRasaTarget:
     def __init__(self, *, url: str, token: Secret | None, state_dir: Path,
                  rasa_argv: Sequence[str], action_endpoint: str, load_timeout: float = 900.0,
                  drain_timeout: float = 30.0, warmup: Sequence[str] = ("hello",),
-                 haproxy: str = "haproxy") -> None:
+                 haproxy: str = "haproxy", agent_env: Mapping[str, str] | None = None) -> None:
         self.url = url.rstrip("/")
+        # The variables the agent reads its own secrets from (name -> config
+        # key): a bot's ${VAR} naming one is refused (rasa_config).
+        self.agent_env = dict(agent_env or {})
         self.state_dir = state_dir
         self.rasa_argv = list(rasa_argv)
         self.action_endpoint = action_endpoint
@@ -139,14 +151,14 @@ class BlueGreenRasaTarget:
         if live is None:
             return None
         server = self._read(self._record_file(live.slot))
-        if server is None or server.port != live.port or not alive(server.pid):
+        if server is None or server.port != live.port or not alive(server.pid, server.started):
             return None
         return server
 
     def _stop_slot(self, slot: str, log: LogSink) -> None:
         server = self._read(self._record_file(slot))
-        if server is not None and alive(server.pid):
-            stop(server.pid, timeout=STOP_TIMEOUT)
+        if server is not None and alive(server.pid, server.started):
+            stop(server.pid, timeout=STOP_TIMEOUT, started=server.started)
             log(f"stopped the Rasa server in slot {slot} (release {server.release_id}, "
                 f"pid {server.pid})")
         self._record_file(slot).unlink(missing_ok=True)
@@ -168,10 +180,11 @@ class BlueGreenRasaTarget:
 
     # ------------------------------------------------------------- servers
 
-    def _render(self, ref: ModelRef, slot: str) -> tuple[ServerConfig, str]:
+    def _render(self, ref: ModelRef, folder: str) -> tuple[ServerConfig, str]:
         config = render_server_config(
-            Path(ref.bot_dir) if ref.bot_dir else None, self.state_dir / f"config-{slot}",
-            action_url=self.action_endpoint, default_tracker_db=self.state_dir / "tracker.db")
+            Path(ref.bot_dir) if ref.bot_dir else None, self.state_dir / folder,
+            action_url=self.action_endpoint, default_tracker_db=self.state_dir / "tracker.db",
+            agent_env=self.agent_env)
         digest = hashlib.sha256(config.endpoints.read_bytes()
                                 + config.credentials.read_bytes()).hexdigest()
         return config, digest
@@ -204,8 +217,11 @@ class BlueGreenRasaTarget:
             except OSError as exc:
                 raise DeployError(f"cannot run {argv[len(prefix)]}: {exc.strerror}") from None
         server = SlotServer(slot, proc.pid, port, ref.release_id, ref.model_id, ref.location,
-                            ref.bot_dir, digest)
+                            ref.bot_dir, digest, started_at(proc.pid) or 0)
         self._write(self._record_file(slot), server)
+        # Its own session: under autogroup scheduling only the session's weight
+        # keeps the load from slowing the live server (hooks.core.process).
+        set_group_niceness(proc.pid, LOADING_NICENESS)
         faults.kill_point("rasa.started")
         return server
 
@@ -219,7 +235,7 @@ class BlueGreenRasaTarget:
         api, log_file = self._direct(server), self._log_file(server.slot)
         deadline = time.monotonic() + self.load_timeout
         while True:
-            if not alive(server.pid):
+            if not alive(server.pid, server.started):
                 raise DeployError(api.scrub(
                     f"the new Rasa server (slot {server.slot}) exited while loading the model "
                     f"of release {server.release_id}:\n{_tail(log_file)}"))
@@ -271,12 +287,15 @@ class BlueGreenRasaTarget:
                         str(bot_dir) if bot_dir else "")
 
     def activate(self, ref: ModelRef, log: LogSink) -> None:
+        # The bot's files are checked (a ${VAR} naming an agent secret, bad
+        # YAML, unknown stores) before anything starts, the proxy included.
+        self._render(ref, "config-check")
         self.proxy.ensure_running(log)
         live = self.proxy.live()
         self._reap(live, log)
         current = self._serving(live)
         slot = next(s for s in SLOTS if live is None or s != live.slot)
-        config, digest = self._render(ref, slot)
+        config, digest = self._render(ref, f"config-{slot}")
         if (current is not None and current.model_id == ref.model_id
                 and current.config_hash == digest):
             log(f"model {ref.model_id} is already live (slot {current.slot})")
@@ -298,11 +317,46 @@ class BlueGreenRasaTarget:
         except DeployError:
             self._stop_unless_live(upstream, log)
             raise
-        self._write(self.live_file, server)
+        # From here the release IS live: what fails now is clean-up, logged and
+        # left to the next activate/ensure_server to reap, never raised (a
+        # failed activate makes switch.py undo a release that serves fine, and
+        # stop the old server while it still drains).
+        try:
+            self._write(self.live_file, server)
+        except OSError as exc:
+            log(f"the new Rasa server serves, but {self.live_file} could not be written "
+                f"({exc.strerror}): an agent restart would start the previous release")
         faults.kill_point("rasa.switched")
         if old is not None:
+            self._retire(old, log)
+
+    def _retire(self, old: Upstream, log: LogSink) -> None:
+        """Drain and stop the server that served before a switch, best-effort."""
+        try:
             self.proxy.drain(old, self.drain_timeout, log)
+        except DeployError as exc:
+            log(f"could not drain the old Rasa server (slot {old.slot}): {exc}; it takes no "
+                f"new requests: stopping it after {self.drain_timeout:.0f} s "
+                "(model.drain_timeout)")
+            time.sleep(self.drain_timeout)
+        try:
             self._stop_slot(old.slot, log)
+        except OSError as exc:
+            log(f"could not stop the old Rasa server (slot {old.slot}): {exc.strerror}; "
+                "the next switch or agent start stops it")
+
+    def serves(self, ref: ModelRef) -> bool:
+        # What HAProxy routes to, by the record of the server there: its model
+        # was confirmed loaded before the switch, and its config is the hash of
+        # what it was started with (a config-only release is a switch too).
+        current = self._serving(self.proxy.live())
+        if current is None or current.model_id != ref.model_id:
+            return False
+        try:
+            _, digest = self._render(ref, "config-check")
+        except DeployError:
+            return False  # a config that can't be served is not what serves
+        return current.config_hash == digest
 
     def live_model_id(self) -> str | None:
         return self._api.model_id()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,12 @@ class ServerConfig:
 
 
 def render_server_config(bot_dir: Path | None, out_dir: Path, *, action_url: str,
-                         default_tracker_db: Path) -> ServerConfig:
+                         default_tracker_db: Path,
+                         agent_env: Mapping[str, str] | None = None) -> ServerConfig:
     """Write the server's endpoints.yml and credentials.yml into `out_dir`.
 
+    `agent_env` maps each environment variable the agent reads a secret of its
+    own from to the config key naming it (`RASA_TOKEN` -> `model.auth_token_env`).
     Raises DeployError "endpoints.yml:LINE: problem; fix" for bad input."""
     out_dir.mkdir(parents=True, exist_ok=True)
     endpoints = _read(bot_dir, "endpoints.yml")
@@ -112,9 +116,10 @@ def render_server_config(bot_dir: Path | None, out_dir: Path, *, action_url: str
 
     # Counted on what is written: a variable only the dropped `models:` used
     # is not one the server needs.
-    env: set[str] = set()
+    env: dict[str, tuple[str, int]] = {}  # name -> (file, line) of its first use
     _collect_env("endpoints.yml", root, env)
     _collect_env("credentials.yml", channels, env)
+    _refuse_agent_secrets(env, agent_env or {})
     source = f"from {bot_dir}" if bot_dir else "(the bot has none)"
     endpoints_out = _write(out_dir / "endpoints.yml", root,
                            f"# Written by the rasa-gitops agent {source}: action_endpoint\n"
@@ -175,8 +180,21 @@ def _read(bot_dir: Path | None, name: str) -> _File | None:
     return _File(name, data, node)
 
 
-def _collect_env(name: str, node: yaml.Node, env: set[str], seen: set[int] | None = None,
-                 ) -> None:
+def _refuse_agent_secrets(env: Mapping[str, tuple[str, int]], agent_env: Mapping[str, str],
+                          ) -> None:
+    """The server's environment gets every variable the bot's files name: one
+    the agent reads its own secret from (its Rasa token, a registry password)
+    would hand that secret to the bot's server, its channels and its logs."""
+    for variable in sorted(set(env) & set(agent_env)):
+        name, line = env[variable]
+        raise _error(name, line, f"${{{variable}}} is the environment variable the agent "
+                     f"reads its own secret from ({agent_env[variable]}), and a served Rasa "
+                     "server never gets the agent's secrets; use a different variable for "
+                     f"the bot (e.g. BOT_{variable}) and set it where the agent runs")
+
+
+def _collect_env(name: str, node: yaml.Node, env: dict[str, tuple[str, int]],
+                 seen: set[int] | None = None) -> None:
     seen = set() if seen is None else seen
     if id(node) in seen:  # an alias (maybe of its own parent) is walked once
         return
@@ -189,7 +207,9 @@ def _collect_env(name: str, node: yaml.Node, env: set[str], seen: set[int] | Non
                          f"{node.value!r} is quoted, so Rasa will not substitute the variable; "
                          "write it without quotes")
         if node.style is None and RASA_ENV_SCALAR.match(node.value):
-            env.update(a or b for a, b in ENV_NAME.findall(node.value))
+            line = node.start_mark.line + 1 if node.start_mark else 0
+            for a, b in ENV_NAME.findall(node.value):
+                env.setdefault(a or b, (name, line))
         return
     children = (node.value if isinstance(node, yaml.SequenceNode)
                 else [n for pair in node.value for n in pair])

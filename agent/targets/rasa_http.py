@@ -29,6 +29,7 @@ from agent.secrets import Secret
 from agent.targets.base import DeployError, LogSink, ModelRef
 from agent.targets.rasa_api import STATUS_TIMEOUT, RasaApi, local_token, model_id_of
 from hooks.core.errors import FatalError
+from hooks.core.pid_identity import started_at
 from hooks.core.process import alive, spawn, stop
 
 __all__ = ["RasaHttpModelTarget"]
@@ -101,7 +102,8 @@ class RasaHttpModelTarget:
             pid = spawn(argv, cwd=self.state_dir, log_file=self.state_dir / "rasa-server.log")
         except FatalError as exc:
             raise DeployError(str(exc)) from None
-        self._pid_file.write_text(f"{pid}\n", encoding="utf-8")
+        # With its start time: after a reboot the pid may be another program's.
+        self._pid_file.write_text(f"{pid} {started_at(pid) or 0}\n", encoding="utf-8")
         deadline = time.monotonic() + self.load_timeout
         while not self.server_answers():
             if not alive(pid):
@@ -123,10 +125,11 @@ class RasaHttpModelTarget:
 
     def stop_server(self, log: LogSink) -> None:
         try:
-            pid = int(self._pid_file.read_text(encoding="utf-8").strip())
+            pid, _, started = self._pid_file.read_text(encoding="utf-8").strip().partition(" ")
+            pid_number, start_time = int(pid), int(started or 0)  # "pid": an older file
         except (FileNotFoundError, ValueError):
             return
-        stop(pid, timeout=20)
+        stop(pid_number, timeout=20, started=start_time)
         self._pid_file.unlink(missing_ok=True)
         log("stopped the Rasa server")
 
@@ -163,6 +166,10 @@ class RasaHttpModelTarget:
 
     def live_model_id(self) -> str | None:
         return self._api.model_id()
+
+    def serves(self, ref: ModelRef) -> bool:
+        # One server with the agent's own endpoints: the model is all that differs.
+        return self.live_model_id() == ref.model_id
 
     def talk(self, sender: str, text: str, timeout: float = 120.0) -> list[str]:
         """One message through the REST channel; the bot's text replies."""

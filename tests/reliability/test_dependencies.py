@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
 
 
 def _stop_rasa_server(host: Host) -> None:
-    pid = int((host.root / "work" / "rasa-server" / "rasa-server.pid").read_text().strip())
+    # "PID START_TIME" (the start time tells a reused pid apart)
+    pid = int((host.root / "work" / "rasa-server" / "rasa-server.pid").read_text().split()[0])
     os.killpg(pid, signal.SIGKILL)  # dies as a crash would, not a clean stop
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

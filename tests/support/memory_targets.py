@@ -37,6 +37,7 @@ class Serving:
 
     model_actions: dict[str, frozenset[str]] = field(default_factory=dict)  # model_id -> calls
     live_model: str | None = None
+    live_config: str = ""  # the bot config the live model serves with (bot_config)
     live_server: ActionServerDeployment | None = None
     history: list[tuple[str, str]] = field(default_factory=list)  # (what, release or model)
     violations: list[str] = field(default_factory=list)
@@ -118,9 +119,19 @@ class MemoryActionServer:
         return []
 
 
+def bot_config(bot_dir: str) -> str:
+    """The bot config a model serves with: its endpoints.yml and credentials.yml,
+    as a target that starts its own Rasa server (blue/green) serves them."""
+    texts = [(Path(bot_dir) / name).read_text(encoding="utf-8") if bot_dir
+             and (Path(bot_dir) / name).is_file() else "" for name in ("endpoints.yml",
+                                                                     "credentials.yml")]
+    return "\n".join(texts).strip()
+
+
 class MemoryModel:
     """A model target: a model file's text is its model id; `talk` answers with
-    `answers[live model id]` (default `["Hi!"]`)."""
+    `answers[live model id]` (default `["Hi!"]`). Like the blue/green target, a
+    changed bot config (`bot_config`) with the same model is a switch too."""
 
     name = "memory"
 
@@ -138,13 +149,20 @@ class MemoryModel:
 
     def activate(self, ref: ModelRef, log: LogSink) -> None:
         self.failures.call("activate")
-        if self.serving.live_model != ref.model_id:
+        config = bot_config(ref.bot_dir)
+        if self.serving.live_model != ref.model_id or self.serving.live_config != config:
+            self.serving.live_config = config
             self.serving.switch_model(ref.model_id)
         log(f"model {ref.model_id} is live")
 
     def live_model_id(self) -> str | None:
         self.failures.call("live_model_id")
         return self.serving.live_model
+
+    def serves(self, ref: ModelRef) -> bool:
+        # through live_model_id: a server made "down" there is down here too
+        return (self.live_model_id() == ref.model_id
+                and self.serving.live_config == bot_config(ref.bot_dir))
 
     def talk(self, sender: str, text: str) -> list[str]:
         self.failures.call("talk")
@@ -184,14 +202,14 @@ class World:
 
     def release(self, *, model_id: str, calls: set[str], code: str, status: ReleaseStatus = STAGED,
                 served: set[str] | None = None, live: bool = False,
-                environment: str = "production") -> int:
+                environment: str = "production", credentials: str = "") -> int:
         """A release in the journal with a kept model and worktree, as its gates left it.
 
         `calls`: the custom actions its model calls; `code`: its action-code
         fingerprint. `status=QUEUED` leaves it as the tick creates it (for
         `run_release`); `status=PROMOTED` also moves the production pointer to it,
         and `live=True` makes its model and action server (serving `served`,
-        default `calls`) the live ones."""
+        default `calls`) the live ones. `credentials`: its bot's credentials.yml."""
         journal = self.agent.journal
         release = journal.new_release(environment=environment, commit=f"{model_id:0<40}"[:40],
                                       branch="main", author="test", message=model_id)
@@ -200,6 +218,8 @@ class World:
         model.write_text(model_id, encoding="utf-8")
         worktree = self.root / "releases" / f"release-{release.id}"
         worktree.mkdir(parents=True, exist_ok=True)
+        if credentials:
+            (worktree / "credentials.yml").write_text(credentials, encoding="utf-8")
         self.serving.model_actions[model_id] = frozenset(calls)
         server = ActionServerDeployment(str(release.id), f"memory://actions/{release.id}",
                                         frozenset(calls if served is None else served))
@@ -216,6 +236,7 @@ class World:
                                    if status == PROMOTED else None)
         if live:
             self.serving.live_model = model_id
+            self.serving.live_config = bot_config(str(worktree))
             self.serving.live_server = server
         return release.id
 

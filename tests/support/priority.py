@@ -59,3 +59,16 @@ def wait_until_it_runs(pid: int, program: str, timeout: float = 30.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"process {pid} did not exec {program} within {timeout:.0f} s")
+
+
+def autogroup_enabled() -> bool:
+    """Whether the kernel shares CPU between sessions first (autogroup)."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def group_niceness(pid: int) -> int:
+    """The niceness of `pid`'s session (autogroup): `/autogroup-42 nice 19`."""
+    return int(Path(f"/proc/{pid}/autogroup").read_text(encoding="ascii").split()[-1])

@@ -5,6 +5,9 @@ at nice 19 in the idle IO class, read from the real child; everything else
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,8 @@ import pytest
 from hooks.core import process
 from hooks.core.process import background_priority, run, spawn, stop
 from tests.support.priority import (
+    autogroup_enabled,
+    group_niceness,
     io_class,
     niceness,
     priority_recorder,
@@ -79,3 +84,51 @@ def test_without_the_binaries_the_command_still_runs_and_says_so_once(
     notes = [line for line in lines if line.startswith("background priority:")]
     assert len(notes) == 1
     assert "nice (coreutils) and ionice (util-linux) not found" in notes[0]
+
+
+def test_a_background_run_has_a_session_of_its_own_at_the_lowest_weight(tmp_path: Path) -> None:
+    # Under autogroup scheduling the CPU is shared between sessions before
+    # `nice` counts: a nice-19 child in our session would weigh as much as a
+    # live server in its own session.
+    if not autogroup_enabled():
+        pytest.skip("this kernel has no autogroup scheduling: plain nice counts")
+    script = "cat /proc/self/autogroup; ps -o sid= -p $$"
+    low = run(["sh", "-c", script], background=True).output.split()
+    normal = run(["sh", "-c", script]).output.split()
+    assert low[1:3] == ["nice", "19"] and low[3] != str(os.getsid(0))
+    assert normal[0] == Path("/proc/self/autogroup").read_text().split()[0]
+    assert normal[3] == str(os.getsid(0))
+
+
+def test_a_background_command_dies_with_the_process_that_ran_it(tmp_path: Path) -> None:
+    # In its own session, a SIGKILL of the agent's process group no longer
+    # reaches it: the kernel's parent-death signal does.
+    pid_file = tmp_path / "pid"
+    starter = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from hooks.core.process import run; "
+         "run(['sh', '-c', 'echo $$ > ' + sys.argv[1] + '; exec sleep 600'], background=True)",
+         str(pid_file)], cwd=Path(__file__).resolve().parents[3])
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.is_file() or not pid_file.read_text().strip():
+            assert time.monotonic() < deadline and starter.poll() is None
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        wait_until_it_runs(child, "sleep")
+        assert group_niceness(child) == 19 or not autogroup_enabled()
+    finally:
+        starter.kill()
+        starter.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+        assert time.monotonic() < deadline, "the background command outlived its starter"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return "gone"
+    return stat[stat.rfind(")") + 2:].split()[0]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hooks.core.errors import FatalError
+from hooks.core.pid_identity import started_at
 from hooks.core.process import (
     RASA_ENV,
     RASA_PYTHON_ENV,
@@ -44,6 +45,26 @@ def test_stop_returns_as_soon_as_the_group_is_gone(tmp_path: Path) -> None:
     stop(pid, timeout=120)
     assert not alive(pid)
     assert time.monotonic() - started < 60  # ended by SIGTERM, not by the SIGKILL timeout
+
+
+def test_a_recorded_pid_now_held_by_another_process_is_neither_alive_nor_stopped(
+        tmp_path: Path) -> None:
+    # After a reboot a recorded pid may belong to a stranger: its start time
+    # (/proc/<pid>/stat field 22) differs from the one recorded with the pid.
+    pid = spawn(["sleep", "600"], cwd=tmp_path, log_file=tmp_path / "sleep.log")
+    try:
+        started = started_at(pid)
+        assert started is not None and started > 0
+        assert alive(pid, started)
+        assert alive(pid, 0)  # a record without a start time trusts the pid, as before
+        stranger = started + 1  # what the pid's earlier owner was recorded with
+        assert not alive(pid, stranger)
+        stop(pid, timeout=5, started=stranger)
+        assert alive(pid)  # the stranger was not signalled
+        stop(pid, timeout=60, started=started)
+        assert not alive(pid)
+    finally:
+        stop(pid, timeout=5)
 
 
 def _executable(path: Path, first_line: str = "#!/usr/bin/env python3\n") -> Path:
