@@ -81,7 +81,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def train(rasa: list[str], tmp: Path) -> tuple[Path, Path]:
+# What `--tracker-store memory` writes as the bot's endpoints.yml: Rasa's own
+# in-memory store by its class path (nothing survives a restart or a switch).
+IN_MEMORY_ENDPOINTS = "tracker_store:\n  type: rasa.core.tracker_store.InMemoryTrackerStore\n"
+
+
+def train(rasa: list[str], tmp: Path, tracker_store: str) -> tuple[Path, Path]:
     """Models A and B of orderbot (B greets differently), and B's bot folder."""
     if not (BOT / "config.yml").is_file():
         sys.exit(f"{BOT} is missing: this bench needs examples/orderbot")
@@ -96,6 +101,8 @@ def train(rasa: list[str], tmp: Path) -> tuple[Path, Path]:
             sys.exit(f"{BOT / 'domain.yml'}: utter_greet is no longer {GREET_A!r}; "
                      "update the bench")
         domain.write_text(text.replace(GREET_A, greet), encoding="utf-8")
+        if tracker_store == "memory":
+            (bot / "endpoints.yml").write_text(IN_MEMORY_ENDPOINTS, encoding="utf-8")
         print(f"training model {name.upper()} of orderbot ...", file=sys.stderr)
         started = time.monotonic()
         done = subprocess.run(
@@ -253,6 +260,10 @@ def main() -> None:
                         help="before the switches, train the bot once at each of these "
                              "priorities while chatting (default: background; none: "
                              "--training with no value)")
+    parser.add_argument("--tracker-store", choices=("default", "memory"), default="default",
+                        help="default: the bot has none, so blue_green serves it with the "
+                             "agent's SQLite store; memory: the bot names Rasa's in-memory "
+                             "store (what put_model's server always uses)")
     parser.add_argument("--rasa", help="how to run Rasa 3.6 (default: found as the hooks do)")
     args = parser.parse_args()
     rasa = args.rasa.split() if args.rasa else rasa_command()
@@ -261,7 +272,7 @@ def main() -> None:
     # Short path: HAProxy's admin socket lives under it (108-byte limit).
     with tempfile.TemporaryDirectory(prefix="stall-", dir="/tmp") as name:
         tmp = Path(name)
-        model_a, model_b = train(rasa, tmp)
+        model_a, model_b = train(rasa, tmp, args.tracker_store)
         table = []
         for mode in args.modes:
             record = run_mode(mode, rasa, tmp, (model_a, model_b),
@@ -270,7 +281,8 @@ def main() -> None:
             for due, what in record.errors[:5]:
                 print(f"  [{mode}] error at +{due - record.switches[0][0]:.1f} s: {what}"
                       if record.switches else f"  [{mode}] error: {what}", file=sys.stderr)
-    print(f"\n{args.rate:.0f} new conversations/s, {args.switches} switches per mode "
+    print(f"\n{args.rate:.0f} new conversations/s, tracker store: {args.tracker_store}, "
+          f"{args.switches} switches per mode "
           f"({args.pause:.0f} s apart); latency in ms")
     header = ("mode", "phase", "count", "errors", "p50", "p99", "max")
     widths = (12, 11, 8, 8, 9, 9, 9)

@@ -18,7 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bots import copy_bot
+from tests.support.blue_green_host import (
+    BlueGreenHost,
+    make_blue_green_host,
+    stop_blue_green_host,
+)
+from tests.support.bots import LIGHT_CONFIG, copy_bot
 from tests.support.ci import need
 from tests.support.deploy_host import Host, shared_host
 from tests.support.git import init_repo
@@ -70,8 +75,10 @@ def coffeebot_repo(coffeebot: Path) -> Path:
 def trained_coffeebot(
     tmp_path_factory: pytest.TempPathFactory, rasa_bin: Path
 ) -> Iterator[tuple[Path, Path]]:
-    """The example bot trained once per session: (bot folder, model file)."""
+    """The example bot with the light config, trained once per session: (bot folder,
+    model file). The story hook's tests need a real model of the tree, not a good one."""
     bot = copy_bot(COFFEEBOT, tmp_path_factory.mktemp("trained") / "coffeebot")
+    (bot / "config.yml").write_text(LIGHT_CONFIG, encoding="utf-8")
     env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false"}
     done = subprocess.run(
         [str(rasa_bin), "train", "--fixed-model-name", "coffeebot", "--out", "models"],
@@ -116,6 +123,18 @@ def host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     """The reliability and security tests' one deploy host, made by whichever asks first
     (tests/agent/test_pipeline.py has a module-scoped `host` of its own)."""
     return shared_host(tmp_path_factory, rasa_bin, request.config.add_cleanup)
+
+
+@pytest.fixture()
+def blue_green_host(tmp_path: Path, rasa_bin: Path) -> Iterator[BlueGreenHost]:
+    """A fresh deploy host on `model.serving: blue_green` (nothing released);
+    `agent stop` ends its servers and HAProxy afterwards."""
+    need(shutil.which("haproxy") is not None, "HAProxy is not installed (apt-get install haproxy)")
+    made = make_blue_green_host(tmp_path, rasa_bin)
+    try:
+        yield made
+    finally:
+        stop_blue_green_host(made)
 
 
 # ---------------------------------------------------------------- Docker services

@@ -108,13 +108,18 @@ class Host:
         return model_id, frozenset(a["name"] for a in served.json())
 
 
+def assert_journal_settled(journal: Journal) -> None:
+    """The journal file is sound, no lock is held and no release is in flight."""
+    assert journal._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert journal.lock_holder("deploy") is None, journal.lock_holder("deploy")
+    assert not journal.in_flight()
+
+
 def assert_consistent(host: Host, sender: str) -> int:
     """Production is wholly one release; returns its id."""
     journal = host.journal()
     try:
-        assert journal._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert journal.lock_holder("deploy") is None, journal.lock_holder("deploy")
-        assert not journal.in_flight()
+        assert_journal_settled(journal)
         production = journal.production_release("production")
         assert production is not None
         model_id, served = host.live()
