@@ -154,11 +154,9 @@ def background_prefix(say: Callable[[str], None] | None = None) -> list[str]:
     return prefix
 
 
-def _launch_argv(argv: list[str], background: bool | None,
+def _launch_argv(argv: list[str], background: bool,
                  say: Callable[[str], None] | None) -> list[str]:
     """`argv` as started: behind the priority prefix when in the background."""
-    if background is None:
-        background = _BACKGROUND.get()
     return [*background_prefix(say), *argv] if background else argv
 
 

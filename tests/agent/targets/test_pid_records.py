@@ -11,11 +11,12 @@ test_rasa_blue_green_unit.py.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from agent.targets.base import LogSink
 from agent.targets.local_process import LocalActionServerTarget, free_port
 from agent.targets.rasa_http import RasaHttpModelTarget
 from hooks.core.pid_identity import started_at
@@ -55,12 +56,7 @@ def test_the_forwarder_pid_file_names_its_process_for_good(
     pid_file = tmp_path / "actions" / "forwarder.pid"
     try:
         target.ensure_forwarder(print)
-        pid, started = recorded(pid_file)
-        assert started == started_at(pid)
-        target.stop_all(print)
-        reboot(pid_file, stranger)
-        target.stop_all(print)
-        assert stranger.poll() is None  # not signalled
+        _assert_stop_spares_a_reused_pid(target.stop_all, pid_file, stranger)
     finally:
         target.stop_all(print)
 
@@ -77,11 +73,18 @@ def test_the_rasa_server_pid_file_names_its_process_for_good(
     pid_file = state / "rasa-server.pid"
     try:
         assert target.ensure_server(print)
-        pid, started = recorded(pid_file)
-        assert started == started_at(pid)
-        target.stop_all(print)
-        reboot(pid_file, stranger)
-        target.stop_all(print)
-        assert stranger.poll() is None  # not signalled
+        _assert_stop_spares_a_reused_pid(target.stop_all, pid_file, stranger)
     finally:
         target.stop_all(print)
+
+
+def _assert_stop_spares_a_reused_pid(stop_all: Callable[[LogSink], None], pid_file: Path,
+                                     stranger: subprocess.Popen[bytes]) -> None:
+    """The pid file names the started process with its start time; once that
+    pid belongs to a stranger (a reboot), stopping signals nobody."""
+    pid, started = recorded(pid_file)
+    assert started == started_at(pid)
+    stop_all(print)
+    reboot(pid_file, stranger)
+    stop_all(print)
+    assert stranger.poll() is None  # not signalled
