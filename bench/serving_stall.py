@@ -198,11 +198,12 @@ def run_mode(mode: str, rasa: list[str], tmp: Path, refs: tuple[Path, Path], bot
             log(f"a {priority}-priority training beside the live server took "
                 f"{time.monotonic() - begin:.0f} s")
             time.sleep(args.pause)
-        for i in range(args.switches):
+        switches = switches_of(mode, args)
+        for i in range(switches):
             begin = time.monotonic()
             target.activate(uploaded[(i + 1) % 2], log)
             record.switches.append((begin, time.monotonic()))
-            log(f"switch {i + 1}/{args.switches} to model {'BA'[i % 2]} took "
+            log(f"switch {i + 1}/{switches} to model {'BA'[i % 2]} took "
                 f"{time.monotonic() - begin:.1f} s")
             time.sleep(args.pause)
     finally:
@@ -211,6 +212,12 @@ def run_mode(mode: str, rasa: list[str], tmp: Path, refs: tuple[Path, Path], bot
             thread.join()
         target.stop_all(log)
     return record
+
+
+def switches_of(mode: str, args: argparse.Namespace) -> int:
+    if mode == "put_model" and args.put_model_switches is not None:
+        return int(args.put_model_switches)
+    return int(args.switches)
 
 
 def _between(begin: float, end: float, due: float) -> bool:
@@ -248,6 +255,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--switches", type=int, default=20,
                         help="activations per mode, alternating B, A, ... (default 20)")
+    parser.add_argument("--put-model-switches", type=int, default=None,
+                        help="activations for put_model, if fewer (each stalls the same "
+                             "way for a whole load; default: --switches)")
     parser.add_argument("--rate", type=float, default=20.0,
                         help="new conversations per second (default 20)")
     parser.add_argument("--baseline", type=float, default=5.0,
@@ -281,9 +291,9 @@ def main() -> None:
             for due, what in record.errors[:5]:
                 print(f"  [{mode}] error at +{due - record.switches[0][0]:.1f} s: {what}"
                       if record.switches else f"  [{mode}] error: {what}", file=sys.stderr)
+    counts = ", ".join(f"{mode} {switches_of(mode, args)}" for mode in args.modes)
     print(f"\n{args.rate:.0f} new conversations/s, tracker store: {args.tracker_store}, "
-          f"{args.switches} switches per mode "
-          f"({args.pause:.0f} s apart); latency in ms")
+          f"switches: {counts} ({args.pause:.0f} s apart); latency in ms")
     header = ("mode", "phase", "count", "errors", "p50", "p99", "max")
     widths = (12, 11, 8, 8, 9, 9, 9)
     for line in (header, *table):

@@ -5,10 +5,10 @@ A model is activated with `PUT /model {"model_file": PATH}` and confirmed by
 a shared path (the agent's models folder on the same host).
 
 With `manage_server`, the agent starts the Rasa server itself when nothing
-answers at the URL: `rasa run --enable-api --auth-token ...` with an endpoints
-file whose action endpoint is the action target's stable URL, and `--model`
-pointing at a symlink the agent keeps on the production model, so a restarted
-server comes back with what the journal says is live.
+answers at the URL: `rasa run --enable-api` (its token on standard input, see
+rasa_launch) with an endpoints file whose action endpoint is the action
+target's stable URL, and `--model` pointing at a symlink the agent keeps on
+the production model, so a restarted server comes back with what the journal says is live.
 
 The token travels as Rasa expects (`?token=`); every error message built here
 is scrubbed of it.
@@ -28,6 +28,7 @@ from agent import faults
 from agent.secrets import Secret
 from agent.targets.base import DeployError, LogSink, ModelRef
 from agent.targets.rasa_api import STATUS_TIMEOUT, RasaApi, local_token, model_id_of
+from agent.targets.rasa_launch import launch
 from hooks.core.errors import FatalError
 from hooks.core.pid_identity import started_at
 from hooks.core.process import alive, spawn, stop
@@ -86,20 +87,22 @@ class RasaHttpModelTarget:
         credentials = self.state_dir / "credentials.yml"
         credentials.write_text("rest:\n", encoding="utf-8")
         parts = urlsplit(self.url)
-        # `=`: a token may start with "-", which argparse would take for an option.
-        argv = [*self.rasa_argv, "run", "--enable-api", f"--auth-token={self._token.reveal()}",
-                "--endpoints", str(endpoints), "--credentials", str(credentials),
+        args = ["run", "--enable-api", "--endpoints", str(endpoints),
+                "--credentials", str(credentials),
                 "--port", str(parts.port or 5005), "--interface", parts.hostname or "0.0.0.0"]
         if self.live_link.exists():
-            argv += ["--model", str(self.live_link)]
+            args += ["--model", str(self.live_link)]
             log(f"starting the Rasa server on {self.url} with the production model")
         else:
             empty = self.state_dir / "no-model"
             empty.mkdir(exist_ok=True)
-            argv += ["--model", str(empty)]
+            args += ["--model", str(empty)]
             log(f"starting the Rasa server on {self.url} (no model yet)")
+        # The token goes on its standard input, never on a command line (rasa_launch).
+        start = launch(self.rasa_argv, args, self._token.reveal(), log)
         try:
-            pid = spawn(argv, cwd=self.state_dir, log_file=self.state_dir / "rasa-server.log")
+            pid = spawn(start.argv, cwd=self.state_dir, stdin_text=start.stdin,
+                        log_file=self.state_dir / "rasa-server.log")
         except FatalError as exc:
             raise DeployError(str(exc)) from None
         # With its start time: after a reboot the pid may be another program's.

@@ -299,6 +299,7 @@ def spawn(
     log_file: Path,
     env: Mapping[str, str] | None = None,
     background: bool = False,
+    stdin_text: str = "",
 ) -> int:
     """Start a long-running server (a Rasa or action server) detached from us.
 
@@ -307,6 +308,8 @@ def spawn(
     `log_file`. Returns the pid; `stop` ends it. A server runs at normal priority
     (even inside `background_priority`: a live server is what it protects);
     `background=True` is for helpers that must not compete with the live bot.
+    `stdin_text` is written to its standard input, which is then closed: how a
+    secret reaches it without a command line or an environment that shows it.
     """
     argv = [str(part) for part in argv]
     if shutil.which(argv[0]) is None and not Path(argv[0]).is_file():
@@ -324,13 +327,27 @@ def spawn(
             proc = subprocess.Popen(
                 _launch_argv(argv, background, None), cwd=cwd, env=full_env, stdout=out,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                stdin=subprocess.PIPE if stdin_text else subprocess.DEVNULL,
+                start_new_session=True,
             )
         except OSError as exc:
             raise FatalError(f"cannot run {argv[0]}: {exc.strerror}") from None
+    if stdin_text:
+        write_stdin(proc, stdin_text)
     if background:
         set_group_niceness(proc.pid, NICENESS)
     return proc.pid
+
+
+def write_stdin(proc: subprocess.Popen[bytes], text: str) -> None:
+    """Hand `text` to a started process's standard input and close it. A
+    process that already exited has no reader: its exit is its caller's news."""
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(text.encode("utf-8"))
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
 
 
 def alive(pid: int, started: int | None = None) -> bool:

@@ -28,6 +28,7 @@ import requests
 from agent.journal import FAILED, PROMOTED
 from tests.support.agent_config import agent_config
 from tests.support.deploy_host import Host
+from tests.support.procs import processes_showing
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
 
@@ -125,6 +126,9 @@ def test_the_rasa_server_the_agent_starts_refuses_requests_without_the_token(
             assert answer.status_code == 401, (method, path, answer.status_code)
     ok = requests.get(f"{host.rasa_url}/status", params={"token": host.token()}, timeout=30)
     assert ok.status_code == 200
+    # It took the token on its standard input: no command line or environment
+    # on this host shows it (agent/targets/rasa_launch.py).
+    assert processes_showing(host.token()) == []
 
 
 def test_an_inline_secret_in_the_config_is_refused_without_echoing_it(tmp_path: Path) -> None:
