@@ -155,11 +155,13 @@ SCHEMA: dict[str, Key] = {
     "model.auth_token_env": _key(str, None, nullable=True),
     "model.auth_token_file": _key(str, None, nullable=True),
     "model.load_timeout": _key(NUMBER, 900, _positive),
-    "model.serving": _key(str, "put_model", one_of("put_model", "blue_green"),
-                          "put_model: the one managed server loads each model with `PUT /model` "
-                          "(chat stalls while it loads); blue_green: each model starts in its "
-                          "own `rasa run` beside the live one, HAProxy on model.url's port "
-                          "switches to it once loaded and warmed, then the old one drains"),
+    "model.serving": _key(str, None, one_of("put_model", "blue_green"),
+                          "blue_green (the default when the agent manages the server): each "
+                          "model starts in its own `rasa run` beside the live one, HAProxy on "
+                          "model.url's port switches to it once loaded and warmed, then the "
+                          "old one drains; put_model (the default otherwise): the one server "
+                          "loads each model with `PUT /model` (chat stalls while it loads)",
+                          nullable=True),
     "model.drain_timeout": _key(NUMBER, 30, _positive,
                                 "blue_green: seconds the old server may finish its in-flight "
                                 "requests before it is cut and stopped"),
@@ -168,6 +170,19 @@ SCHEMA: dict[str, Key] = {
                          "reaches it; default: the first turn of each smoke conversation, "
                          "else `hello`"),
     "model.haproxy": _key(str, "haproxy", help="blue_green: the HAProxy executable"),
+    "model.runtime": _key(str, "process", one_of("process", "docker"),
+                          "blue_green: where the slots' Rasa servers run: process (`rasa run` "
+                          "on this host) or docker (a container of each release on the Docker "
+                          "host of action_server.target docker or docker_ssh)"),
+    "model.rasa_image": _key(str, "rasa/rasa:3.6.21-full",
+                             help="runtime docker: the Rasa image each release's image is "
+                             "built FROM"),
+    "model.slot_ports": _key(list, None, nullable=True,
+                             help="runtime docker: the blue and green servers' ports on the "
+                             "Docker host; default: model.url's port + 1 and + 2"),
+    "model.public_host": _key(str, None, nullable=True,
+                              help="runtime docker: where HAProxy reaches those ports; "
+                              "default: action_server.ssh_host (docker_ssh), else 127.0.0.1"),
     "smoke.conversations": _key(list, None, _conversations, nullable=True,
                                 help="after switching, each turn's reply must contain `expect`"),
     "smoke.rollback": _key(bool, True, help="roll back automatically when the smoke test fails"),

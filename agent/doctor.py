@@ -83,6 +83,21 @@ def _rasa_server(config: AgentConfig) -> Result:
     return "ok", f"{config['model.url']} answers; live model {live or 'none'}"
 
 
+def _haproxy(config: AgentConfig) -> Result:
+    from agent.targets.factory import serving_mode
+
+    if serving_mode(config) != "blue_green":
+        return "skip", "model.serving is put_model: no front proxy"
+    haproxy = str(config["model.haproxy"])
+    if shutil.which(haproxy) is None:
+        return "FAIL", (f"{haproxy} not found: blue/green serving needs HAProxy in front of "
+                        "the Rasa servers (Debian: apt-get install haproxy), or set "
+                        "model.haproxy to it")
+    done = run([haproxy, "-v"], timeout=30)
+    first = done.output.splitlines()[0] if done.output else ""
+    return ("ok", first.strip()) if done.ok else ("FAIL", f"`{haproxy} -v` failed: {first}")
+
+
 def _action_port(config: AgentConfig) -> Result:
     if config["action_server.target"] != "local":
         return "skip", "action server is not local"
@@ -161,6 +176,7 @@ def run_doctor(path: Path) -> int:
             ("git", _git(config)),
             ("rasa", _rasa(config)),
             ("rasa server", _rasa_server(config)),
+            ("haproxy", _haproxy(config)),
             ("action port", _action_port(config)),
             ("docker", _docker(block, target)),
             ("registry", _registry(block)),

@@ -16,6 +16,7 @@ from agent.journal import StepStatus
 from agent.pipeline import Step
 from agent.runtime import Agent
 from agent.steps import ABANDONED, FAILED, Abandoned, StepContext, StepFailed
+from hooks.core.child_env import commit_environment
 from hooks.core.errors import FatalError
 
 
@@ -51,7 +52,10 @@ def run_step(agent: Agent, ctx: StepContext, step: Step) -> None:
     failure: str | None = None
     status, summary = FAILED, ""
     try:
-        outcome = step.run(ctx)
+        # Steps run the commit's code (custom components, action code): what
+        # they start gets none of the agent's variables, its secrets included.
+        with commit_environment():
+            outcome = step.run(ctx)
         status, summary = outcome.status, outcome.summary
     except StepFailed as exc:
         failure = exc.summary

@@ -54,7 +54,8 @@ from agent.targets.base import ModelRef, ModelTarget  # noqa: E402
 from agent.targets.front_proxy import free_port  # noqa: E402
 from agent.targets.rasa_blue_green import BlueGreenRasaTarget  # noqa: E402
 from agent.targets.rasa_http import RasaHttpModelTarget  # noqa: E402
-from hooks.core.process import QUIET_RASA_ENV, rasa_command, run  # noqa: E402
+from hooks.core.child_env import QUIET_RASA_ENV  # noqa: E402
+from hooks.core.process import rasa_command, run  # noqa: E402
 
 HOST = "127.0.0.1"
 BOT = REPO / "examples" / "orderbot"

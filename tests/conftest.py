@@ -29,6 +29,7 @@ from tests.support.deploy_host import Host, shared_host
 from tests.support.git import init_repo
 from tests.support.paths import COFFEEBOT, SHARED_BOTS
 from tests.support.precommit import copy_hook_repo, pre_commit_cache
+from tests.support.rasa_image import rasa_image_in
 from tests.support.services import (
     DockerEngine,
     RedisServer,
@@ -152,6 +153,13 @@ def docker_engine() -> Iterator[DockerEngine]:
 def sdk_base_image(docker_engine: DockerEngine) -> str:
     need(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
     return sdk_base_image_in(docker_engine)
+
+
+@pytest.fixture(scope="session")
+def rasa_image(docker_engine: DockerEngine) -> str:
+    """A Rasa 3.6.21 image in that engine, standing in for rasa/rasa (made on first use)."""
+    need(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
+    return rasa_image_in(docker_engine)
 
 
 @pytest.fixture(scope="session")

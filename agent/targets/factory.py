@@ -6,13 +6,18 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from agent.config import AgentConfig, ConfigError
 from agent.targets.base import ActionServerTarget, ModelTarget
 from agent.targets.docker import factories as docker_targets
+from agent.targets.docker.engine import EngineFactory, local_engine
+from agent.targets.docker.rasa_slots import ContainerSettings, ContainerSlotRunner
+from agent.targets.docker.ssh import SshEngineFactory
 from agent.targets.local_process import LocalActionServerTarget
 from agent.targets.rasa_blue_green import BlueGreenRasaTarget
 from agent.targets.rasa_http import RasaHttpModelTarget
+from agent.targets.rasa_slots import ProcessSlotRunner, SlotRunner
 from hooks.core.errors import FatalError
 from hooks.core.process import rasa_command
 
@@ -65,12 +70,51 @@ def agent_secret_env(config: AgentConfig) -> dict[str, str]:
             if secret.origin.startswith("$")}  # Secret.origin: "$VAR" or a file path
 
 
+def slot_ports(config: AgentConfig) -> tuple[int, int]:
+    """model.slot_ports, else model.url's port + 1 and + 2."""
+    url = urlsplit(str(config["model.url"]))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    ports = config["model.slot_ports"]
+    if not ports:
+        return port + 1, port + 2
+    if (len(ports) != 2 or not all(isinstance(p, int) and 0 < p < 65536 for p in ports)
+            or ports[0] == ports[1] or port in ports):
+        raise ConfigError(config.path, "model.slot_ports",
+                          "must be two different TCP ports, neither of them model.url's port")
+    return int(ports[0]), int(ports[1])
+
+
+def _slot_runner(config: AgentConfig, state_dir: Path) -> SlotRunner:
+    """Where blue_green runs its Rasa servers (model.runtime)."""
+    if config["model.runtime"] == "process":
+        return ProcessSlotRunner(rasa_argv(config), state_dir)
+    target = str(config["action_server.target"])
+    engine: EngineFactory
+    if target == "docker":
+        engine, host = local_engine(config["action_server.docker_host"]), "127.0.0.1"
+    elif target == "docker_ssh":
+        settings = docker_targets.ssh_settings(config)
+        engine, host = SshEngineFactory(settings), settings.host
+    else:
+        where = ("Swarm is not supported for them yet" if target == "swarm"
+                 else "set action_server.target to the Docker host's target")
+        raise ConfigError(config.path, "model.runtime",
+                          "docker: blue_green Rasa containers run on a Docker host "
+                          f"(action_server.target docker or docker_ssh), not {target!r}; "
+                          f"{where}")
+    return ContainerSlotRunner(engine, ContainerSettings(
+        image=str(config["model.rasa_image"]), ports=slot_ports(config),
+        public_host=str(config["model.public_host"] or host),
+        tracker_dir=state_dir / "tracker"))
+
+
 def _blue_green(config: AgentConfig, action_url: str) -> ModelTarget:
+    state_dir = Path(config.work_dir / "rasa-blue-green")
     return BlueGreenRasaTarget(
         url=str(config["model.url"]),
         token=config.secret("model.auth_token"),
-        state_dir=Path(config.work_dir / "rasa-blue-green"),
-        rasa_argv=rasa_argv(config),
+        state_dir=state_dir,
+        runner=_slot_runner(config, state_dir),
         action_endpoint=action_url,
         load_timeout=float(config["model.load_timeout"]),
         drain_timeout=float(config["model.drain_timeout"]),
@@ -88,6 +132,20 @@ class Targets:
 
 
 
+def serving_mode(config: AgentConfig) -> str:
+    """model.serving, else blue_green when the agent runs the Rasa servers and
+    put_model when someone else does (only its HTTP API can reach that one)."""
+    configured = config["model.serving"]
+    managed = bool(config["model.manage_server"])
+    if configured == "blue_green" and not managed:
+        raise ConfigError(config.path, "model.serving",
+                          "blue_green starts its own Rasa servers behind HAProxy; with "
+                          "model.manage_server: false use put_model (or remove the key)")
+    if configured:
+        return str(configured)
+    return "blue_green" if managed else "put_model"
+
+
 def build_targets(config: AgentConfig) -> Targets:
     name = str(config["action_server.target"])
     builder = ACTION_SERVER_TARGETS.get(name)
@@ -98,7 +156,7 @@ def build_targets(config: AgentConfig) -> Targets:
     # Typed with the Protocols: mypy checks every concrete target implements
     # its whole interface (the docker builders are typed the same way).
     model: ModelTarget = _blue_green(config, action_server.url) if (
-        config["model.serving"] == "blue_green") else RasaHttpModelTarget(
+        serving_mode(config) == "blue_green") else RasaHttpModelTarget(
         url=str(config["model.url"]),
         token=config.secret("model.auth_token"),
         state_dir=Path(config.work_dir / "rasa-server"),

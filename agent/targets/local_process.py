@@ -29,6 +29,7 @@ from agent.targets.base import (
     DeployError,
     LogSink,
 )
+from hooks.core.child_env import commit_environment
 from hooks.core.errors import FatalError
 from hooks.core.pid_identity import started_at
 from hooks.core.process import alive, spawn, stop
@@ -129,12 +130,14 @@ class LocalActionServerTarget:
         log_file = self.state_dir / f"actions-{spec.release_id}.log"
         log(f"starting `rasa run actions` for release {spec.release_id} on port {port}")
         try:
-            pid = spawn(
-                [*self.rasa_argv, "run", "actions", "--port", str(port), "--actions",
-                 self.actions_module],
-                cwd=spec.worktree, log_file=log_file,
-                env={"PYTHONDONTWRITEBYTECODE": "1"},
-            )
+            # The commit's action code: none of the agent's variables (secrets).
+            with commit_environment():
+                pid = spawn(
+                    [*self.rasa_argv, "run", "actions", "--port", str(port), "--actions",
+                     self.actions_module],
+                    cwd=spec.worktree, log_file=log_file,
+                    env={"PYTHONDONTWRITEBYTECODE": "1"},
+                )
         except FatalError as exc:
             raise DeployError(str(exc)) from None
         try:

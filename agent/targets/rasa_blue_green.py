@@ -3,7 +3,9 @@
 Rasa 3.6 loads a model on its event loop, so `PUT /model` on the live server
 freezes every chat for the whole load (about a minute for a DIET/TED model).
 Here each switch starts a new `rasa run` with the release's model in the idle
-slot (blue or green) on a spare loopback port, beside the live one. Only when
+slot (blue or green) on a spare port, beside the live one: a process on this
+host or a container of the release on a Docker host, as its SlotRunner does it
+(agent/targets/rasa_slots.py). Only when
 its `/status` reports the release's model_id and it answered a parse and the
 warm-up messages does the front proxy on the stable port (model.url) send new
 requests to it; the old server then drains its in-flight requests and stops.
@@ -11,9 +13,8 @@ A failed start, load or warm-up stops the new server and raises DeployError
 naming why; the old one never stopped serving.
 
 The served server gets the bot's own endpoints.yml and credentials.yml from the
-release's checkout (agent/targets/rasa_config.py) and an environment of only
-the basics plus the ${VAR} names those files use: the agent's own secrets never
-reach it.
+release's checkout (agent/targets/rasa_config.py) and, of the agent's
+environment, only the ${VAR} names those files use: its own secrets never do.
 
 State in `state_dir`: `<slot>.json` for each server this target started (so a
 crash never leaves one untracked), `live.json` for the one switched to last
@@ -23,54 +24,22 @@ crash never leaves one untracked), `live.json` for the one switched to last
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent import faults
 from agent.secrets import Secret
 from agent.targets.base import DeployError, LogSink, ModelRef
-from agent.targets.front_proxy import SLOTS, FrontProxy, Upstream, free_port
+from agent.targets.front_proxy import SLOTS, FrontProxy, Upstream
 from agent.targets.rasa_api import RasaApi, local_token, model_id_of
 from agent.targets.rasa_config import ServerConfig, check_reachable, render_server_config
-from hooks.core.pid_identity import started_at
-from hooks.core.process import QUIET_RASA_ENV, alive, set_group_niceness, stop
+from agent.targets.rasa_slots import ProcessSlotRunner, SlotRunner, SlotServer
 
-SLOT_HOST = "127.0.0.1"
 WARMUP_SENDER = "rasa-gitops-warmup"
-STOP_TIMEOUT = 20.0
-# A new server loads its model (a minute of CPU for DIET/TED) at a lower CPU
-# priority than the live one, so the live one's replies keep their pace; it is
-# put back to the agent's own priority once warmed, before it takes traffic.
-LOADING_NICENESS = 10
-# What a Rasa process needs from the agent's environment besides the ${VAR}s
-# the bot's files name; nothing here holds a secret.
-BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYENV_VERSION",
-            "PYENV_ROOT", "VIRTUAL_ENV", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
-
-
-@dataclass(frozen=True)
-class SlotServer:
-    """One `rasa run` this target started."""
-
-    slot: str
-    pid: int
-    port: int
-    release_id: str
-    model_id: str
-    location: str
-    bot_dir: str
-    config_hash: str  # of its endpoints.yml + credentials.yml: a changed bot config restarts
-    # /proc start time of `pid` (hooks.core.process.started_at): after a reboot
-    # the pid may be another program's, never to be taken for this server or
-    # signalled. 0 = unknown (a record written before it was kept).
-    started: int = 0
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -79,43 +48,22 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
-
-
-def _restore_priority(pid: int, log: LogSink) -> None:
-    """Every thread of `pid`, and its session, back to the agent's own priority
-    (see LOADING_NICENESS)."""
-    own = os.getpriority(os.PRIO_PROCESS, 0)
-    # Back to the default session weight: lowering a niceness that is not
-    # negative needs no privilege for a session (autogroup).
-    set_group_niceness(pid, 0)
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            os.setpriority(os.PRIO_PROCESS, int(task.name), own)
-    except PermissionError:  # raising a thread's priority needs CAP_SYS_NICE
-        log(f"the new Rasa server keeps nice {LOADING_NICENESS} (this user may not raise a "
-            "priority); it still runs ahead of training (nice 19)")
-    except (FileNotFoundError, ProcessLookupError):
-        pass  # no /proc (not Linux) or the thread ended: nothing to restore
-
-
 class BlueGreenRasaTarget:
     name = "rasa_blue_green"
 
     def __init__(self, *, url: str, token: Secret | None, state_dir: Path,
-                 rasa_argv: Sequence[str], action_endpoint: str, load_timeout: float = 900.0,
+                 action_endpoint: str, runner: SlotRunner | None = None,
+                 rasa_argv: Sequence[str] = ("rasa",), load_timeout: float = 900.0,
                  drain_timeout: float = 30.0, warmup: Sequence[str] = ("hello",),
                  haproxy: str = "haproxy", agent_env: Mapping[str, str] | None = None) -> None:
+        """`runner` runs the slots' servers; without one, `rasa_argv` processes on
+        this host (ProcessSlotRunner)."""
         self.url = url.rstrip("/")
         # The variables the agent reads its own secrets from (name -> config
         # key): a bot's ${VAR} naming one is refused (rasa_config).
         self.agent_env = dict(agent_env or {})
         self.state_dir = state_dir
-        self.rasa_argv = list(rasa_argv)
+        self.runner: SlotRunner = runner or ProcessSlotRunner(rasa_argv, state_dir)
         self.action_endpoint = action_endpoint
         self.load_timeout = load_timeout
         self.drain_timeout = drain_timeout
@@ -138,29 +86,26 @@ class BlueGreenRasaTarget:
 
     def _read(self, path: Path) -> SlotServer | None:
         try:
-            return SlotServer(**json.loads(path.read_text(encoding="utf-8")))
-        except (FileNotFoundError, ValueError, TypeError):
+            return SlotServer.from_json(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError, TypeError, KeyError, AttributeError):
             return None
 
     def _write(self, path: Path, server: SlotServer) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, json.dumps(asdict(server), indent=2))
+        _write_atomically(path, server.to_json())
 
     def _serving(self, live: Upstream | None) -> SlotServer | None:
         """The record of the server HAProxy routes to, if that server still runs."""
         if live is None:
             return None
         server = self._read(self._record_file(live.slot))
-        if server is None or server.port != live.port or not alive(server.pid, server.started):
+        if (server is None or (server.host, server.port) != (live.host, live.port)
+                or not self.runner.alive(server)):
             return None
         return server
 
     def _stop_slot(self, slot: str, log: LogSink) -> None:
-        server = self._read(self._record_file(slot))
-        if server is not None and alive(server.pid, server.started):
-            stop(server.pid, timeout=STOP_TIMEOUT, started=server.started)
-            log(f"stopped the Rasa server in slot {slot} (release {server.release_id}, "
-                f"pid {server.pid})")
+        self.runner.stop(slot, self._read(self._record_file(slot)), log)
         self._record_file(slot).unlink(missing_ok=True)
 
     def _stop_unless_live(self, new: Upstream, log: LogSink) -> None:
@@ -183,7 +128,7 @@ class BlueGreenRasaTarget:
     def _render(self, ref: ModelRef, folder: str) -> tuple[ServerConfig, str]:
         config = render_server_config(
             Path(ref.bot_dir) if ref.bot_dir else None, self.state_dir / folder,
-            action_url=self.action_endpoint, default_tracker_db=self.state_dir / "tracker.db",
+            action_url=self.action_endpoint, default_tracker_db=self.runner.tracker_db(),
             agent_env=self.agent_env)
         digest = hashlib.sha256(config.endpoints.read_bytes()
                                 + config.credentials.read_bytes()).hexdigest()
@@ -192,53 +137,24 @@ class BlueGreenRasaTarget:
     def _start(self, ref: ModelRef, slot: str, config: ServerConfig, digest: str,
                log: LogSink) -> SlotServer:
         check_reachable(config)
-        port = free_port(SLOT_HOST)
-        nice = shutil.which("nice")
-        prefix = [nice, "-n", str(LOADING_NICENESS)] if nice else []
-        argv = [*prefix, *self.rasa_argv, "run", "--enable-api",
-                # `=`: a token may start with "-", which argparse would take for an option
-                f"--auth-token={self._token.reveal()}", "--endpoints", str(config.endpoints),
-                "--credentials", str(config.credentials),
-                "--port", str(port), "--interface", SLOT_HOST, "--model", ref.location]
-        env = {name: os.environ[name] for name in (*BASE_ENV, *sorted(config.env_names))
-               if name in os.environ}
-        env.update(QUIET_RASA_ENV)
-        log(f"starting a Rasa server for release {ref.release_id} in slot {slot} "
-            f"(port {port}; tracker store: {config.tracker_store}, lock store: "
-            f"{config.lock_store})")
-        with open(self._log_file(slot), "wb") as out:
-            try:
-                # Its own session, as every server the agent starts: it outlives
-                # the agent. Not hooks.core.process.spawn: that passes the
-                # agent's whole environment, and this one gets only `env`.
-                proc = subprocess.Popen(argv, cwd=self.state_dir, env=env, stdout=out,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
-            except OSError as exc:
-                raise DeployError(f"cannot run {argv[len(prefix)]}: {exc.strerror}") from None
-        server = SlotServer(slot, proc.pid, port, ref.release_id, ref.model_id, ref.location,
-                            ref.bot_dir, digest, started_at(proc.pid) or 0)
+        started = self.runner.start(ref, slot, config, self._token, log)
+        server = SlotServer(slot, started.host, started.port, ref.release_id, ref.model_id,
+                            ref.location, ref.bot_dir, digest, started.handle)
         self._write(self._record_file(slot), server)
-        # Its own session: under autogroup scheduling only the session's weight
-        # keeps the load from slowing the live server (hooks.core.process).
-        set_group_niceness(proc.pid, LOADING_NICENESS)
         faults.kill_point("rasa.started")
         return server
 
-    def _log_file(self, slot: str) -> Path:
-        return self.state_dir / f"rasa-{slot}.log"
-
     def _direct(self, server: SlotServer) -> RasaApi:
-        return RasaApi(f"http://{SLOT_HOST}:{server.port}", self._token)
+        return RasaApi(f"http://{server.host}:{server.port}", self._token)
 
     def _wait_loaded(self, server: SlotServer) -> None:
-        api, log_file = self._direct(server), self._log_file(server.slot)
+        api = self._direct(server)
         deadline = time.monotonic() + self.load_timeout
         while True:
-            if not alive(server.pid, server.started):
+            if not self.runner.alive(server):
                 raise DeployError(api.scrub(
                     f"the new Rasa server (slot {server.slot}) exited while loading the model "
-                    f"of release {server.release_id}:\n{_tail(log_file)}"))
+                    f"of release {server.release_id}:\n{self.runner.log_tail(server)}"))
             try:
                 # Rasa answers HTTP only once it tried to load its model.
                 loaded = api.model_id(attempts=1)
@@ -250,7 +166,7 @@ class BlueGreenRasaTarget:
                 raise DeployError(api.scrub(
                     f"the new Rasa server (slot {server.slot}) could not load the model of "
                     f"release {server.release_id} ({server.location}); it reports "
-                    f"{loaded or 'no model'}:\n{_tail(log_file)}"))
+                    f"{loaded or 'no model'}:\n{self.runner.log_tail(server)}"))
             if time.monotonic() > deadline:
                 raise DeployError(f"the new Rasa server (slot {server.slot}) did not load the "
                                   f"model within {self.load_timeout:.0f} s (model.load_timeout)")
@@ -274,7 +190,7 @@ class BlueGreenRasaTarget:
             except DeployError as exc:
                 raise DeployError(f"warm-up failed: {message!r}: {exc}") from None
         log(f"the new Rasa server answered a parse and {len(self.warmup)} warm-up message(s)")
-        _restore_priority(server.pid, log)
+        self.runner.restore_priority(server, log)
 
     # ------------------------------------------------------------ protocol
 
@@ -311,7 +227,7 @@ class BlueGreenRasaTarget:
             self._stop_slot(slot, log)
             raise
         faults.kill_point("rasa.warmed")
-        upstream = Upstream(slot, SLOT_HOST, server.port)
+        upstream = Upstream(slot, server.host, server.port)
         try:
             old = self.proxy.switch(upstream, log)
         except DeployError:

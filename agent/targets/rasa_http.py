@@ -29,6 +29,7 @@ from agent.secrets import Secret
 from agent.targets.base import DeployError, LogSink, ModelRef
 from agent.targets.rasa_api import STATUS_TIMEOUT, RasaApi, local_token, model_id_of
 from agent.targets.rasa_launch import launch
+from hooks.core.child_env import commit_environment
 from hooks.core.errors import FatalError
 from hooks.core.pid_identity import started_at
 from hooks.core.process import alive, spawn, stop
@@ -101,8 +102,10 @@ class RasaHttpModelTarget:
         # The token goes on its standard input, never on a command line (rasa_launch).
         start = launch(self.rasa_argv, args, self._token.reveal(), log)
         try:
-            pid = spawn(start.argv, cwd=self.state_dir, stdin_text=start.stdin,
-                        log_file=self.state_dir / "rasa-server.log")
+            # It runs the commit's custom components: none of the agent's variables.
+            with commit_environment():
+                pid = spawn(start.argv, cwd=self.state_dir, stdin_text=start.stdin,
+                            log_file=self.state_dir / "rasa-server.log")
         except FatalError as exc:
             raise DeployError(str(exc)) from None
         # With its start time: after a reboot the pid may be another program's.

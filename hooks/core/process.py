@@ -33,14 +33,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+from hooks.core.child_env import child_env
 from hooks.core.errors import FatalError
 from hooks.core.pid_identity import ours
-
-QUIET_RASA_ENV = {
-    "RASA_TELEMETRY_ENABLED": "false",
-    "TF_CPP_MIN_LOG_LEVEL": "3",
-    "PYTHONWARNINGS": "ignore",
-}
 
 
 @dataclass(frozen=True)
@@ -228,12 +223,8 @@ def run(
             f"command not found: {argv[0]}. Install it, or point RASA_GITOPS_RASA "
             "(for rasa) at the right executable."
         )
-    # inherit_env=False runs the command in a clean environment (only what
-    # `env` gives), as the agent does for a bot's own action-code tests.
-    full_env = dict(os.environ) if inherit_env else {}
-    full_env.update(QUIET_RASA_ENV)
-    if env:
-        full_env.update(env)
+    # inherit_env=False: only what `env` gives (the bot's own action-code tests).
+    full_env = child_env(env, inherit=inherit_env)
     say = stream if callable(stream) else None
     lowered = _BACKGROUND.get() if background is None else background
     launch = _launch_argv(argv, lowered, say)
@@ -317,10 +308,7 @@ def spawn(
             f"command not found: {argv[0]}. Install it, or point the configured "
             "command at the right executable."
         )
-    full_env = dict(os.environ)
-    full_env.update(QUIET_RASA_ENV)
-    if env:
-        full_env.update(env)
+    full_env = child_env(env)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
         try:

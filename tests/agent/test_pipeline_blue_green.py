@@ -29,6 +29,7 @@ from tests.support.agent_config import agent_config
 from tests.support.bots import deploy_repo
 from tests.support.ci import need
 from tests.support.git import git
+from tests.support.procs import processes_showing
 from tests.support.serving import Chatter, rasa_servers_of
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
@@ -94,6 +95,9 @@ def test_releases_and_a_rollback_switch_blue_green_servers_while_users_chat(
         assert chatter.replies[0] == FIRST
         assert chatter.replies[-1] == SECOND
         assert len(rasa_servers_of(state)) == 1
+        # Its token reached each `rasa run` on standard input: no command line
+        # or environment on this host shows it (agent/targets/rasa_launch.py).
+        assert processes_showing((state / "auth-token").read_text().strip()) == []
 
         done = _cli(config, rasa_bin, "rollback", "--reason", "customers prefer the old one")
         assert done.returncode == 0, done.stdout + done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from agent.journal import FAILED, INTERRUPTED, PROMOTED, RUNNING, Journal, LockH
 from agent.progress import Progress
 from agent.repo import Mirror
 from agent.secrets import Redactor
+from agent.targets.factory import serving_mode
 from agent.watch import Watcher, request_sync
 from hooks.core.errors import FatalError
 from tests.support.agent_config import agent_config
@@ -377,3 +379,35 @@ def test_doctor_reports_each_check_and_fails_on_an_unreachable_repo(tmp_path: Pa
     assert rows["git"] == rows["rasa server"] == "FAIL" and rows["docker"] == "skip"
     assert f"{tmp_path / 'gone.git'} is not reachable" in done.stdout
     assert "http://127.0.0.1:9 does not answer" in done.stdout
+
+
+def test_doctor_checks_haproxy_only_for_blue_green_serving(tmp_path: Path) -> None:
+    def doctor(**model: object) -> dict[str, str]:
+        cfg = agent_config(tmp_path / "agent.yml", repo=tmp_path / "gone.git",
+                           rasa_command="/bin/true",
+                           model={"url": "http://127.0.0.1:9", **model})
+        done = subprocess.run([sys.executable, "-m", "agent.cli", "-c", str(cfg), "doctor"],
+                              capture_output=True, text=True, timeout=300)
+        return {line[6:].split("  ")[0].strip(): " ".join(line.split())
+                for line in done.stdout.splitlines()}
+
+    missing = doctor(serving="blue_green", haproxy=str(tmp_path / "no-haproxy"))["haproxy"]
+    assert missing.startswith("FAIL") and "apt-get install haproxy" in missing
+    if shutil.which("haproxy"):
+        assert doctor(serving="blue_green")["haproxy"].startswith("ok haproxy HAProxy version")
+    assert doctor(serving="put_model")["haproxy"].startswith("skip")
+    # An unmanaged server is someone else's: only put_model can reach it.
+    assert doctor(manage_server=False, serving=None)["haproxy"].startswith("skip")
+
+
+def test_blue_green_is_the_default_for_a_managed_server_and_refused_for_another(
+        tmp_path: Path) -> None:
+    def mode(**model: object) -> str:
+        cfg = agent_config(tmp_path / "agent.yml", repo=tmp_path / "repo.git", model=model)
+        return serving_mode(load_config(cfg))
+
+    assert mode(serving=None) == "blue_green"
+    assert mode(serving=None, manage_server=False) == "put_model"
+    assert mode(serving="put_model") == "put_model"
+    with pytest.raises(ConfigError, match=r"with model\.manage_server: false use put_model"):
+        mode(serving="blue_green", manage_server=False)

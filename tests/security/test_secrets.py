@@ -70,6 +70,11 @@ def test_no_secret_appears_in_any_output_log_or_journal(host: Host) -> None:
 
     host.push_change("released with every secret", retrain=False)
     outputs.append(_run(host, config, values, "once"))
+    # The servers that release left running (Rasa, the action server, the
+    # forwarder) run the commit's code: no command line or environment on
+    # this host holds a secret (hooks/core/child_env.py, rasa_launch.py).
+    for value in values.values():
+        assert processes_showing(value) == []
     journal = host.journal()
     good = journal.last_release()
     assert good is not None and good.status == PROMOTED, good and good.reason

@@ -6,7 +6,7 @@ top-level keys as values, blocks (pipeline, action_server, image, model, smoke,
 nlu_gate, environments) as dicts. `like=` starts from another config file, so
 a variant names only what it changes. The schema and its defaults live in
 agent/config.py; this writer adds only `work_dir: work` (beside the file) when
-no work_dir is given.
+no work_dir is given, and `model.serving: put_model` when none is given.
 
     agent_config(root / "agent.yml", repo=bare, rasa_command=rasa_bin,
                  pipeline={"test_stories": "tests/none_*.yml"},
@@ -55,6 +55,12 @@ def agent_config_data(*, like: Path | None = None, **keys: Any) -> dict[str, Any
         base = yaml.safe_load(Path(like).read_text(encoding="utf-8")) or {}
     data = _merge(base, _plain(keys))
     data.setdefault("work_dir", "work")
+    # The agent's default is blue/green serving: a new Rasa process per switch
+    # (15 s or more each, even with a light model). Tests that aren't about
+    # serving use the one-server path; blue/green has its own tests, which ask
+    # for it (model={"serving": "blue_green"}).
+    model = data.get("model")
+    data["model"] = {"serving": "put_model", **(model if isinstance(model, dict) else {})}
     if "repo" not in data:
         raise ValueError("an agent config needs repo=... (agent/config.py requires it)")
     return data

@@ -6,6 +6,8 @@
 - `sdk_base_image`: a rasa-sdk base image made without Docker Hub: a Debian
   rootfs from `mmdebstrap`, `docker import`ed, plus rasa-sdk wheels
   downloaded from PyPI once.
+- `rasa_image`: a Rasa 3.6.21 image standing in for rasa/rasa, from the same
+  base (tests/support/rasa_image.py).
 - `registry`: Debian's `docker-registry` on 127.0.0.1 with htpasswd auth, and
   `open_registry` without auth.
 - `sshd`: OpenSSH on a loopback port with a throwaway host key, an authorized
@@ -186,7 +188,7 @@ def running_docker_engine() -> Iterator[DockerEngine]:
 # ---------------------------------------------------------------- base image
 
 
-def _has_image(client: Any, ref: str) -> bool:
+def has_image(client: Any, ref: str) -> bool:
     import docker.errors
 
     try:
@@ -196,13 +198,11 @@ def _has_image(client: Any, ref: str) -> bool:
         return False
 
 
-def ensure_sdk_image(client: Any, log: Any = print) -> str:
-    """The rasa-sdk base image, made once and cached in the engine's data root."""
-    if _has_image(client, SDK_IMAGE):
-        return SDK_IMAGE
+def ensure_debian_image(client: Any, log: Any = print) -> str:
+    """The bookworm base the test images are made from (mmdebstrap, docker import)."""
     work = DOCKER_CACHE / "base"
     work.mkdir(parents=True, exist_ok=True)
-    if not _has_image(client, DEBIAN_IMAGE):
+    if not has_image(client, DEBIAN_IMAGE):
         rootfs = work / "bookworm.tar"
         if not rootfs.is_file():
             log("mmdebstrap: making a bookworm rootfs with python3")
@@ -222,7 +222,15 @@ def ensure_sdk_image(client: Any, log: Any = print) -> str:
         # docker-py's file and stream imports are broken (path sent as a URL; chunked
         # upload refused); ~150 MB in memory once is fine.
         client.api.import_image_from_data(rootfs.read_bytes(), repository=repository, tag=tag)
-    context = work / "sdk-context"
+    return DEBIAN_IMAGE
+
+
+def ensure_sdk_image(client: Any, log: Any = print) -> str:
+    """The rasa-sdk base image, made once and cached in the engine's data root."""
+    if has_image(client, SDK_IMAGE):
+        return SDK_IMAGE
+    ensure_debian_image(client, log)
+    context = DOCKER_CACHE / "base" / "sdk-context"
     wheels = context / "wheels"
     if not any(wheels.glob("rasa_sdk-*.whl")):
         log(f"pip download rasa-sdk=={SDK_VERSION} for Python 3.11")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import requests
 
+from agent.targets.base import LogSink, ModelRef
+from agent.targets.rasa_blue_green import BlueGreenRasaTarget
 from hooks.core.process import alive
 from tests.support.bots import copy_bot
 from tests.support.paths import EXAMPLES
@@ -58,6 +60,21 @@ class Chatter(threading.Thread):
             except requests.RequestException as exc:
                 self.failures.append(type(exc).__name__)
             time.sleep(max(0.0, self.every - (time.monotonic() - started)))
+
+
+def switch_while_chatting(target: BlueGreenRasaTarget, release_id: str, model: Path, bot: Path,
+                          log: LogSink) -> tuple[Chatter, ModelRef]:
+    """Upload and activate a release while a Chatter talks to `target.url`
+    (from a second before to a second after); the finished Chatter and the ref."""
+    chatter = Chatter(target.url)
+    chatter.start()
+    time.sleep(1.0)
+    ref = target.upload(release_id, model, log, bot)
+    target.activate(ref, log)
+    time.sleep(1.0)
+    chatter.done.set()
+    chatter.join(timeout=15)
+    return chatter, ref
 
 
 def rasa_servers_of(state_dir: Path) -> list[int]:

@@ -55,14 +55,16 @@ def docker_local(config: AgentConfig) -> ActionServerTarget:
                             _host_settings(config, str(public)), _pull_auth(config))
 
 
-def docker_ssh(config: AgentConfig) -> ActionServerTarget:
+def ssh_settings(config: AgentConfig) -> SshSettings:
+    """The Docker host reached over SSH (`action_server.ssh_*`), also where
+    model.runtime docker runs the Rasa servers."""
     host = config["action_server.ssh_host"]
     if not host:
         raise ConfigError(config.path, "action_server.ssh_host",
                           "is required for the docker_ssh target")
     passphrase = config.secret("action_server.ssh_key_passphrase")
     key_file = config["action_server.ssh_key_file"]
-    settings = SshSettings(
+    return SshSettings(
         host=str(host), port=int(config["action_server.ssh_port"]),
         user=str(config["action_server.ssh_user"]),
         key_file=Path(str(key_file)).expanduser() if key_file else None,
@@ -71,7 +73,11 @@ def docker_ssh(config: AgentConfig) -> ActionServerTarget:
         allow_unknown_hosts=bool(config["action_server.ssh_allow_unknown_hosts"]),
         remote_docker_host=config["action_server.remote_docker_host"],
     )
-    public = config["action_server.public_host"] or str(host)
+
+
+def docker_ssh(config: AgentConfig) -> ActionServerTarget:
+    settings = ssh_settings(config)
+    public = config["action_server.public_host"] or settings.host
     return DockerHostTarget("docker_ssh", SshEngineFactory(settings),
                             _host_settings(config, str(public)), _pull_auth(config))
 

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ from tests.support.ci import need
 from tests.support.fake_rasa_server import fake_model, fake_rasa_server
 from tests.support.light_models import GREETINGS, light_coffeebots
 from tests.support.paths import REPO_ROOT
-from tests.support.serving import Chatter, rasa_servers_of
+from tests.support.serving import rasa_servers_of, switch_while_chatting
 
 
 def make_target(state_dir: Path, rasa_bin: Path, url: str = "") -> BlueGreenRasaTarget:
@@ -38,6 +37,11 @@ def make_target(state_dir: Path, rasa_bin: Path, url: str = "") -> BlueGreenRasa
         url=url or f"http://127.0.0.1:{free_port()}", token=None, state_dir=state_dir,
         rasa_argv=[str(rasa_bin)], action_endpoint="http://127.0.0.1:5055/webhook",
         load_timeout=300, drain_timeout=10, warmup=["hello"])
+
+
+def recorded_pid(record: Path) -> int:
+    """The pid a slot record names (its runner's handle: a local process)."""
+    return int(json.loads(record.read_text())["handle"]["pid"])
 
 
 def test_a_switch_under_chat_loses_no_message_and_leaves_one_server(
@@ -49,17 +53,9 @@ def test_a_switch_under_chat_loses_no_message_and_leaves_one_server(
         first = target.upload("1", model1, print, bot1)
         target.activate(first, print)
         assert target.talk("someone", "hello") == [GREETINGS["one"]]
-        old_pid = json.loads((tmp_path / "bg" / "live.json").read_text())["pid"]
+        old_pid = recorded_pid(tmp_path / "bg" / "live.json")
 
-        chatter = Chatter(target.url)
-        chatter.start()
-        time.sleep(1.0)
-        second = target.upload("2", model2, print, bot2)
-        target.activate(second, print)
-        time.sleep(1.0)
-        chatter.done.set()
-        chatter.join(timeout=15)
-
+        chatter, second = switch_while_chatting(target, "2", model2, bot2, print)
         assert chatter.failures == []
         assert chatter.replies[0] == GREETINGS["one"]
         assert chatter.replies[-1] == GREETINGS["two"]
@@ -147,11 +143,11 @@ def test_after_a_crash_at_each_point_of_the_switch_one_server_serves(
         m2 = fake_model(tmp_path / "m2.tar.gz", "m2")
         died = subprocess.run(
             [sys.executable, "-c", ACTIVATE_M2, target.url, str(target.state_dir),
-             target.rasa_argv[0], str(m2)],
+             str(tmp_path / "bin" / "rasa"), str(m2)],
             env={**os.environ, "RASA_GITOPS_KILL_AT": point, "PYTHONPATH": str(REPO_ROOT)},
             capture_output=True, text=True, timeout=60)
         assert died.returncode == -signal.SIGKILL, died.stdout + died.stderr
-        new = json.loads((target.state_dir / "green.json").read_text())["pid"]
+        new = recorded_pid(target.state_dir / "green.json")
         # A new server loads at a lower CPU priority and gets the agent's back when warmed.
         assert niceness(new) == (10 if point == "rasa.started" else os.getpriority(
             os.PRIO_PROCESS, 0))
@@ -198,12 +194,12 @@ def test_a_changed_bot_config_starts_a_new_server_for_the_same_model(tmp_path: P
     model = fake_model(tmp_path / "m1.tar.gz", "m1")
     try:
         target.activate(target.upload("1", model, print, bot), print)
-        first = json.loads((tmp_path / "bg" / "live.json").read_text())["pid"]
+        first = recorded_pid(tmp_path / "bg" / "live.json")
         target.activate(target.upload("1", model, print, bot), print)
-        assert json.loads((tmp_path / "bg" / "live.json").read_text())["pid"] == first
+        assert recorded_pid(tmp_path / "bg" / "live.json") == first
         (bot / "credentials.yml").write_text("rest:\nsocketio:\n", encoding="utf-8")
         target.activate(target.upload("2", model, print, bot), print)
-        assert json.loads((tmp_path / "bg" / "live.json").read_text())["pid"] != first
+        assert recorded_pid(tmp_path / "bg" / "live.json") != first
         assert not alive(first)
         assert target.live_model_id() == "m1"
     finally:

@@ -38,6 +38,13 @@ def record(target: BlueGreenRasaTarget, name: str) -> dict[str, object]:
     return data
 
 
+def pid_of(server: dict[str, object]) -> int:
+    """The pid a slot record names (its runner's handle: a local process)."""
+    handle = server["handle"]
+    assert isinstance(handle, dict)
+    return int(handle["pid"])
+
+
 def bot_with(tmp_path: Path, credentials: str) -> Path:
     folder = tmp_path / "bot"
     folder.mkdir(exist_ok=True)
@@ -59,8 +66,8 @@ def test_a_failure_after_the_switch_is_logged_not_raised_and_the_old_server_stop
         new = record(target, "live.json")
         assert (new["release_id"], new["model_id"]) == ("2", "m2")
         assert proxy.upstream is not None and proxy.upstream.port == new["port"]
-        assert alive(int(str(new["pid"])))
-        assert not alive(int(str(old["pid"])))  # stopped best-effort, after drain_timeout
+        assert alive(pid_of(new))
+        assert not alive(pid_of(old))  # stopped best-effort, after drain_timeout
         assert any("could not drain the old Rasa server" in line for line in lines)
         assert target.serves(second)
     finally:
@@ -98,13 +105,16 @@ def test_a_slot_record_whose_pid_now_names_another_process_is_never_signalled(
                         print)
         live = record(target, "live.json")
         slot_file = target.state_dir / f"{live['slot']}.json"
-        assert record(target, slot_file.name)["started"] == started_at(int(str(live["pid"])))
-        stop(int(str(live["pid"])), timeout=20)  # the "reboot": our server is gone
+        handle = record(target, slot_file.name)["handle"]
+        assert isinstance(handle, dict)
+        assert int(handle["started"]) == started_at(pid_of(live))
+        stop(pid_of(live), timeout=20)  # the "reboot": our server is gone
         # The record as a reboot leaves it: its pid names the stranger, which started
         # at another time (one tick before it here: both may start within a 10 ms tick).
         earlier = (started_at(stranger.pid) or 1) - 1
-        slot_file.write_text(json.dumps({**live, "pid": stranger.pid, "started": earlier}),
-                             encoding="utf-8")
+        slot_file.write_text(json.dumps(
+            {**live, "handle": {"pid": str(stranger.pid), "started": str(earlier)}}),
+            encoding="utf-8")
         assert not target.serves(target.upload("1", tmp_path / "m1.tar.gz", print))
         target.stop_all(print)
         assert stranger.poll() is None  # still running: not ours to stop
@@ -124,11 +134,12 @@ def test_a_record_without_a_start_time_still_loads_and_is_trusted(tmp_path: Path
                         print)
         live = record(target, "live.json")
         slot_file = target.state_dir / f"{live['slot']}.json"
-        old_style = {k: v for k, v in live.items() if k != "started"}
-        slot_file.write_text(json.dumps(old_style), encoding="utf-8")
+        # As session 3 wrote them: the pid at the top level, no start time, no host.
+        old_style = {k: v for k, v in live.items() if k not in ("handle", "host")}
+        slot_file.write_text(json.dumps({**old_style, "pid": pid_of(live)}), encoding="utf-8")
         assert target.serves(ModelRef("1", "m1", str(tmp_path / "m1.tar.gz")))
         target.stop_all(print)
-        assert not alive(int(str(live["pid"])))
+        assert not alive(pid_of(live))
         assert not proxy.running()
     finally:
         target.stop_all(print)
