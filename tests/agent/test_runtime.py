@@ -15,8 +15,9 @@ def test_open_redacts_the_token_the_model_target_made(tmp_path: Path) -> None:
                       encoding="utf-8")
     agent = Agent.open(load_config(config), Progress(quiet=True))
     try:
-        # A managed Rasa server gets a token the agent makes (no config holds it).
-        token = (tmp_path / "work" / "rasa-server" / "auth-token").read_text(encoding="utf-8")
+        # The managed (blue/green, the default) Rasa servers get a token the
+        # agent makes (no config holds it).
+        token = (tmp_path / "work" / "rasa-blue-green" / "auth-token").read_text(encoding="utf-8")
         assert agent.targets.model.secrets() == [token.strip()]
         assert agent.progress.redact(f"rasa run --auth-token {token.strip()}") == \
             "rasa run --auth-token ***"
