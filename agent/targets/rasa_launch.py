@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hooks.core.interpreter import shebang_python
+
 # Runs inside Rasa's interpreter: `-c` code, then "path <script>" or
 # "module <name>", then Rasa's arguments. Standard input holds one line, the
 # token; it is read before Rasa starts (Rasa never reads stdin in `run`).
@@ -45,24 +47,6 @@ class Launch:
     stdin: str  # "" when the token had to go on the command line
 
 
-def _python_script(path: str) -> str | None:
-    """The interpreter of a script whose `#!` line names a Python, else None."""
-    found = shutil.which(path) or (path if Path(path).is_file() else None)
-    if found is None:
-        return None
-    try:
-        first = Path(found).read_bytes()[:256].split(b"\n", 1)[0].decode()
-    except (OSError, UnicodeDecodeError):
-        return None
-    if not first.startswith("#!") or "python" not in first:
-        return None
-    words = first[2:].split()
-    # `#!/usr/bin/env python3` names the interpreter through env.
-    if Path(words[0]).name == "env" and len(words) > 1:
-        return shutil.which(words[1])
-    return words[0]
-
-
 def launch(rasa_argv: Sequence[str], args: Sequence[str], token: str,
            warn: Callable[[str], None]) -> Launch:
     """`rasa_argv` + `args` + the token, with the token on standard input."""
@@ -70,7 +54,7 @@ def launch(rasa_argv: Sequence[str], args: Sequence[str], token: str,
     if len(command) >= 3 and "python" in Path(command[0]).name and command[1] == "-m":
         runner = [command[0], "-c", LAUNCHER, "module", command[2], *command[3:]]
         return Launch([*runner, *args], token + "\n")
-    interpreter = _python_script(command[0]) if command else None
+    interpreter = shebang_python(command[0]) if command else None
     if interpreter is not None:
         script = shutil.which(command[0]) or command[0]
         return Launch([interpreter, "-c", LAUNCHER, "path", script, *command[1:], *args],

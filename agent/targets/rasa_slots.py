@@ -25,7 +25,7 @@ from agent.targets.base import DeployError, LogSink, ModelRef
 from agent.targets.front_proxy import free_port
 from agent.targets.rasa_config import ServerConfig
 from agent.targets.rasa_launch import launch
-from hooks.core.child_env import QUIET_RASA_ENV
+from hooks.core.child_env import QUIET_RASA_ENV, minimal_env
 from hooks.core.pid_identity import started_at
 from hooks.core.process import alive, set_group_niceness, stop, write_stdin
 
@@ -35,10 +35,6 @@ STOP_TIMEOUT = 20.0
 # priority than the live one, so the live one's replies keep their pace; it is
 # put back to the agent's own priority once warmed, before it takes traffic.
 LOADING_NICENESS = 10
-# What a Rasa process needs from the agent's environment besides the ${VAR}s
-# the bot's files name; nothing here holds a secret.
-BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYENV_VERSION",
-            "PYENV_ROOT", "VIRTUAL_ENV", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 
 
 @dataclass(frozen=True)
@@ -149,7 +145,8 @@ class ProcessSlotRunner:
             "--port", str(port), "--interface", LOCAL_HOST, "--model", ref.location],
             token.reveal(), log)
         argv = [*prefix, *start.argv]
-        env = _server_env(config.env_names, os.environ, BASE_ENV)
+        # The basics a Rasa process needs (hooks.core.child_env) and the bot's ${VAR}s.
+        env = minimal_env(server_env(config, os.environ))
         log(f"starting a Rasa server for release {ref.release_id} in slot {slot} "
             f"(port {port}; tracker store: {config.tracker_store}, lock store: "
             f"{config.lock_store})")
@@ -205,15 +202,10 @@ class ProcessSlotRunner:
                 f"pid {pid})")
 
 
-def _server_env(names: frozenset[str], source: Mapping[str, str],
-                base: Sequence[str] = ()) -> dict[str, str]:
-    """The server's environment: `base` and the bot's ${VAR} names, from `source`;
-    never the agent's other variables (its secrets)."""
-    env = {name: source[name] for name in (*base, *sorted(names)) if name in source}
+def server_env(config: ServerConfig, source: Mapping[str, str]) -> dict[str, str]:
+    """The bot's ${VAR}s from `source` and Rasa's quiet settings: never the agent's
+    other variables (its secrets). A container's whole environment (the image
+    brings the rest)."""
+    env = {name: source[name] for name in sorted(config.env_names) if name in source}
     env.update(QUIET_RASA_ENV)
     return env
-
-
-def server_env(config: ServerConfig, source: Mapping[str, str]) -> dict[str, str]:
-    """A container's environment: only the bot's ${VAR}s (the image brings the rest)."""
-    return _server_env(config.env_names, source)

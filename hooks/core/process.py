@@ -35,6 +35,7 @@ from pathlib import Path
 
 from hooks.core.child_env import child_env
 from hooks.core.errors import FatalError
+from hooks.core.interpreter import shebang_python
 from hooks.core.pid_identity import ours
 
 
@@ -90,15 +91,11 @@ def rasa_python(command: Sequence[str] | None = None) -> str:
         return configured
     command = list(command) if command is not None else rasa_command()
     found = shutil.which(command[0])
-    if found:
-        if "python" in Path(found).name:
-            return found  # RASA_GITOPS_RASA="python -m rasa"
-        try:
-            first = Path(found).read_bytes()[:256].split(b"\n", 1)[0].decode()
-        except (OSError, UnicodeDecodeError):
-            first = ""
-        if first.startswith("#!") and "python" in first:
-            return first[2:].strip().split()[0]
+    if found and "python" in Path(found).name:
+        return found  # RASA_GITOPS_RASA="python -m rasa"
+    interpreter = shebang_python(command[0])
+    if interpreter:
+        return interpreter
     raise FatalError(
         f"cannot find the Python interpreter behind `{' '.join(command)}`; install Rasa "
         f"(pip install rasa==3.6.21) or set {RASA_PYTHON_ENV} to its python."

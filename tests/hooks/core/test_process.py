@@ -4,6 +4,7 @@ way to find Rasa."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -91,6 +92,9 @@ def test_the_one_way_to_find_rasa(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     beside.unlink()
     assert rasa_command() == [str(on_path)]
     assert rasa_python() == "/opt/py/bin/python3.10"
+    # `#!/usr/bin/env python3` names the interpreter through env.
+    on_path.write_text("#!/usr/bin/env python3\n", encoding="utf-8")
+    assert rasa_python() == shutil.which("python3", path=os.environ["PATH"])
     monkeypatch.setenv(RASA_PYTHON_ENV, "/somewhere/python")
     assert rasa_python() == "/somewhere/python"
     on_path.unlink()
