@@ -80,6 +80,19 @@ class AgentConfig:
         return self.blocks.get(name, {})
 
 
+def spare_ports(config: AgentConfig, key: str, stable_name: str, stable: int) -> tuple[int, int]:
+    """The two ports a blue/green pair listens on behind the stable one: `key`'s
+    value, else the stable port + 1 and + 2."""
+    ports = config[key]
+    if not ports:
+        return stable + 1, stable + 2
+    if (len(ports) != 2 or not all(isinstance(p, int) and 0 < p < 65536 for p in ports)
+            or ports[0] == ports[1] or stable in ports):
+        raise ConfigError(config.path, key,
+                          f"must be two different TCP ports, neither of them {stable_name}")
+    return int(ports[0]), int(ports[1])
+
+
 def is_local_path(repo: str) -> bool:
     return not re.match(r"^[a-z][a-z0-9+.-]*://", repo) and not re.match(r"^[^/]+@[^/:]+:", repo)
 

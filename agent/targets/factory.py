@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agent.config import AgentConfig, ConfigError
+from agent.config import AgentConfig, ConfigError, spare_ports
 from agent.targets.base import ActionServerTarget, ModelTarget
 from agent.targets.docker import factories as docker_targets
 from agent.targets.docker.engine import EngineFactory, local_engine
@@ -74,14 +74,7 @@ def slot_ports(config: AgentConfig) -> tuple[int, int]:
     """model.slot_ports, else model.url's port + 1 and + 2."""
     url = urlsplit(str(config["model.url"]))
     port = url.port or (443 if url.scheme == "https" else 80)
-    ports = config["model.slot_ports"]
-    if not ports:
-        return port + 1, port + 2
-    if (len(ports) != 2 or not all(isinstance(p, int) and 0 < p < 65536 for p in ports)
-            or ports[0] == ports[1] or port in ports):
-        raise ConfigError(config.path, "model.slot_ports",
-                          "must be two different TCP ports, neither of them model.url's port")
-    return int(ports[0]), int(ports[1])
+    return spare_ports(config, "model.slot_ports", "model.url's port", port)
 
 
 def _slot_runner(config: AgentConfig, state_dir: Path) -> SlotRunner:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentConfig, ConfigError
+from agent.config import AgentConfig, ConfigError, spare_ports
 from agent.image.push import Credentials
 from agent.targets.base import ActionServerTarget
 from agent.targets.docker.engine import local_engine
@@ -15,15 +15,8 @@ from agent.targets.docker.swarm import SwarmSettings, SwarmTarget
 
 
 def _backend_ports(config: AgentConfig) -> tuple[int, int]:
-    port = int(config["action_server.port"])
-    ports = config["action_server.backend_ports"]
-    if not ports:
-        return port + 1, port + 2
-    if (len(ports) != 2 or not all(isinstance(p, int) and 0 < p < 65536 for p in ports)
-            or ports[0] == ports[1] or port in ports):
-        raise ConfigError(config.path, "action_server.backend_ports",
-                          "must be two different TCP ports, neither of them action_server.port")
-    return int(ports[0]), int(ports[1])
+    return spare_ports(config, "action_server.backend_ports", "action_server.port",
+                       int(config["action_server.port"]))
 
 
 def _pull_auth(config: AgentConfig) -> Credentials | None:
