@@ -17,7 +17,7 @@ from agent import daemon, views
 from agent.config import AgentConfig, config_path, load_config
 from agent.journal import owner_alive
 from agent.progress import Progress
-from agent.runtime import DEPLOY_LOCK, Agent
+from agent.runtime import DEPLOY_LOCK, PIPELINE_LOCK, Agent
 from agent.watch import request_sync
 from hooks.core.errors import FatalError, fatal_errors_to_exit_codes
 
@@ -67,12 +67,25 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    """Stop the servers the agent started (action servers, forwarder, Rasa server)."""
+    """Stop every process the agent started: the servers its targets record (their
+    own `stop_all`), then whatever a crash left that no record names (agent/owned.py)."""
+    from agent.owned import stop_owned, stop_process
     from agent.targets.factory import build_targets
 
-    targets = build_targets(_load(args))
+    config = _load(args)
+    running = daemon.daemon_running(config)
+    if running and not args.daemon:
+        raise FatalError(f"the agent daemon (pid {running}) runs for {config.work_dir} and "
+                         "restarts the servers it watches: stop it first (e.g. systemctl "
+                         "stop rasa-gitops-agent), or pass --daemon to stop it too")
+    if running:
+        stop_process(running, print, what="the agent daemon", grace=120.0)
+    targets = build_targets(config)
     targets.action_server.stop_all(print)
     targets.model.stop_all(print)
+    left = stop_owned(config.work_dir, print)
+    if left:
+        print(f"stopped {len(left)} more process(es) of {config.work_dir} that no record named")
     return 0
 
 
@@ -125,15 +138,18 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     from agent.promote import actor
 
     journal = views.open_journal(_load(args))
-    holder = journal.lock_holder(DEPLOY_LOCK)
-    if holder is None:
+    held = [(name, h) for name in (DEPLOY_LOCK, PIPELINE_LOCK)
+            if (h := journal.lock_holder(name)) is not None]
+    if not held:
         print("the deploy lock is free")
         return 0
-    if owner_alive(holder["owner"]) and not args.force:
-        raise FatalError(f"the deploy lock is held by {holder['owner']}, which is still "
-                         f"running ({holder['purpose']}); stop it, or pass --force")
-    journal.force_unlock(DEPLOY_LOCK, actor())
-    print(f"released the deploy lock held by {holder['owner']} ({holder['purpose']})")
+    for name, holder in held:
+        if owner_alive(holder["owner"]) and not args.force:
+            raise FatalError(f"the {name} lock is held by {holder['owner']}, which is still "
+                             f"running ({holder['purpose']}); stop it, or pass --force")
+    for name, holder in held:
+        journal.force_unlock(name, actor())
+        print(f"released the {name} lock held by {holder['owner']} ({holder['purpose']})")
     return 0
 
 
@@ -181,7 +197,9 @@ def _parser() -> argparse.ArgumentParser:
     unlock.add_argument("--force", action="store_true",
                         help="even if its owner still runs (dangerous)")
     sub.add_parser("doctor", help="check config, git, rasa, docker, registry, SSH")
-    sub.add_parser("stop", help="stop the servers the agent started")
+    stop = sub.add_parser("stop", help="stop every process the agent started (its servers)")
+    stop.add_argument("--daemon", action="store_true",
+                      help="also stop the running daemon (`agent run`) first")
     return parser
 
 

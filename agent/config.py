@@ -151,6 +151,20 @@ def _environments(path: Path, raw: Any, line: int) -> tuple[Environment, ...]:
     return tuple(envs)
 
 
+def _refuse_secret_variables(path: Path, values: Mapping[str, Any],
+                             secrets: Mapping[str, Secret], flat: Mapping[str, Any]) -> None:
+    """`pipeline.env` and `action_server.env` hand variables to the commit's code:
+    never one the agent reads its own secret from."""
+    own = {secret.origin[1:]: name for name, secret in secrets.items()
+           if secret.origin.startswith("$")}
+    for key in ("pipeline.env", "action_server.env"):
+        for variable in values.get(key) or ():
+            if variable in own:
+                raise ConfigError(path, key, f"{variable} holds the agent's own secret "
+                                  f"({own[variable]}_env), which the commit's code never "
+                                  f"gets; give the bot its own variable", flat[key][1])
+
+
 DEFAULT_CONFIGS = ("agent.yml", "/etc/rasa-gitops/agent.yml")
 CONFIG_ENV = "RASA_GITOPS_AGENT_CONFIG"
 
@@ -239,6 +253,7 @@ def load_config(path: Path) -> AgentConfig:
         if not repo.is_absolute():
             repo = (path.parent / repo).resolve()
         values["repo"] = str(repo)
+    _refuse_secret_variables(path, values, secrets, flat)
     env_line = line_of(doc, "environments")
     environments = _environments(path, values.pop("environments"), env_line)
     return AgentConfig(path, values, environments, secrets, tuple(warnings), blocks)

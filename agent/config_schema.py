@@ -58,6 +58,20 @@ def _strings(value: Any) -> str | None:
     return "must be a list of non-empty messages"
 
 
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _env_names(value: Any) -> str | None:
+    for item in value:
+        if not isinstance(item, str) or not ENV_NAME.match(item):
+            return (f"{item!r} is not an environment variable name; list names only, "
+                    "e.g. [BOT_API_URL, HTTPS_PROXY]: the values come from the agent's "
+                    "environment")
+    if len(set(value)) != len(value):
+        return "names a variable twice"
+    return None
+
+
 def _url(value: Any) -> str | None:
     return None if re.match(r"^https?://[^/\s]+", value) else f"{value!r} is not an http(s) URL"
 
@@ -88,6 +102,18 @@ SCHEMA: dict[str, Key] = {
                          "Python, else rasa on PATH)"),
     "poll_interval": _key(NUMBER, 60, _positive, "seconds between `git fetch` for remotes"),
     "keep_releases": _key(int, 5, _positive, "worktrees and models kept for rollback"),
+    # Bounds on what grows for ever (agent/prune.py).
+    "keep_logs": _key(int, 20, _positive, "releases whose step logs and action-server logs "
+                      "are kept (production's and in-flight ones always are)"),
+    "log_max_mb": _key(NUMBER, 20, _positive, "a server's own log (HAProxy, forwarder, Rasa) "
+                       "is cut to its newest half past this size"),
+    "journal.keep_events": _key(int, 10000, _positive, "journal events kept (newest first)"),
+    # The daemon's watch over the servers it runs (agent/supervise.py).
+    "supervise.enabled": _key(bool, True, help="`agent run` restarts a crashed Rasa server, "
+                              "action server, forwarder or HAProxy"),
+    "supervise.interval": _key(NUMBER, 1, _positive, "seconds between two looks at the servers"),
+    "supervise.max_backoff": _key(NUMBER, 60, _positive, "longest wait (s) before restarting "
+                                  "a server that keeps crashing (1, 2, 4, ... s)"),
     "pipeline.max_history": _key(int, None, _positive, nullable=True,
                                  help="passed to validation; default: from config.yml"),
     "pipeline.fail_on_warnings": _key(bool, True),
@@ -95,6 +121,11 @@ SCHEMA: dict[str, Key] = {
     "pipeline.action_tests": _key(str, None, nullable=True,
                                   help="command run in the release worktree, e.g. `pytest -q`"),
     "pipeline.step_timeout": _key(NUMBER, 3600, _positive, "seconds before a step fails"),
+    "pipeline.env": _key(list, None, _env_names, nullable=True,
+                         help="names of variables of the agent's environment that the commit's "
+                         "code needs: train, test and action-test steps and the Rasa servers "
+                         "get them; nothing else of the agent's environment reaches them "
+                         "but PATH, HOME, LANG, TMPDIR and the like"),
     "pipeline.priority": _key(str, "background", one_of("background", "normal"),
                               "background: training, tests and image builds run at nice 19 "
                               "and idle IO, so the live bot on this host keeps answering"),
@@ -104,6 +135,10 @@ SCHEMA: dict[str, Key] = {
     "action_server.port": _key(int, 5055, _port,
                                "stable port the Rasa server calls (the agent's forwarder)"),
     "action_server.actions_module": _key(str, "actions"),
+    "action_server.env": _key(list, None, _env_names, nullable=True,
+                              help="names of variables of the agent's environment the local "
+                              "action server and the action-code tests need; they get nothing "
+                              "else of it (the docker targets' containers get none of it)"),
     "action_server.start_timeout": _key(NUMBER, 180, _positive),
     # Docker action-server targets (docker, docker_ssh, swarm) and their image (issue 5).
     "action_server.backend_ports": _key(list, None, nullable=True,

@@ -17,7 +17,10 @@ from types import FrameType
 from agent.config import AgentConfig
 from agent.progress import Progress
 from agent.runtime import Agent
+from agent.secrets import public_url
 from agent.steps import Abandoned
+from agent.supersede import Guard
+from agent.supervise import Supervisor
 from agent.tick import TickResult, tick
 from agent.watch import Watcher
 from hooks.core.errors import FatalError
@@ -47,6 +50,8 @@ def daemon_running(config: AgentConfig) -> int | None:
 def print_result(result: TickResult) -> None:
     if result.outcome == "released":
         skipped = f"; skipped {len(result.skipped)} superseded" if result.skipped else ""
+        if result.superseded:  # releases abandoned in their gates for a newer commit
+            skipped += f"; superseded release(s) {', '.join(map(str, result.superseded))}"
         reason = f": {result.message}" if result.message else ""
         print(f"release {result.release_id}: {result.status}{reason}{skipped}")
     elif result.outcome == "idle":
@@ -58,8 +63,10 @@ def print_result(result: TickResult) -> None:
 def run_once(config: AgentConfig, *, quiet: bool = False) -> int:
     """One tick; exit 1 when it failed, so cron and CI see a failed release."""
     agent = Agent.open(config, Progress(quiet=quiet))
+    local = Path(config.repo) if config.is_local_repo else None
+    guard = Guard(agent, local_repo=local, interval=float(config["poll_interval"]))
     try:
-        result = tick(agent)
+        result = tick(agent, guard)  # no thread: the guard looks between two gates
     finally:
         agent.close()
     print_result(result)
@@ -87,13 +94,21 @@ def run_daemon(config: AgentConfig) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     watcher.start()
+    guard = Guard(agent, local_repo=local, interval=float(config["poll_interval"]),
+                  pushed=watcher.pushed)
+    guard.start()  # a newer commit abandons a release in its gates (SIGUSR1)
+    # Restarts a crashed server within seconds, not at the next tick (agent/supervise.py).
+    supervisor = Supervisor(agent, interval=float(config["supervise.interval"]),
+                            max_backoff=float(config["supervise.max_backoff"]))
+    if config["supervise.enabled"]:
+        supervisor.start()
     pid_file(config).write_text(f"{os.getpid()}\n", encoding="utf-8")
     how = "watching the bare repo" if local else f"polling every {config['poll_interval']} s"
-    agent.progress.info(f"agent started: {config.repo} branch {config.branch}, {how}")
+    agent.progress.info(f"agent started: {public_url(config.repo)} branch {config.branch}, {how}")
     try:
         while not agent.stop_requested:
             try:
-                result = tick(agent)
+                result = tick(agent, guard)
             except FatalError as exc:  # e.g. a full disk: say so, keep serving, retry
                 agent.progress.info(f"tick failed: {exc}")
                 result = TickResult("error", message=str(exc))
@@ -107,6 +122,8 @@ def run_daemon(config: AgentConfig) -> int:
             if reasons != ["poll"] and "stop" not in reasons:
                 agent.progress.info(f"woken by {', '.join(reasons)}")
     finally:
+        supervisor.stop()
+        guard.stop()
         watcher.stop()
         agent.close()
         pid_file(config).unlink(missing_ok=True)

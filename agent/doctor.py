@@ -1,23 +1,29 @@
 """`agent doctor`: is everything the config names there and answering?
 
-Each check prints `ok`, `FAIL` or `skip` with one line of detail; the exit code
-is 1 when any check fails. Checks only ask; they change nothing.
+Every check runs, whatever the others found, and prints one row: `OK`, `WARN`
+(works, but look), `FAIL` (a release would fail) or `SKIP` (the config doesn't
+use it), with one line of detail. The exit code is 1 when any check failed,
+else 0; a warning doesn't fail. Checks only ask; they change nothing. A check
+that raises is a FAIL row, not a traceback, and every row passes the redactor
+of the config's secrets (and any credential in the `repo:` URL) before it
+prints. The remote checks (Docker, registry, SSH) are in doctor_remote.py.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from agent import doctor_remote as remote
 from agent.config import AgentConfig, load_config
+from agent.secrets import Redactor, public_url, url_secrets
 from hooks.core.errors import FatalError
 from hooks.core.process import run
 
-Result = tuple[str, str]  # (ok|FAIL|skip, detail)
+Result = tuple[str, str]  # (OK|WARN|FAIL|SKIP, detail)
 
 
 def _config(path: Path) -> tuple[AgentConfig | None, Result]:
@@ -25,9 +31,10 @@ def _config(path: Path) -> tuple[AgentConfig | None, Result]:
         config = load_config(path)
     except FatalError as exc:
         return None, ("FAIL", str(exc))
-    warned = f"; {len(config.warnings)} warning(s): " + "; ".join(config.warnings) \
-        if config.warnings else ""
-    return config, ("ok", f"{path}{warned}")
+    if config.warnings:
+        return config, ("WARN", f"{path}: {len(config.warnings)} warning(s): "
+                        + "; ".join(config.warnings))
+    return config, ("OK", str(path))
 
 
 def _work_dir(config: AgentConfig) -> Result:
@@ -42,19 +49,24 @@ def _work_dir(config: AgentConfig) -> Result:
     free = shutil.disk_usage(work).free / 2**30
     if free < 2:
         return "FAIL", f"{work}: only {free:.1f} GiB free; a Rasa model and caches need more"
-    return "ok", f"{work} ({free:.0f} GiB free)"
+    return "OK", f"{work} ({free:.0f} GiB free)"
 
 
 def _git(config: AgentConfig) -> Result:
     version = run(["git", "--version"])
-    remote = run(["git", "ls-remote", "--heads", config.repo, config.branch], timeout=60,
+    repo = public_url(config.repo)
+    remote_heads = run(["git", "ls-remote", "--heads", config.repo, config.branch], timeout=60,
                  env={"GIT_TERMINAL_PROMPT": "0"})
-    if not remote.ok:
-        first = next((ln for ln in remote.output.splitlines() if ln.strip()), "")
-        return "FAIL", f"{config.repo} is not reachable: {first.strip()}"
-    if not remote.output.strip():
-        return "FAIL", f"branch {config.branch!r} does not exist in {config.repo}"
-    return "ok", f"{version.output.strip()}; {config.repo} has branch {config.branch}"
+    if not remote_heads.ok:
+        first = next((ln for ln in remote_heads.output.splitlines() if ln.strip()), "")
+        return "FAIL", f"{repo} is not reachable: {first.strip()}"
+    if not remote_heads.output.strip():
+        return "FAIL", f"branch {config.branch!r} does not exist in {repo}"
+    if repo != config.repo:
+        return "WARN", (f"{repo} has branch {config.branch}, but `repo:` holds a credential: "
+                        "git shows it on its command line to every local user; use a "
+                        "credential helper or an SSH key instead")
+    return "OK", f"{version.output.strip()}; {repo} has branch {config.branch}"
 
 
 def _rasa(config: AgentConfig) -> Result:
@@ -65,7 +77,7 @@ def _rasa(config: AgentConfig) -> Result:
     if not done.ok:
         return "FAIL", f"`{shlex.join(argv)} --version` failed: {done.tail(2)}"
     line = next((ln for ln in done.output.splitlines() if ln.startswith("Rasa Version")), "")
-    return "ok", " ".join(line.split()) or done.tail(1)
+    return "OK", " ".join(line.split()) or done.tail(1)
 
 
 def _rasa_server(config: AgentConfig) -> Result:
@@ -74,20 +86,20 @@ def _rasa_server(config: AgentConfig) -> Result:
     model = build_targets(config).model
     if not model.server_answers():
         if config["model.manage_server"]:
-            return "ok", f"{config['model.url']} is down; the agent starts it on first deploy"
+            return "OK", f"{config['model.url']} is down; the agent starts it on first deploy"
         return "FAIL", f"{config['model.url']} does not answer"
     try:
         live = model.live_model_id()
     except Exception as exc:  # DeployError: wrong token and the like
         return "FAIL", str(exc)
-    return "ok", f"{config['model.url']} answers; live model {live or 'none'}"
+    return "OK", f"{config['model.url']} answers; live model {live or 'none'}"
 
 
 def _haproxy(config: AgentConfig) -> Result:
     from agent.targets.factory import serving_mode
 
     if serving_mode(config) != "blue_green":
-        return "skip", "model.serving is put_model: no front proxy"
+        return "SKIP", "model.serving is put_model: no front proxy"
     haproxy = str(config["model.haproxy"])
     if shutil.which(haproxy) is None:
         return "FAIL", (f"{haproxy} not found: blue/green serving needs HAProxy in front of "
@@ -95,12 +107,12 @@ def _haproxy(config: AgentConfig) -> Result:
                         "model.haproxy to it")
     done = run([haproxy, "-v"], timeout=30)
     first = done.output.splitlines()[0] if done.output else ""
-    return ("ok", first.strip()) if done.ok else ("FAIL", f"`{haproxy} -v` failed: {first}")
+    return ("OK", first.strip()) if done.ok else ("FAIL", f"`{haproxy} -v` failed: {first}")
 
 
 def _action_port(config: AgentConfig) -> Result:
     if config["action_server.target"] != "local":
-        return "skip", "action server is not local"
+        return "SKIP", "action server is not local"
     host, port = str(config["action_server.host"]), int(config["action_server.port"])
     pid_file = config.work_dir / "action-server" / "forwarder.pid"
     with socket.socket() as sock:
@@ -108,81 +120,57 @@ def _action_port(config: AgentConfig) -> Result:
         taken = sock.connect_ex((host, port)) == 0
     if taken and not pid_file.is_file():
         return "FAIL", f"{host}:{port} is taken by another program (action_server.port)"
-    return "ok", f"{host}:{port} " + ("serves the agent's forwarder" if taken else "is free")
+    return "OK", f"{host}:{port} " + ("serves the agent's forwarder" if taken else "is free")
 
 
-def _docker(block: dict[str, Any], target: str) -> Result:
-    if not target.startswith(("docker", "swarm")):
-        return "skip", "no Docker target configured"
+Check = Callable[[AgentConfig], Result]
+
+
+def _checks() -> list[tuple[str, Check]]:
+    return [
+        ("work dir", _work_dir),
+        ("git", _git),
+        ("rasa", _rasa),
+        ("rasa server", _rasa_server),
+        ("haproxy", _haproxy),
+        ("action port", _action_port),
+        ("registry", remote.registry),
+        ("ssh key", remote.ssh_key),
+        ("ssh host key", remote.ssh_host_key),
+        ("ssh", remote.ssh),
+    ]
+
+
+def _guarded(check: Check, config: AgentConfig) -> Result:
+    """The check's result; whatever it raises is its FAIL row, and the next one runs."""
     try:
-        import docker
-
-        client = docker.DockerClient(base_url=block.get("docker_host") or os.environ.get(
-            "DOCKER_HOST", "unix:///var/run/docker.sock"), timeout=10)
-        client.ping()
-        return "ok", f"Docker {client.version().get('Version', '?')} answers"
+        return check(config)
+    except FatalError as exc:  # ConfigError and the like: already a sentence
+        return "FAIL", str(exc)
     except Exception as exc:
-        return "FAIL", f"Docker does not answer: {type(exc).__name__}: {exc}"
-
-
-def _registry(block: dict[str, Any]) -> Result:
-    registry = block.get("registry")
-    if not registry:
-        return "skip", "no registry configured"
-    import requests
-
-    url = registry if "://" in str(registry) else f"https://{registry}"
-    try:
-        answer = requests.get(f"{str(url).rstrip('/')}/v2/", timeout=10)
-    except requests.RequestException as exc:
-        return "FAIL", f"{registry} does not answer: {type(exc).__name__}"
-    if answer.status_code in (200, 401):
-        return "ok", f"{registry} answers /v2/ (HTTP {answer.status_code})"
-    return "FAIL", f"{registry} /v2/ answered HTTP {answer.status_code}"
-
-
-def _ssh(block: dict[str, Any]) -> Result:
-    host = block.get("ssh_host") or block.get("host") if block.get("target", "local") != \
-        "local" else None
-    if not host:
-        return "skip", "no SSH host configured"
-    import paramiko
-
-    client = paramiko.SSHClient()
-    client.load_system_host_keys()
-    known = block.get("known_hosts")
-    if known:
-        client.load_host_keys(os.path.expanduser(str(known)))
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    try:
-        client.connect(str(host), port=int(block.get("ssh_port", 22)),
-                       username=block.get("ssh_user"), timeout=10,
-                       key_filename=block.get("ssh_key_file"))
-    except Exception as exc:
-        return "FAIL", f"SSH to {host}: {type(exc).__name__}: {exc}"
-    finally:
-        client.close()
-    return "ok", f"SSH to {host} works (host key verified)"
+        return "FAIL", f"the check itself failed: {type(exc).__name__}: {exc}"
 
 
 def run_doctor(path: Path) -> int:
     config, result = _config(path)
     rows: list[tuple[str, Result]] = [("config", result)]
-    if config is not None:
-        block = dict(config.block("action_server"))
-        target = str(config["action_server.target"])
-        rows += [
-            ("work dir", _work_dir(config)),
-            ("git", _git(config)),
-            ("rasa", _rasa(config)),
-            ("rasa server", _rasa_server(config)),
-            ("haproxy", _haproxy(config)),
-            ("action port", _action_port(config)),
-            ("docker", _docker(block, target)),
-            ("registry", _registry(block)),
-            ("ssh", _ssh(block)),
-        ]
+    if config is None:
+        rows += [(name, ("SKIP", "needs a config that loads")) for name, _ in _checks()]
+        rows.append(("docker", ("SKIP", "needs a config that loads")))
+        redact = Redactor()
+    else:
+        redact = Redactor(secret.reveal() for secret in config.secrets.values())
+        for secret in url_secrets(config.repo):
+            redact.add(secret)
+        for name, check in _checks():
+            rows.append((name, _guarded(check, config)))
+        ssh_ok = dict(rows)["ssh"][0] == "OK"
+        rows.append(("docker", _guarded(lambda c: remote.docker(c, ssh_ok), config)))
     width = max(len(name) for name, _ in rows)
     for name, (state, detail) in rows:
-        print(f"{state:<4}  {name:<{width}}  {detail}")
-    return 1 if any(state == "FAIL" for _, (state, _) in rows) else 0
+        print(redact(f"{state:<4}  {name:<{width}}  {detail}"))
+    counts = {state: sum(1 for _, (s, _) in rows if s == state)
+              for state in ("FAIL", "WARN", "OK", "SKIP")}
+    print(f"\n{counts['FAIL']} failed, {counts['WARN']} warning(s), {counts['OK']} ok, "
+          f"{counts['SKIP']} skipped")
+    return 1 if counts["FAIL"] else 0

@@ -13,7 +13,10 @@ The points, named `<where>.<moment>`:
   as started, or its result;
 - `train.running`: at the first output line of `rasa train`;
 - `train.trained`: the model file exists, the journal doesn't know it yet;
-- `build.running`, `push.running`: at the first line of a build or a push;
+- `build.running`, `push.running`: at the engine's first line of a build or a push
+  (dockerd is building or pushing);
+- `rasa.spawned`: a blue/green slot's Rasa server was started, its record not
+  yet written (only its environment's mark names it, agent/owned.py);
 - `model.loaded`: the Rasa server loaded the new model, the restart link not yet moved;
 - `actions.switched`: the forwarder points at the new action server, its
   record (`live.json`) is not yet written and the old server still runs;
@@ -47,13 +50,18 @@ def kill_point(point: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def on_first_line(sink: Callable[[str], None], point: str) -> Callable[[str], None]:
-    """`sink`, killing the process at `point` when the first line arrives (mid-command)."""
+def on_first_line(sink: Callable[[str], None], point: str, skip: int = 0
+                  ) -> Callable[[str], None]:
+    """`sink`, killing the process at `point` when the first line after `skip` lines
+    arrives (mid-command: `skip=1` passes the agent's own "building ..." line)."""
     if not armed(point):
         return sink
+    seen = [0]
 
     def guarded(line: str) -> None:
-        kill_point(point)
+        seen[0] += 1
+        if seen[0] > skip:
+            kill_point(point)
         sink(line)
 
     return guarded

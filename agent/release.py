@@ -1,6 +1,10 @@
 """Run one release: the gates in pipeline order, the policy, then the switch.
 
-A release runs every gate `agent.pipeline` lists; then the environment's
+A release runs every gate `agent.pipeline` lists, without the deploy lock: a
+rollback or promote may run meanwhile. A newer commit on the branch abandons
+the release while it is in its gates (`agent.supersede`): it ends `superseded`.
+Then, under the deploy lock (`agent.deploy_lock`), production is read afresh
+(a rollback may have moved it, and paused auto-promotion) and the environment's
 promotion policy decides: go live now, or wait as `staged`. Going live is
 `agent.switch.go_live` (the switches in `order.plan`'s order, the smoke test,
 an undo on failure); only then does the production pointer move, in the same
@@ -14,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from agent import faults, order, pipeline, switch
+from agent.deploy_lock import deploy_lock, take_deploy_lock
 from agent.journal import (
     FAILED,
     INTERRUPTED,
@@ -21,13 +26,17 @@ from agent.journal import (
     RUNNING,
     SKIPPED,
     STAGED,
+    SUPERSEDED,
+    LockHeld,
     Release,
     ReleaseStatus,
     StepStatus,
 )
+from agent.prune import prune
 from agent.runner import ReleaseStopped, run_step
-from agent.runtime import Agent
+from agent.runtime import DEPLOY_LOCK, Agent
 from agent.steps import Abandoned, StepContext
+from agent.supersede import Guard, Superseded
 from agent.targets.factory import rasa_argv
 
 
@@ -48,21 +57,74 @@ def promotion_decision(agent: Agent, release: Release, production: Release | Non
     return None
 
 
-def run_release(agent: Agent, release: Release) -> ReleaseStatus:
+def run_release(agent: Agent, release: Release, guard: Guard | None = None) -> ReleaseStatus:
+    """Run `release` to its end; `guard` (if any) abandons it for a newer commit
+    while it is in its gates."""
     journal = agent.journal
     env = agent.environment.name
     journal.start_release(release.id)
-    production = journal.production_release(env)
     ctx = StepContext(
         config=agent.config, journal=journal, mirror=agent.mirror, targets=agent.targets,
         release_id=release.id, commit=release.commit, rasa_argv=rasa_argv(agent.config),
-        log=agent.progress.line, production=production,
+        log=agent.progress.line, production=journal.production_release(env),
     )
     agent.progress.info(f"release {release.id}: {release.short} {release.message!r} "
                         f"by {release.author}")
+    where = ""
     try:
-        for step in pipeline.gates(agent.config):
-            run_step(agent, ctx, step)
+        if guard is not None:
+            guard.arm(release.commit)
+        try:
+            for step in pipeline.gates(agent.config):
+                where = f"before {step.NAME}"
+                if guard is not None:
+                    guard.check()
+                where = f"during {step.NAME}"
+                # Gates compare with what serves now (a rollback may have moved it).
+                ctx.production = journal.production_release(env)
+                run_step(agent, ctx, step)
+        finally:
+            if guard is not None:
+                guard.disarm()  # from here on, the release is finished, never abandoned
+        return _switch(agent, ctx, release)
+    except ReleaseStopped as stop:  # go_live has undone what it switched
+        journal.finish_release(release.id, FAILED, f"{stop.step}: {stop.summary}")
+        agent.progress.info(f"release {release.id} failed at {stop.step}; "
+                            f"{env} is unchanged")
+        return FAILED
+    except Superseded as newer:
+        journal.finish_release(release.id, SUPERSEDED, f"{newer} ({where})")
+        agent.progress.info(f"release {release.id} superseded by {newer.newer[:8]} {where}")
+        return SUPERSEDED
+    except Abandoned:
+        journal.finish_release(release.id, INTERRUPTED,
+                               "the agent was stopped during the release")
+        agent.progress.info(f"release {release.id} abandoned; it is retried at the next start")
+        return INTERRUPTED
+    finally:
+        try:
+            with deploy_lock(agent, "cleanup of old releases"):
+                cleanup(agent)
+        except LockHeld as exc:  # a stale lock: the next release cleans up
+            agent.progress.info(f"cleanup skipped: {exc}")
+
+
+def _switch(agent: Agent, ctx: StepContext, release: Release) -> ReleaseStatus:
+    """After the gates: under the deploy lock, the policy, then the switch."""
+    journal = agent.journal
+    env = agent.environment.name
+    try:
+        take_deploy_lock(agent, f"switch of release {release.id}")
+    except LockHeld as exc:  # stale, or a switch that never ends: nothing changed
+        why = f"its gates passed, but the deploy lock was not free: {exc}"
+        journal.finish_release(release.id, STAGED, f"{why}; `agent promote {release.id}`")
+        agent.progress.info(f"release {release.id} staged: {why}")
+        return STAGED
+    try:
+        # What serves now, not when the release started: a rollback may have
+        # moved production (and paused auto-promotion) while the gates ran.
+        production = journal.production_release(env)
+        ctx.production = production
         current = journal.release(release.id)
         waiting = promotion_decision(agent, current, production)
         if waiting is not None:
@@ -83,18 +145,8 @@ def run_release(agent: Agent, release: Release) -> ReleaseStatus:
         journal.finish_release(release.id, PROMOTED, kept, promote_environment=env)
         agent.progress.info(f"release {release.id} ({release.short}) is in {env}")
         return PROMOTED
-    except ReleaseStopped as stop:  # go_live has undone what it switched
-        journal.finish_release(release.id, FAILED, f"{stop.step}: {stop.summary}")
-        agent.progress.info(f"release {release.id} failed at {stop.step}; "
-                            f"{env} is unchanged")
-        return FAILED
-    except Abandoned:
-        journal.finish_release(release.id, INTERRUPTED,
-                               "the agent was stopped during the release")
-        agent.progress.info(f"release {release.id} abandoned; it is retried at the next start")
-        return INTERRUPTED
     finally:
-        cleanup(agent)
+        journal.release_lock(DEPLOY_LOCK)
 
 
 def cleanup(agent: Agent) -> None:
@@ -126,3 +178,4 @@ def cleanup(agent: Agent) -> None:
             number = folder.name.removeprefix("release-")
             if number.isdigit() and int(number) not in kept:
                 shutil.rmtree(folder, ignore_errors=True)
+    prune(agent)  # logs and journal events to their bounds (keep_logs, journal.keep_events)

@@ -16,7 +16,7 @@ from agent.journal import StepStatus
 from agent.pipeline import Step
 from agent.runtime import Agent
 from agent.steps import ABANDONED, FAILED, Abandoned, StepContext, StepFailed
-from hooks.core.child_env import commit_environment
+from hooks.core.child_env import commit_environment, passed_env
 from hooks.core.errors import FatalError
 
 
@@ -48,22 +48,26 @@ def run_step(agent: Agent, ctx: StepContext, step: Step) -> None:
     journal.start_step(ctx.release_id, name)
     faults.kill_point(f"step.{name}.start")
     progress.step_started(ctx.release_id, name)
-    agent.in_long_step = step.LONG
     failure: str | None = None
     status, summary = FAILED, ""
     try:
+        # Set inside the try: an Abandoned raised the moment it is set (SIGTERM,
+        # or the supersede guard's signal) still finishes the step's row.
+        agent.in_long_step = step.LONG
         # Steps run the commit's code (custom components, action code): what
-        # they start gets none of the agent's variables, its secrets included.
-        with commit_environment():
+        # they start gets none of the agent's variables, its secrets included,
+        # only those `pipeline.env` names for the bot.
+        with commit_environment(passed_env(ctx.config["pipeline.env"])):
             outcome = step.run(ctx)
         status, summary = outcome.status, outcome.summary
     except StepFailed as exc:
         failure = exc.summary
     except FatalError as exc:
         failure = str(exc)
-    except Abandoned:
+    except Abandoned as exc:  # SIGTERM, or Superseded: a newer commit arrived
         agent.in_long_step = False
-        finish_step(agent, ctx, name, ABANDONED, "abandoned: the agent was asked to stop", lines)
+        why = str(exc) or "the agent was asked to stop"
+        finish_step(agent, ctx, name, ABANDONED, f"abandoned: {why}", lines)
         raise
     except Exception as exc:  # a bug must not leave the release `running`
         failure = f"internal error: {type(exc).__name__}: {exc}"

@@ -5,7 +5,9 @@ configured secret and every secret a target made), the progress printer, the
 targets, the journal and the repository mirror, once. The tick, the release
 runner, the switch and the CLI's commands receive this object; none of them
 builds a part of it again. DEPLOY_LOCK names the journal lock that serialises
-everything that changes what serves.
+everything that changes what serves (held only while it changes: see
+`agent.deploy_lock`); PIPELINE_LOCK lets one release pipeline run at a time
+(the daemon's or `agent once`'s tick, gates included).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from agent.config import AgentConfig, Environment
 from agent.journal import Journal
 from agent.progress import Progress
 from agent.repo import Mirror
-from agent.secrets import Redactor
-from agent.targets.factory import Targets, build_targets
+from agent.secrets import Redactor, url_secrets
+from agent.targets.factory import Targets, agent_secret_env, build_targets
+from hooks.core.child_env import withhold
 
 DEPLOY_LOCK = "deploy"
+PIPELINE_LOCK = "pipeline"
 
 
 @dataclass
@@ -35,8 +39,13 @@ class Agent:
     @classmethod
     def open(cls, config: AgentConfig, progress: Progress | None = None) -> Agent:
         redact = Redactor(secret.reveal() for secret in config.secrets.values())
+        for secret in url_secrets(config.repo):  # a token in `repo:` (git's errors echo it)
+            redact.add(secret)
         progress = progress or Progress(redact=redact)
         progress.redact = redact
+        # Whatever the agent runs for itself (git, the forwarder) needs none of
+        # the variables its secrets come from; the commit's code never gets them.
+        withhold(agent_secret_env(config))
         targets = build_targets(config)
         for secret in (*targets.action_server.secrets(), *targets.model.secrets()):
             redact.add(secret)

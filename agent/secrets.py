@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 # A config key whose name holds one of these words names a secret: it is given
 # as `<name>_env` or `<name>_file`, never inline.
@@ -83,3 +84,35 @@ class Redactor:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+
+def url_secrets(url: str) -> list[str]:
+    """The credentials a URL carries: the password of its userinfo (`user:token@`),
+    an http(s) URL's lone user (`token@`, how hosts take access tokens), and the
+    values of its query parameters, any of which may be a token."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    if not parts.scheme or not parts.netloc:
+        return []  # a local path, or scp-like `git@host:x.git` (ssh keys, no secret)
+    found = [value for _, value in parse_qsl(parts.query, keep_blank_values=True) if value]
+    userinfo = parts.netloc.rpartition("@")[0]
+    user, colon, password = userinfo.partition(":")
+    if password:
+        found.append(password)
+    elif user and not colon and parts.scheme.lower() in ("http", "https"):
+        found.append(user)
+    return sorted(set(found))
+
+
+def public_url(url: str) -> str:
+    """`url` without credentials: no userinfo, no query string or fragment. What
+    may go in an image label, a log line or a status page."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url if "@" not in url else "(a URL that could not be parsed)"
+    if not parts.scheme or not parts.netloc:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))

@@ -16,23 +16,45 @@ action the live model may call is served by the live action server):
 
 Restorations are journaled as events (`production.restored`,
 `action_server.restored`, ...), not as steps: they belong to no release run.
+
+`revive` restarts a server the supervisor (agent/supervise.py) found dead. A
+switch and a revival never run at once: every switch holds `SWITCHING`, which
+the supervisor's thread only tries to take (and skips its round when held).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from agent import order
-from agent.journal import Release
+from agent.journal import Release, owner_id
 from agent.pipeline import SMOKE, SWITCHES
 from agent.runner import ReleaseStopped, run_step
-from agent.runtime import Agent
+from agent.runtime import DEPLOY_LOCK, Agent
 from agent.steps import StepContext
-from agent.targets.base import ActionServerDeployment, DeployError, ModelRef
+from agent.targets.base import ActionServerDeployment, DeployError, Health, ModelRef
 from hooks.core.errors import FatalError
 
 # What each switch step notes in `ctx.notes` once it changed what serves.
 SWITCHED = {order.ACTION_SERVER: "action_server_switched", order.MODEL: "model_switched"}
+
+# Held by every switch of this process (re-entrant: go_live undoes inside it).
+SWITCHING = threading.RLock()
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _exclusive(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    @wraps(func)
+    def switching(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with SWITCHING:
+            return func(*args, **kwargs)
+
+    return switching
 
 
 def deploy_plan(agent: Agent, release: Release, production: Release | None) -> order.Plan:
@@ -47,6 +69,7 @@ def deploy_plan(agent: Agent, release: Release, production: Release | None) -> o
                       frozenset(release.required_actions), new_served)
 
 
+@_exclusive
 def go_live(agent: Agent, ctx: StepContext, plan: order.Plan, production: Release | None,
             environment: str, *, rolled_back_event: str | None = None, actor: str = "") -> str:
     """Switch to ctx's release in the plan's order, then smoke-test it.
@@ -81,6 +104,7 @@ def _smoke(agent: Agent, ctx: StepContext, environment: str, rolled_back_event: 
     return ""
 
 
+@_exclusive
 def undo(agent: Agent, ctx: StepContext, plan: order.Plan, production: Release | None,
          environment: str) -> None:
     """Put `production` back where the plan switched, last switch first.
@@ -186,6 +210,7 @@ def _model_drifted(agent: Agent, current: Release, live_model: str | None) -> bo
 # ---------------------------------------------------------------- restore
 
 
+@_exclusive
 def restore(agent: Agent, environment: str) -> list[str]:
     """Put production's model and action server back where they drifted; what was done.
 
@@ -239,6 +264,57 @@ def restore(agent: Agent, environment: str) -> list[str]:
             return done
     journal.event("production.restored", current.id, environment, detail="; ".join(done))
     progress.info(f"restored release {current.id}'s " + " and ".join(done))
+    return done
+
+
+def revive(agent: Agent, environment: str,
+           dead_now: Callable[[], tuple[list[Health], list[Health]]]) -> list[str] | None:
+    """Start again what `dead_now()` (asked under the lock: (model parts, action
+    parts)) finds dead, as the journal's production has it; what was done. None,
+    doing nothing, while a switch runs in this process or another holds the
+    deploy lock (the supervisor asks again next round)."""
+    if not SWITCHING.acquire(blocking=False):
+        return None
+    try:
+        holder = agent.journal.lock_holder(DEPLOY_LOCK)
+        if holder is not None and holder["owner"] != owner_id():
+            return None  # `agent promote`/`rollback` switches: it repairs, or we do after
+        model_dead, action_dead = dead_now()
+        if not model_dead and not action_dead:
+            return []
+        return _revive(agent, environment, model_dead, action_dead)
+    finally:
+        SWITCHING.release()
+
+
+def _revive(agent: Agent, environment: str, model_dead: list[Health],
+            action_dead: list[Health]) -> list[str]:
+    journal, log = agent.journal, agent.progress.info
+    current = journal.production_release(environment)
+    release_id = current.id if current else None
+    died = "; ".join(f"{h.part} ({h.detail})" for h in (*action_dead, *model_dead))
+    journal.event("server.dead", release_id, environment, detail=died)
+    log(f"supervisor: dead: {died}")
+    done: list[str] = []
+    try:
+        # Actions first: a restarted Rasa server's warm-up may call them.
+        if action_dead:
+            done += agent.targets.action_server.revive(log)
+            deployment = _deployment_for(agent, current) if current else None
+            if deployment is not None and agent.targets.action_server.live() is None:
+                agent.targets.action_server.reactivate(deployment, log)
+                done.append(f"action server of release {deployment.release_id}")
+        if model_dead and agent.targets.model.ensure_server(log):
+            done.append("Rasa server / front proxy (the last switched-to model)")
+        done += restore(agent, environment)  # what serves = what the journal says
+    except DeployError as exc:
+        journal.event("server.revive_failed", release_id, environment,
+                      detail=f"dead: {died}; {exc}")
+        log(f"supervisor: could not restart: {exc}")
+        return done
+    journal.event("server.restarted", release_id, environment,
+                  detail=f"dead: {died}; started: {'; '.join(done) or 'nothing'}")
+    log(f"supervisor: restarted {'; '.join(done) or 'nothing'}")
     return done
 
 

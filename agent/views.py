@@ -15,7 +15,8 @@ from typing import Any
 from agent.config import AgentConfig
 from agent.daemon import daemon_running
 from agent.journal import Journal, Release, ReleaseStatus, owner_alive
-from agent.runtime import DEPLOY_LOCK
+from agent.runtime import DEPLOY_LOCK, PIPELINE_LOCK
+from agent.secrets import public_url
 from hooks.core.errors import FatalError
 
 
@@ -71,7 +72,12 @@ def status_data(config: AgentConfig, journal: Journal) -> dict[str, Any]:
         out["last_failure"] = {"release": failure.id, "commit": failure.commit,
                                "status": failure.status.value, "reason": failure.reason,
                                "at": failure.finished_at}
+    superseded = journal.releases(limit=1, status=ReleaseStatus.SUPERSEDED)
+    out["last_superseded"] = ({"release": superseded[0].id, "commit": superseded[0].commit,
+                               "reason": superseded[0].reason, "at": superseded[0].finished_at}
+                              if superseded else None)
     out["lock"] = journal.lock_holder(DEPLOY_LOCK)
+    out["pipeline_lock"] = journal.lock_holder(PIPELINE_LOCK)
     out["daemon_pid"] = daemon_running(config)
     return out
 
@@ -87,7 +93,7 @@ def show_status(config: AgentConfig, *, as_json: bool = False) -> int:
         return 0
     running = out["daemon_pid"]
     print(f"agent: {f'running (pid {running})' if running else 'not running'}; "
-          f"{config.repo} branch {config.branch}")
+          f"{public_url(config.repo)} branch {config.branch}")
     for name, entry in out["environments"].items():
         if "release" in entry:
             paused = f"  [auto-promotion paused: {entry['paused_reason']}]" if entry[
@@ -111,6 +117,10 @@ def show_status(config: AgentConfig, *, as_json: bool = False) -> int:
     if failure is not None:
         print(f"last failure: release {failure['release']} {failure['commit'][:8]} "
               f"{failure['status']} at {when(failure['at'])}: {failure['reason']}")
+    newer = out["last_superseded"]
+    if newer is not None:
+        print(f"last superseded: release {newer['release']} {newer['commit'][:8]} at "
+              f"{when(newer['at'])}: {newer['reason']}")
     return 0
 
 

@@ -6,7 +6,8 @@ file event wakes the agent at once. A remote is polled with `git fetch` every
 `poll_interval` seconds, with jitter so that many agents don't fetch in step.
 Either way, `agent sync` touches a trigger file in the work dir that wakes the
 agent now. Coalescing happens downstream: whatever woke us, the tick deploys
-only the newest commit.
+only the newest commit. A push also sets `pushed`, which the supersede guard
+(`agent.supersede`) waits on while a release is in its gates.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ WRITE_EVENTS = {"created", "modified", "moved", "deleted", "closed"}
 
 
 class _Handler(FileSystemEventHandler):  # type: ignore[misc]
-    def __init__(self, wanted: set[Path], wake: Wakeup, reason: str) -> None:
+    def __init__(self, wanted: set[Path], wake: Wakeup, reason: str,
+                 also: threading.Event | None = None) -> None:
         self.wanted = wanted
         self.wake = wake
         self.reason = reason
+        self.also = also
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         # Only writes count: watchdog also reports opens and reads, and the
@@ -39,6 +42,8 @@ class _Handler(FileSystemEventHandler):  # type: ignore[misc]
             raw = getattr(event, attr, "")
             if raw and Path(str(raw)) in self.wanted:
                 self.wake.set(self.reason)
+                if self.also is not None:
+                    self.also.set()
                 return
 
 
@@ -75,6 +80,9 @@ class Watcher:
     def __init__(self, work_dir: Path, *, local_repo: Path | None, branch: str,
                  poll_interval: float, jitter: float = 0.1) -> None:
         self.wakeup = Wakeup()
+        # Set on every push too, for the supersede guard, which must not take the
+        # wakeup's reasons from the daemon's loop.
+        self.pushed = threading.Event()
         self.local_repo = local_repo
         self.branch = branch
         self.poll_interval = poll_interval
@@ -90,7 +98,8 @@ class Watcher:
         if self.local_repo is not None:
             ref = self.local_repo / "refs" / "heads" / self.branch
             ref.parent.mkdir(parents=True, exist_ok=True)
-            push = _Handler({ref, self.local_repo / "packed-refs"}, self.wakeup, "push")
+            push = _Handler({ref, self.local_repo / "packed-refs"}, self.wakeup, "push",
+                            also=self.pushed)
             observer.schedule(push, str(self.local_repo / "refs" / "heads"), recursive=True)
             observer.schedule(push, str(self.local_repo), recursive=False)
         observer.daemon = True

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from agent.image.context import DEFAULT_DOCKERFILE_LABEL, FINGERPRINT_LABEL, BuildContext
+from agent.secrets import public_url
 from agent.targets.base import LogSink
 
 STEP_LINE = re.compile(r"^Step (\d+/\d+) : (.*)$")
@@ -45,10 +46,12 @@ class BuiltImage:
 
 def labels_for(commit: str, source: str, fingerprint: str, default_dockerfile: bool,
                created: datetime | None = None) -> dict[str, str]:
+    """The image's OCI labels. `source` (image.source, by default the `repo:` URL)
+    loses any credential it holds: a label is readable by whoever can pull."""
     when = (created or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     labels = {
         "org.opencontainers.image.revision": commit,
-        "org.opencontainers.image.source": source,
+        "org.opencontainers.image.source": public_url(source),
         "org.opencontainers.image.created": when,
         FINGERPRINT_LABEL: fingerprint,
     }

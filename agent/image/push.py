@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.retry import Backoff, retrying
 from agent.targets.base import LogSink
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+TRANSIENT = ("unreachable", "server")  # the kinds worth another attempt
 
 
 class PushError(Exception):
@@ -85,10 +87,15 @@ def classify(message: str) -> str:
     return "other"
 
 
-def _explain(kind: str, registry: str, raw: str, secrets: list[str]) -> str:
+def _scrub(raw: str, secrets: list[str]) -> str:
     for secret in secrets:
         if secret:
             raw = raw.replace(secret, "***")
+    return raw
+
+
+def _explain(kind: str, registry: str, raw: str, secrets: list[str]) -> str:
+    raw = _scrub(raw, secrets)
     if kind == "auth":
         return (f"registry {registry} refused the credentials (authentication failed); "
                 f"check the registry user and password the agent is given ({raw})")
@@ -114,33 +121,50 @@ def push_image(
     backoff: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Pushed:
-    """Push `ref`; retry unreachable registries up to `attempts` times."""
-    import docker.errors
-
+    """Push `ref`; retry an unreachable or failing registry up to `attempts` times in all,
+    waiting `backoff`, 2x, 4x ... seconds (at most 8x) between tries."""
     repository, tag = split_ref(ref)
     registry = registry_of(repository)
     auth = ({"username": credentials.username, "password": credentials.password}
             if credentials else None)
     secrets = [credentials.password] if credentials else []
-    last: PushError | None = None
-    for attempt in range(1, attempts + 1):
-        try:
-            return _push_once(client, repository, tag, auth, registry, secrets, log)
-        except PushError as exc:
-            last = exc
-        except docker.errors.APIError as exc:
-            raw = str(exc.explanation or exc)
-            kind = classify(raw)
-            last = PushError(kind, _explain(kind, registry, raw, secrets))
-        except docker.errors.DockerException as exc:
-            last = PushError("other", _explain("other", registry, str(exc), secrets))
-        if last.kind not in ("unreachable", "server") or attempt == attempts:
-            break
-        wait = backoff * 2 ** (attempt - 1)
-        log(f"push attempt {attempt}/{attempts} failed ({last.kind}); retrying in {wait:.0f} s")
-        sleep(wait)
-    assert last is not None
-    raise PushError(last.kind, f"{last} (after {attempt} attempt(s))")
+    tried = 0
+
+    def once() -> Pushed:
+        nonlocal tried
+        tried += 1
+        return _push_classified(client, repository, tag, auth, registry, secrets, log)
+
+    try:
+        return retrying(once, what=f"push to {registry}", log=log, sleep=sleep,
+                        transient=_transient,
+                        backoff=Backoff(attempts=attempts, first=backoff, cap=8 * backoff))
+    except PushError as exc:
+        raise PushError(exc.kind, f"{exc} (after {tried} attempt(s))") from None
+
+
+def _transient(exc: Exception) -> str | None:
+    return exc.kind if isinstance(exc, PushError) and exc.kind in TRANSIENT else None
+
+
+def _push_classified(client: Any, repository: str, tag: str, auth: dict[str, str] | None,
+                     registry: str, secrets: list[str], log: LogSink) -> Pushed:
+    """One push; every failure as a PushError of its kind (the password scrubbed)."""
+    import docker.errors
+    import requests
+
+    try:
+        return _push_once(client, repository, tag, auth, registry, secrets, log)
+    except docker.errors.APIError as exc:
+        raw = str(exc.explanation or exc)
+        kind = classify(raw)
+        raise PushError(kind, _explain(kind, registry, raw, secrets)) from None
+    except requests.ConnectionError as exc:
+        # The engine itself went away mid-push (dockerd restarting): worth another try.
+        raise PushError("unreachable", f"the Docker engine went away during the push to "
+                        f"{registry}: {_scrub(str(exc), secrets)}") from None
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise PushError("other", _explain("other", registry, str(exc), secrets)) from None
 
 
 def _push_once(client: Any, repository: str, tag: str, auth: dict[str, str] | None,

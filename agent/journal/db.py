@@ -161,6 +161,13 @@ class Database:
         with self.transaction() as tx:
             tx.event(kind, release_id, environment, actor, detail)
 
+    def prune_events(self, keep: int) -> int:
+        """Delete all but the newest `keep` events (`journal.keep_events`); how many."""
+        with self.transaction() as tx:
+            return tx.execute(
+                "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (keep,),
+            ).rowcount
+
     def events(self, limit: int = 100, release_id: int | None = None) -> list[Event]:
         if release_id is None:
             rows = self._db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))

@@ -3,11 +3,14 @@
 A lock row names its owner as `host:pid`. A lock whose owner died on this host
 is stale: it is reported as such (and `agent unlock` frees it), never silently
 stolen, because a process on another host can't be checked and is assumed alive.
+`acquire_lock` fails at once when the lock is taken; `wait_for_lock` waits
+(bounded) while a live owner holds it, and fails at once on a stale one.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agent.journal.db import Database, owner_alive, owner_id
@@ -40,6 +43,31 @@ class Locks(Database):
                 " VALUES (?, ?, ?, ?, ?, ?)", (name, owner_id(), int(pid), host, time.time(),
                                                purpose),
             )
+
+    def wait_for_lock(self, name: str, purpose: str, *, timeout: float,
+                      say: Callable[[str], None], poll: float = 0.2) -> None:
+        """Take the named lock, waiting up to `timeout` seconds while a live owner
+        holds it (said once through `say`); a stale lock raises LockHeld at once."""
+        deadline = time.monotonic() + timeout
+        said = False
+        while True:
+            try:
+                self.acquire_lock(name, purpose)
+                return
+            except LockHeld as exc:
+                holder = self.lock_holder(name)
+                if holder is None:
+                    continue  # released between the two reads: try again now
+                if not owner_alive(holder["owner"]):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise LockHeld(f"{exc} Waited {timeout:.0f} s for it; try again "
+                                   "when it is done.") from None
+                if not said:
+                    say(f"waiting for the {name} lock: {holder['purpose']} "
+                        f"({holder['owner']})")
+                    said = True
+            time.sleep(poll)
 
     def release_lock(self, name: str) -> None:
         with self.transaction() as tx:

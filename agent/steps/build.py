@@ -7,14 +7,16 @@ production (their fingerprint is a label of every image we build).
 
 from __future__ import annotations
 
+import contextlib
+
 from agent import faults
 from agent.config import AgentConfig
-from agent.image.build import BuildError, build_image
+from agent.image.build import BuildError, BuiltImage, build_image
 from agent.image.context import ContextError, assemble
 from agent.image.dockerfile import ImageSettings
+from agent.retry import retrying
 from agent.steps import REUSED, SKIPPED, Outcome, StepContext, StepFailed
-from agent.targets.base import DeployError
-from agent.targets.docker.engine import local_engine
+from agent.targets.docker.engine import engine_gone, engine_gone_error, local_engine
 from agent.targets.docker.images import split_digest
 
 NAME = "build"
@@ -42,23 +44,38 @@ def run(ctx: StepContext) -> Outcome:
         raise StepFailed(str(exc)) from None
     production = ctx.production.image if ctx.production is not None else None
     production_ref = split_digest(production)[0] if production else None
+    engine = local_engine(ctx.config["image.docker_host"])
+    tried = 0
+
+    def once() -> BuiltImage:
+        nonlocal tried
+        tried += 1
+        client = engine()
+        try:
+            return build_image(
+                client, context, repository=str(repository), commit=ctx.commit,
+                source=str(ctx.config["image.source"] or ctx.config.repo),
+                # Dies at the engine's first line: the build is under way inside dockerd.
+                log=faults.on_first_line(ctx.log, "build.running", skip=1),
+                production_ref=production_ref, timeout=ctx.timeout,
+                network_mode=ctx.config["image.build_network"],
+                background=ctx.config["pipeline.priority"] == "background",
+            )
+        finally:
+            with contextlib.suppress(Exception):  # a dead engine's client
+                client.close()
+
     try:
-        client = local_engine(ctx.config["image.docker_host"])()
-    except DeployError as exc:
-        raise StepFailed(str(exc)) from None
-    try:
-        built = build_image(
-            client, context, repository=str(repository), commit=ctx.commit,
-            source=str(ctx.config["image.source"] or ctx.config.repo),
-            log=faults.on_first_line(ctx.log, "build.running"),
-            production_ref=production_ref, timeout=ctx.timeout,
-            network_mode=ctx.config["image.build_network"],
-            background=ctx.config["pipeline.priority"] == "background",
-        )
+        # dockerd restarting: the build is started again from its context (layers
+        # already built come from the engine's cache).
+        built = retrying(once, what="docker build", transient=engine_gone, log=ctx.log)
     except BuildError as exc:
         raise StepFailed(str(exc)) from None
-    finally:
-        client.close()
+    except Exception as exc:
+        error = engine_gone_error(exc, tried)
+        if error is None:
+            raise
+        raise StepFailed(str(error)) from None
     if built.reused:
         ctx.journal.update_release(ctx.release_id, image=production)
         ctx.notes["image_reused"] = "yes"

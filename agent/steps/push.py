@@ -6,12 +6,15 @@ step (and a rollback) pulls exactly the bytes that were tested.
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent import faults
 from agent.image.push import Credentials, PushError, push_image
+from agent.retry import retrying
 from agent.steps import SKIPPED, Outcome, StepContext, StepFailed
 from agent.steps.build import uses_images
 from agent.targets.base import DeployError
-from agent.targets.docker.engine import local_engine
+from agent.targets.docker.engine import engine_gone, engine_gone_error, local_engine
 from agent.targets.docker.images import split_digest
 
 NAME = "push"
@@ -37,12 +40,22 @@ def run(ctx: StepContext) -> Outcome:
         return Outcome(f"{ref} is already in the registry as {digest}", SKIPPED)
     if not ctx.config["image.push"]:
         return Outcome("pushing is turned off (image.push: false)", SKIPPED)
+    tried = 0
+
+    def connect() -> Any:
+        nonlocal tried
+        tried += 1
+        return local_engine(ctx.config["image.docker_host"])()
+
     try:
-        client = local_engine(ctx.config["image.docker_host"])()
+        # dockerd restarting: its socket answers again within a few seconds.
+        client = retrying(connect, what="connecting to the Docker engine",
+                          transient=engine_gone, log=ctx.log)
     except DeployError as exc:
-        raise StepFailed(str(exc)) from None
+        raise StepFailed(str(engine_gone_error(exc, tried) or exc)) from None
     try:
-        pushed = push_image(client, ref, faults.on_first_line(ctx.log, "push.running"),
+        # Dies at the engine's first line: dockerd is pushing (`skip` passes "pushing ...").
+        pushed = push_image(client, ref, faults.on_first_line(ctx.log, "push.running", skip=1),
                             credentials=credentials(ctx),
                             attempts=int(ctx.config["image.push_attempts"]))
     except PushError as exc:

@@ -17,6 +17,21 @@ from typing import Protocol
 LogSink = Callable[[str], None]
 """Receives one plain line of progress; the caller redacts secrets."""
 
+# What a server's `health()` says (agent/supervise.py watches them):
+ALIVE = "alive"  # its process runs and it answered
+SLOW = "slow"  # its process runs and accepts connections, but did not answer in time: busy
+DEAD = "dead"  # its process is gone, or nothing accepts connections on its port
+
+
+@dataclass(frozen=True)
+class Health:
+    """One server a target runs, as seen now. Only DEAD is ever restarted: a SLOW
+    server still owns its port, and a second one there would die at bind."""
+
+    part: str  # e.g. "rasa server", "front proxy", "action server", "forwarder"
+    state: str  # ALIVE, SLOW or DEAD
+    detail: str = ""
+
 
 @dataclass(frozen=True)
 class ActionServerSpec:
@@ -64,6 +79,16 @@ class ActionServerTarget(Protocol):
     def stop_all(self, log: LogSink) -> None:
         """Stop every server this target started on this host (`agent stop`); a
         target whose servers outlive the agent by design does nothing."""
+
+    def health(self) -> list[Health]:
+        """Each server this target runs on this host now (the live action server,
+        the forwarder), quickly and without retries; [] when it runs none, or when
+        something else restarts them (Docker's restart policy)."""
+
+    def revive(self, log: LogSink) -> list[str]:
+        """Start again the target's own plumbing that died (the forwarder); what
+        it started. The live release's server comes back through `reactivate`
+        (switch.revive picks the journal's production). DeployError if it can't."""
 
     def secrets(self) -> list[str]:
         """Values this target made or holds that must never be shown (redacted)."""
@@ -114,6 +139,12 @@ class ModelTarget(Protocol):
 
     def stop_all(self, log: LogSink) -> None:
         """Stop the server this target started (`agent stop`); else nothing."""
+
+    def health(self) -> list[Health]:
+        """Each server this target manages (the live Rasa server, the front
+        proxy), quickly and without retries; [] for a server it does not manage
+        or before anything was started. A dead one comes back through
+        `ensure_server`/`activate` (switch.revive), never while one is SLOW."""
 
     def secrets(self) -> list[str]:
         """Values this target made or holds that must never be shown (redacted)."""

@@ -41,6 +41,7 @@ def _local_action_server(config: AgentConfig) -> ActionServerTarget:
         port=int(config["action_server.port"]),
         actions_module=str(config["action_server.actions_module"]),
         start_timeout=float(config["action_server.start_timeout"]),
+        env_names=config["action_server.env"] or (),
     )
 
 
@@ -80,7 +81,7 @@ def slot_ports(config: AgentConfig) -> tuple[int, int]:
 def _slot_runner(config: AgentConfig, state_dir: Path) -> SlotRunner:
     """Where blue_green runs its Rasa servers (model.runtime)."""
     if config["model.runtime"] == "process":
-        return ProcessSlotRunner(rasa_argv(config), state_dir)
+        return ProcessSlotRunner(rasa_argv(config), state_dir, config["pipeline.env"] or ())
     target = str(config["action_server.target"])
     engine: EngineFactory
     if target == "docker":
@@ -157,5 +158,6 @@ def build_targets(config: AgentConfig) -> Targets:
         manage_server=bool(config["model.manage_server"]),
         action_endpoint=action_server.url,
         load_timeout=float(config["model.load_timeout"]),
+        env_names=config["pipeline.env"] or (),
     )
     return Targets(action_server, model)

@@ -30,7 +30,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.targets.base import DeployError, LogSink
+from agent.owned import marker_env
+from agent.targets.base import DEAD, DeployError, Health, LogSink
+from agent.targets.probe import probe
 from hooks.core.process import alive, stop
 
 SLOTS = ("blue", "green")
@@ -225,7 +227,8 @@ class FrontProxy:
                 # agent's terminal doesn't reach it. No secrets in its env.
                 proc = subprocess.Popen(
                     [self.haproxy, "-db", "-f", str(self.config_file)], cwd=self.state_dir,
-                    env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
+                    env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                         **marker_env(self.state_dir)},
                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True)
             except OSError as exc:
@@ -263,6 +266,14 @@ class FrontProxy:
         except FileNotFoundError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+    def health(self) -> Health:
+        """HAProxy's process and its stable port (agent/supervise.py)."""
+        pid = self._pid()
+        if pid is None:
+            return Health("front proxy", DEAD, "not running (no pid file)")
+        return probe("front proxy", self.listen_host, self.listen_port,
+                     process_alive=alive(pid), path=None)
 
     def stop(self, log: LogSink) -> None:
         pid = self._pid()

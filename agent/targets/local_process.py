@@ -17,19 +17,24 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from agent import faults
+from agent.owned import marker_env
 from agent.targets.base import (
     ActionServerDeployment,
     ActionServerSpec,
     DeployError,
+    Health,
     LogSink,
 )
-from hooks.core.child_env import commit_environment
+from agent.targets.probe import probe
+from hooks.core.child_env import commit_environment, passed_env
 from hooks.core.errors import FatalError
 from hooks.core.pid_identity import started_at
 from hooks.core.process import alive, spawn, stop
@@ -67,8 +72,10 @@ class LocalActionServerTarget:
     name = "local"
 
     def __init__(self, *, state_dir: Path, rasa_argv: Sequence[str], host: str, port: int,
-                 actions_module: str = "actions", start_timeout: float = 180.0) -> None:
+                 actions_module: str = "actions", start_timeout: float = 180.0,
+                 env_names: Sequence[str] = ()) -> None:
         self.state_dir = state_dir
+        self.env_names = tuple(env_names)  # action_server.env: what the bot's code gets
         self.rasa_argv = list(rasa_argv)
         self.host = host
         self.port = port
@@ -111,6 +118,7 @@ class LocalActionServerTarget:
             [sys.executable, "-m", "agent.targets.forwarder", "--listen",
              f"{self.host}:{self.port}", "--upstream-file", str(self._upstream_file)],
             cwd=self.state_dir, log_file=self.state_dir / "forwarder.log",
+            env=marker_env(self.state_dir),  # `agent stop` finds it even unrecorded
         )
         # With its start time: after a reboot the pid may be another program's.
         _write_atomically(self._forwarder_pid_file, f"{pid} {started_at(pid) or 0}\n")
@@ -130,13 +138,14 @@ class LocalActionServerTarget:
         log_file = self.state_dir / f"actions-{spec.release_id}.log"
         log(f"starting `rasa run actions` for release {spec.release_id} on port {port}")
         try:
-            # The commit's action code: none of the agent's variables (secrets).
-            with commit_environment():
+            # The commit's action code: none of the agent's variables (secrets),
+            # only the action_server.env names.
+            with commit_environment(passed_env(self.env_names)):
                 pid = spawn(
                     [*self.rasa_argv, "run", "actions", "--port", str(port), "--actions",
                      self.actions_module],
                     cwd=spec.worktree, log_file=log_file,
-                    env={"PYTHONDONTWRITEBYTECODE": "1"},
+                    env={"PYTHONDONTWRITEBYTECODE": "1", **marker_env(self.state_dir)},
                 )
         except FatalError as exc:
             raise DeployError(str(exc)) from None
@@ -249,6 +258,31 @@ class LocalActionServerTarget:
             log("stopped the action forwarder")
         for path in (self._live_file, self._upstream_file, self._forwarder_pid_file):
             path.unlink(missing_ok=True)
+
+    def health(self) -> list[Health]:
+        found = []
+        recorded = _read_pid(self._forwarder_pid_file)
+        if recorded:
+            found.append(probe("forwarder", self.host, self.port,
+                               process_alive=alive(*recorded), path=None))
+        live = self._read_live()
+        upstream = urlsplit(live.handle.get("upstream", "")) if live else None
+        if live is not None and upstream is not None and upstream.port:
+            pid, started = _handle_pid(live.handle)
+            server = probe("action server", upstream.hostname or self.host, upstream.port,
+                           process_alive=bool(pid) and alive(pid, started), path="/health")
+            found.append(replace(server, detail=f"release {live.release_id}: {server.detail}"))
+        return found
+
+    def revive(self, log: LogSink) -> list[str]:
+        recorded = _read_pid(self._forwarder_pid_file)
+        if recorded is None or (alive(*recorded) and port_open(self.host, self.port)):
+            return []  # never started (nothing released yet), or it serves
+        if alive(*recorded):  # runs but deaf: its port is free for a new one once it stops
+            stop(recorded[0], timeout=5, started=recorded[1])
+        self._forwarder_pid_file.unlink(missing_ok=True)
+        self.ensure_forwarder(log)
+        return [f"forwarder on {self.host}:{self.port}"]
 
     def secrets(self) -> list[str]:
         return []  # a local action server holds none

@@ -23,6 +23,7 @@ crash never leaves one untracked), `live.json` for the one switched to last
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -33,8 +34,9 @@ from urllib.parse import urlsplit
 
 from agent import faults
 from agent.secrets import Secret
-from agent.targets.base import DeployError, LogSink, ModelRef
+from agent.targets.base import DEAD, DeployError, Health, LogSink, ModelRef
 from agent.targets.front_proxy import SLOTS, FrontProxy, Upstream
+from agent.targets.probe import accepts, probe
 from agent.targets.rasa_api import RasaApi, local_token, model_id_of
 from agent.targets.rasa_config import ServerConfig, check_reachable, render_server_config
 from agent.targets.rasa_slots import ProcessSlotRunner, SlotRunner, SlotServer
@@ -138,6 +140,7 @@ class BlueGreenRasaTarget:
                log: LogSink) -> SlotServer:
         check_reachable(config)
         started = self.runner.start(ref, slot, config, self._token, log)
+        faults.kill_point("rasa.spawned")  # unrecorded: reaped by its mark (agent/owned.py)
         server = SlotServer(slot, started.host, started.port, ref.release_id, ref.model_id,
                             ref.location, ref.bot_dir, digest, started.handle)
         self._write(self._record_file(slot), server)
@@ -287,7 +290,15 @@ class BlueGreenRasaTarget:
         started = self.proxy.ensure_running(log)
         live = self.proxy.live()
         self._reap(live, log)
-        if self._serving(live) is not None:
+        serving = self._serving(live)
+        # Only a refused connection is death: a busy server (even one that
+        # takes seconds to accept) keeps its slot, and no second one starts.
+        if serving is not None and accepts(serving.host, serving.port) is False:
+            log(f"the live Rasa server (slot {serving.slot}) runs but refuses "
+                "connections: replacing it")
+            self._stop_slot(serving.slot, log)
+            serving = None
+        if serving is not None:
             return started
         production = self._read(self.live_file)
         if production is None or not Path(production.location).is_file():
@@ -297,6 +308,25 @@ class BlueGreenRasaTarget:
         self.activate(ModelRef(production.release_id, production.model_id,
                                production.location, production.bot_dir), log)
         return True
+
+    def health(self) -> list[Health]:
+        production = self._read(self.live_file)
+        if production is None and not self.proxy.pid_file.exists():
+            return []  # nothing was ever switched to, or `agent stop` ran
+        proxy = self.proxy.health()
+        if production is None:
+            return [proxy]
+        where: Upstream | None = Upstream(production.slot, production.host, production.port)
+        if proxy.state != DEAD:
+            with contextlib.suppress(DeployError):  # HAProxy's truth, when it answers
+                where = self.proxy.live()
+        if where is None:
+            return [proxy, Health("rasa server", DEAD, "the front proxy routes to no server")]
+        record = self._read(self._record_file(where.slot))
+        running = (record is not None and (record.host, record.port) == (where.host, where.port)
+                   and self.runner.alive(record))
+        server = probe("rasa server", where.host, where.port, process_alive=running)
+        return [proxy, replace(server, detail=f"slot {where.slot}: {server.detail}")]
 
     def stop_all(self, log: LogSink) -> None:
         for slot in SLOTS:

@@ -25,11 +25,13 @@ from urllib.parse import urlsplit
 import requests
 
 from agent import faults
+from agent.owned import marker_env
 from agent.secrets import Secret
-from agent.targets.base import DeployError, LogSink, ModelRef
+from agent.targets.base import DeployError, Health, LogSink, ModelRef
+from agent.targets.probe import accepts, probe
 from agent.targets.rasa_api import STATUS_TIMEOUT, RasaApi, local_token, model_id_of
 from agent.targets.rasa_launch import launch
-from hooks.core.child_env import commit_environment
+from hooks.core.child_env import commit_environment, passed_env
 from hooks.core.errors import FatalError
 from hooks.core.pid_identity import started_at
 from hooks.core.process import alive, spawn, stop
@@ -42,8 +44,9 @@ class RasaHttpModelTarget:
 
     def __init__(self, *, url: str, token: Secret | None, state_dir: Path,
                  rasa_argv: Sequence[str], manage_server: bool, action_endpoint: str,
-                 load_timeout: float = 900.0) -> None:
+                 load_timeout: float = 900.0, env_names: Sequence[str] = ()) -> None:
         self.url = url.rstrip("/")
+        self.env_names = tuple(env_names)  # pipeline.env: the custom components' variables
         self.state_dir = state_dir
         self.rasa_argv = list(rasa_argv)
         self.manage_server = manage_server
@@ -71,13 +74,41 @@ class RasaHttpModelTarget:
             return False
         return True
 
+    def _recorded(self) -> tuple[int, int] | None:
+        """(pid, start time) of the server this target started, if recorded."""
+        try:
+            pid, _, started = self._pid_file.read_text(encoding="utf-8").strip().partition(" ")
+            return int(pid), int(started or 0)  # "pid": an older file
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _address(self) -> tuple[str, int]:
+        parts = urlsplit(self.url)
+        return parts.hostname or "127.0.0.1", parts.port or 5005
+
     def ensure_server(self, log: LogSink) -> bool:
-        # A server someone else runs is theirs to start: the next request says
-        # (with retries) whether it answers.
-        if not self.manage_server or self.server_answers():
+        # Death is a gone process or a refused connection, never a slow answer:
+        # a server busy with a long request (or chat load while a release
+        # trains) still holds the port, and a second `rasa run` there would die
+        # with "address already in use". A server someone else runs is theirs.
+        if not self.manage_server:
             return False
+        recorded = self._recorded()
+        if recorded is not None and alive(*recorded):
+            if accepts(*self._address()) is not False:
+                return False
+            log("the Rasa server runs but refuses connections: restarting it")
+            self.stop_server(log)
+        elif accepts(*self._address()) is not False:
+            return False  # another server holds the port: it answers, or is busy
         self._start_server(log)
         return True
+
+    def health(self) -> list[Health]:
+        recorded = self._recorded()
+        if not self.manage_server or recorded is None:
+            return []  # not ours, or never started
+        return [probe("rasa server", *self._address(), process_alive=alive(*recorded))]
 
     def _start_server(self, log: LogSink) -> None:
         assert self._token is not None
@@ -102,10 +133,12 @@ class RasaHttpModelTarget:
         # The token goes on its standard input, never on a command line (rasa_launch).
         start = launch(self.rasa_argv, args, self._token.reveal(), log)
         try:
-            # It runs the commit's custom components: none of the agent's variables.
-            with commit_environment():
+            # It runs the commit's custom components: none of the agent's variables,
+            # only the pipeline.env names.
+            with commit_environment(passed_env(self.env_names)):
                 pid = spawn(start.argv, cwd=self.state_dir, stdin_text=start.stdin,
-                            log_file=self.state_dir / "rasa-server.log")
+                            log_file=self.state_dir / "rasa-server.log",
+                            env=marker_env(self.state_dir))  # `agent stop` finds it
         except FatalError as exc:
             raise DeployError(str(exc)) from None
         # With its start time: after a reboot the pid may be another program's.
@@ -130,12 +163,10 @@ class RasaHttpModelTarget:
         return [self._token.reveal()] if self._token else []
 
     def stop_server(self, log: LogSink) -> None:
-        try:
-            pid, _, started = self._pid_file.read_text(encoding="utf-8").strip().partition(" ")
-            pid_number, start_time = int(pid), int(started or 0)  # "pid": an older file
-        except (FileNotFoundError, ValueError):
+        recorded = self._recorded()
+        if recorded is None:
             return
-        stop(pid_number, timeout=20, started=start_time)
+        stop(recorded[0], timeout=20, started=recorded[1])
         self._pid_file.unlink(missing_ok=True)
         log("stopped the Rasa server")
 

@@ -20,12 +20,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.owned import marked, marker_env, stop_processes
 from agent.secrets import Secret
 from agent.targets.base import DeployError, LogSink, ModelRef
 from agent.targets.front_proxy import free_port
 from agent.targets.rasa_config import ServerConfig
 from agent.targets.rasa_launch import launch
-from hooks.core.child_env import QUIET_RASA_ENV, minimal_env
+from hooks.core.child_env import QUIET_RASA_ENV, minimal_env, passed_env
 from hooks.core.pid_identity import started_at
 from hooks.core.process import alive, set_group_niceness, stop, write_stdin
 
@@ -123,9 +124,11 @@ class ProcessSlotRunner:
     """`rasa run` as a process of its own session on the agent's host, on a free
     loopback port, its output in `state_dir/rasa-<slot>.log`."""
 
-    def __init__(self, rasa_argv: Sequence[str], state_dir: Path) -> None:
+    def __init__(self, rasa_argv: Sequence[str], state_dir: Path,
+                 env_names: Sequence[str] = ()) -> None:
         self.rasa_argv = list(rasa_argv)
         self.state_dir = state_dir
+        self.env_names = tuple(env_names)  # pipeline.env: the custom components' variables
 
     def tracker_db(self) -> Path:
         return self.state_dir / "tracker.db"
@@ -145,13 +148,19 @@ class ProcessSlotRunner:
             "--port", str(port), "--interface", LOCAL_HOST, "--model", ref.location],
             token.reveal(), log)
         argv = [*prefix, *start.argv]
-        # The basics a Rasa process needs (hooks.core.child_env) and the bot's ${VAR}s.
-        env = minimal_env(server_env(config, os.environ))
+        # The basics a Rasa process needs (hooks.core.child_env), the bot's ${VAR}s
+        # and the pipeline.env names.
+        # The mark lets `agent stop` find it even if a crash left it unrecorded.
+        env = minimal_env({**passed_env(self.env_names), **server_env(config, os.environ),
+                           **marker_env(self._mark(slot))})
         log(f"starting a Rasa server for release {ref.release_id} in slot {slot} "
             f"(port {port}; tracker store: {config.tracker_store}, lock store: "
             f"{config.lock_store})")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self._log_file(slot), "wb") as out:
+        # A fresh log per start, appended to (O_APPEND), so the agent's log
+        # bound (agent/prune.py) can trim it while the server writes.
+        self._log_file(slot).unlink(missing_ok=True)
+        with open(self._log_file(slot), "ab") as out:
             try:
                 # Its own session, as every server the agent starts: it outlives
                 # the agent. Not hooks.core.process.spawn: that passes the
@@ -192,9 +201,18 @@ class ProcessSlotRunner:
         except (FileNotFoundError, ProcessLookupError):
             pass  # no /proc (not Linux) or the thread ended: nothing to restore
 
+    def _mark(self, slot: str) -> Path:
+        return self.state_dir / f"slot-{slot}"
+
     def stop(self, slot: str, server: SlotServer | None, log: LogSink) -> None:
         if server is None:
-            return  # a process is only known by its record
+            # A crash between the start and the record: found by its mark.
+            left = marked(self._mark(slot))
+            if left:
+                log(f"stopping the unrecorded Rasa server in slot {slot} "
+                    f"(pid {', '.join(str(p.pid) for p in left)})")
+                stop_processes(left, log, STOP_TIMEOUT)
+            return
         pid, started = _identity(server)
         if pid > 0 and alive(pid, started):
             stop(pid, timeout=STOP_TIMEOUT, started=started)

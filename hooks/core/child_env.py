@@ -6,13 +6,15 @@ and its tests. That code must not read the agent's secrets (the Rasa token, a
 registry password, an SSH key passphrase), which live in the agent's own
 environment. Inside `commit_environment(extra)` every command `run` and
 `spawn` start gets only `MINIMAL_ENV` from ours plus `extra` (the variables
-the config names for the bot), instead of everything.
+the config names for the bot), instead of everything. Outside it, a command
+gets ours but for the variables `withhold` names (those the agent reads its
+own secrets from): git and the agent's helpers need none of them either.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -25,6 +27,10 @@ QUIET_RASA_ENV = {
 MINIMAL_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ",
                "TMPDIR", "PYENV_VERSION", "PYENV_ROOT", "VIRTUAL_ENV", "PYTHONPATH",
                "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+# Variables no command gets, even with our whole environment: those the agent
+# reads its own secrets from (`withhold`). git, the forwarder, anything the
+# agent runs for itself needs none of them; the agent reads them in-process.
+_WITHHELD: set[str] = set()
 _COMMIT_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("rasa_gitops_commit_env",
                                                                default=None)
 
@@ -34,6 +40,17 @@ def minimal_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {name: os.environ[name] for name in MINIMAL_ENV if name in os.environ}
     env.update(extra or {})
     return env
+
+
+def withhold(names: Iterable[str]) -> None:
+    """From now on, no command this process starts gets the variables `names`."""
+    _WITHHELD.update(names)
+
+
+def passed_env(names: Iterable[str] | None) -> dict[str, str]:
+    """The variables `names` (the config's `pipeline.env` / `action_server.env`)
+    that are set in ours: what the bot's code is given on top of `MINIMAL_ENV`."""
+    return {name: os.environ[name] for name in names or () if name in os.environ}
 
 
 @contextmanager
@@ -50,7 +67,8 @@ def child_env(env: Mapping[str, str] | None, *, inherit: bool = True) -> dict[st
     """A command's environment: ours (or, inside `commit_environment`, the
     minimal one; nothing with `inherit=False`), Rasa's quiet settings, `env`."""
     inside = _COMMIT_ENV.get()
-    full = {} if not inherit else dict(inside) if inside is not None else dict(os.environ)
+    full = {} if not inherit else dict(inside) if inside is not None else {
+        name: value for name, value in os.environ.items() if name not in _WITHHELD}
     full.update(QUIET_RASA_ENV)
     full.update(env or {})
     return full

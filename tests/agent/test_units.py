@@ -375,8 +375,8 @@ def test_doctor_reports_each_check_and_fails_on_an_unreachable_repo(tmp_path: Pa
     assert done.returncode == 1
     rows = {line[6:].split("  ")[0].strip(): line[:4].strip()
             for line in done.stdout.splitlines()}
-    assert rows["config"] == rows["work dir"] == rows["rasa"] == "ok", done.stdout
-    assert rows["git"] == rows["rasa server"] == "FAIL" and rows["docker"] == "skip"
+    assert rows["config"] == rows["work dir"] == rows["rasa"] == "OK", done.stdout
+    assert rows["git"] == rows["rasa server"] == "FAIL" and rows["docker"] == "SKIP"
     assert f"{tmp_path / 'gone.git'} is not reachable" in done.stdout
     assert "http://127.0.0.1:9 does not answer" in done.stdout
 
@@ -394,10 +394,10 @@ def test_doctor_checks_haproxy_only_for_blue_green_serving(tmp_path: Path) -> No
     missing = doctor(serving="blue_green", haproxy=str(tmp_path / "no-haproxy"))["haproxy"]
     assert missing.startswith("FAIL") and "apt-get install haproxy" in missing
     if shutil.which("haproxy"):
-        assert doctor(serving="blue_green")["haproxy"].startswith("ok haproxy HAProxy version")
-    assert doctor(serving="put_model")["haproxy"].startswith("skip")
+        assert doctor(serving="blue_green")["haproxy"].startswith("OK haproxy HAProxy version")
+    assert doctor(serving="put_model")["haproxy"].startswith("SKIP")
     # An unmanaged server is someone else's: only put_model can reach it.
-    assert doctor(manage_server=False, serving=None)["haproxy"].startswith("skip")
+    assert doctor(manage_server=False, serving=None)["haproxy"].startswith("SKIP")
 
 
 def test_blue_green_is_the_default_for_a_managed_server_and_refused_for_another(

@@ -5,8 +5,10 @@ commits are pushed one after another (a few seconds in all). Whatever woke it,
 each tick releases only the newest commit: no release per push piles up, the
 releases never overlap, every commit between two releases is journaled as
 skipped, superseded by exactly the release that jumped over it, and the newest
-commit is what serves. (How many ticks the burst takes depends on the machine;
-a real run here: 4 releases, 46 skipped.)
+commit is what serves. A release still in its gates when a newer commit
+arrives is abandoned as `superseded` (`agent.supersede`), so exactly one
+release of the burst is promoted: the newest. (How many releases the burst
+starts depends on the machine; before supersede a real run promoted 4.)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 
 import pytest
 
-from agent.journal import PROMOTED, SKIPPED
+from agent.journal import PROMOTED, SKIPPED, SUPERSEDED
 from tests.support.deploy_host import Host, assert_consistent
 from tests.support.git import git
 
@@ -83,6 +85,13 @@ def test_fifty_pushes_deploy_only_the_newest_and_journal_the_rest(host: Host) ->
         released = sorted((r for r in burst if r.status != SKIPPED),
                           key=lambda r: index[r.commit])
         assert released[-1].commit == commits[-1] and released[-1].status == PROMOTED
+        # The newest commit wins: every earlier release of the burst was abandoned
+        # in its gates for a newer commit, which its reason names.
+        for release in released[:-1]:
+            assert release.status == SUPERSEDED, (release.id, release.status, release.reason)
+            newer = release.reason.removeprefix("superseded by ").split(",")[0]
+            assert any(index[sha] > index[release.commit] and sha.startswith(newer)
+                       for sha in commits), release.reason
         for before, after in itertools.pairwise(released):  # one at a time, in push order
             assert before.id < after.id
             assert before.finished_at is not None and after.started_at is not None

@@ -10,25 +10,36 @@ stderr of `agent once`, `agent status` (and --json), `agent history --json`,
 journal and its WAL included, bytes as they are on disk), and a `.dump` of the
 journal. Only the 0600 token file the agent keeps for its managed server may
 hold the token.
+
+A second release, of a spy bot (tests/support/env_dump_bot.py) on a host of
+its own, has the commit's custom NLU component and action code report their
+environment and command line from every process they run in, while `ps` is
+sampled during the release.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from agent.journal import FAILED, PROMOTED
+from agent.journal import FAILED, PROMOTED, Journal
+from agent.targets.local_process import free_port
 from tests.support.agent_config import agent_config
 from tests.support.deploy_host import Host
-from tests.support.procs import processes_showing
+from tests.support.env_dump_bot import DUMP_VARIABLE, env_dump_repo
+from tests.support.git import git
+from tests.support.paths import REPO_ROOT
+from tests.support.procs import processes_showing, processes_showing_any
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
 
@@ -99,18 +110,29 @@ def test_no_secret_appears_in_any_output_log_or_journal(host: Host) -> None:
         outputs.append(_run(host, config, values, *args))
 
     leaks = [*values.values(), wrong["RGT_RASA_TOKEN"]]
-    for text in outputs:
-        for value in leaks:
-            assert value not in text
     work = host.root / "work"
     token_file = work / "rasa-server" / "auth-token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    _assert_nowhere(leaks, outputs, work, except_file=token_file)
+
+
+def _assert_nowhere(leaks: list[str], outputs: list[str], work: Path,
+                    except_file: Path | None = None) -> None:
+    """None of `leaks` in `outputs`, in any file under `work` (the SQLite journal
+    and its WAL as bytes on disk, every log) but `except_file`, or in a `.dump`
+    of the journal."""
+    for text in outputs:
+        for value in leaks:
+            assert value not in text
+    files = 0
     for path in work.rglob("*"):
-        if not path.is_file() or path == token_file or "train-cache" in path.parts:
+        if not path.is_file() or path == except_file or "train-cache" in path.parts:
             continue
+        files += 1
         data = path.read_bytes()
         for value in leaks:
             assert value.encode() not in data, f"{value[:4]}... found in {path}"
+    assert files > 0
     db = sqlite3.connect(work / "journal.sqlite")
     try:
         dump = "\n".join(db.iterdump())
@@ -145,3 +167,93 @@ def test_an_inline_secret_in_the_config_is_refused_without_echoing_it(tmp_path: 
     assert done.returncode == 1
     assert "secrets are never written inline" in done.stderr
     assert value not in done.stdout + done.stderr
+
+
+def _sample_processes(agent: subprocess.Popen[str], values: list[str],
+                      ) -> list[tuple[int, str, str]]:
+    """`ps` during the release, every 0.1 s until the agent exits: each process
+    whose command line, or environment (but the agent's own), shows a value."""
+    seen: list[tuple[int, str, str]] = []
+    while agent.poll() is None:
+        seen += processes_showing_any(values, environ_ok={agent.pid})
+        time.sleep(0.1)
+    return seen
+
+
+def test_the_commits_own_code_sees_no_secret_of_a_release_that_used_them_all(
+        tmp_path: Path, rasa_bin: Path) -> None:
+    """A custom NLU component and the action code report their environment and
+    command line from every process they run in (validate, train, test, the Rasa
+    server, the action server, the action-code tests): the release is given every
+    secret the config names, and none reaches them, `ps`, a log, the journal or
+    the CLI. The dump folder reaches them only through `pipeline.env` and
+    `action_server.env`. Target cost: 90 s (light config, one release)."""
+    bare, src = env_dump_repo(tmp_path)
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", "a bot that reports what it sees")
+    git(src, "push", "-q", "deploy", "main")
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    rasa_port = free_port()
+    values = {
+        "RGT_RASA_TOKEN": "tok-" + secrets.token_urlsafe(16),
+        "RGT_REGISTRY_PASSWORD": "reg-" + secrets.token_urlsafe(16),
+        "RGT_SSH_PASSPHRASE": "ssh-" + secrets.token_urlsafe(16),
+    }
+    config = agent_config(
+        tmp_path / "agent.yml", repo=bare, work_dir="work", rasa_command=rasa_bin,
+        pipeline={"env": [DUMP_VARIABLE], "action_tests": f"{sys.executable} action_test.py"},
+        action_server={"port": free_port(), "env": [DUMP_VARIABLE],
+                       "ssh_key_passphrase_env": "RGT_SSH_PASSPHRASE"},
+        model={"url": f"http://127.0.0.1:{rasa_port}", "auth_token_env": "RGT_RASA_TOKEN"},
+        image={"registry_user": "deployer", "registry_password_env": "RGT_REGISTRY_PASSWORD"},
+        smoke={"conversations": [[{"say": "hello"}]]},
+    )
+    env = {**os.environ, **values, DUMP_VARIABLE: str(dumps),
+           "PATH": f"{rasa_bin.parent}{os.pathsep}{os.environ['PATH']}",
+           "RASA_TELEMETRY_ENABLED": "false",
+           # The managed Rasa server runs in work/rasa-server, and Rasa imports
+           # custom components from its working directory: the bot's folder on
+           # PYTHONPATH lets it find components/ (the worktree's copy is the same);
+           # the forwarder runs `-m agent...` from this checkout.
+           "PYTHONPATH": f"{src}{os.pathsep}{REPO_ROOT}"}
+    leaks = list(values.values())
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "agent.cli", "-c", str(config), *args],
+                              capture_output=True, text=True, env=env, timeout=900)
+        assert "Traceback" not in done.stderr, done.stderr
+        return done.stdout + done.stderr
+
+    started = time.monotonic()
+    agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "-c", str(config), "once"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=env, start_new_session=True)
+    try:
+        seen = _sample_processes(agent, leaks)
+        output = agent.communicate(timeout=60)[0]
+        seen += processes_showing_any(leaks)  # the servers it left running
+        release = Journal(tmp_path / "work" / "journal.sqlite").last_release()
+        assert release is not None and release.status == PROMOTED, (release, output[-3000:])
+        outputs = [output, *(cli(*args) for args in (
+            ("status",), ("status", "--json"), ("history", "--json"),
+            ("logs", str(release.id), "--lines", "2000")))]
+    finally:
+        cli("stop")
+    print(f"release with the spy bot: {time.monotonic() - started:.0f} s")
+    assert seen == [], seen
+
+    records = [json.loads(path.read_text(encoding="utf-8")) for path in dumps.iterdir()]
+    where = {(r["role"], " ".join(r["cmdline"])) for r in records}
+    # Each place the commit's code runs reported (and so got pipeline.env /
+    # action_server.env): training, the Rasa server, the action server, its tests.
+    assert any(role == "component-create" and " train " in cmd for role, cmd in where), where
+    assert any(role == "component-create" and "--enable-api" in cmd for role, cmd in where), where
+    assert any(role == "action-server" and "actions" in cmd for role, cmd in where), where
+    assert any(role == "action-test" for role, _ in where), where
+    for record in records:
+        text = json.dumps(record)
+        for name, value in values.items():
+            assert value not in text, f"{name}'s value reached {record['role']}"
+            assert name not in record["environ"], f"{name} reached {record['role']}"
+    _assert_nowhere(leaks, outputs, tmp_path / "work")

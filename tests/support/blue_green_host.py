@@ -28,6 +28,7 @@ from tests.support.agent_config import agent_config
 from tests.support.bots import deploy_repo
 from tests.support.deploy_host import GREETINGS, assert_journal_settled
 from tests.support.git import git
+from tests.support.procs import kill_processes_of
 from tests.support.serving import rasa_servers_of
 
 
@@ -136,5 +137,7 @@ def stop_blue_green_host(host: BlueGreenHost) -> None:
             os.killpg(pid, signal.SIGKILL)  # each server leads its own session
         except ProcessLookupError:
             os.kill(pid, signal.SIGKILL)
+    others = kill_processes_of(host.root / "work")  # HAProxy, forwarder, action servers
     assert stopped.returncode == 0, stopped.stdout[-2000:] + stopped.stderr[-2000:]
     assert left == [], f"`agent stop` left Rasa servers {left}"
+    assert others == [], f"`agent stop` left processes {others}"

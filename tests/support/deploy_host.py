@@ -28,6 +28,7 @@ from agent.targets.local_process import free_port
 from tests.support.agent_config import agent_config
 from tests.support.bots import deploy_repo
 from tests.support.git import git
+from tests.support.procs import kill_processes_of
 
 GREETINGS = ("Hi! Coffee, or opening hours?", "Hello there! Coffee, or opening hours?")
 
@@ -112,6 +113,7 @@ def assert_journal_settled(journal: Journal) -> None:
     """The journal file is sound, no lock is held and no release is in flight."""
     assert journal._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert journal.lock_holder("deploy") is None, journal.lock_holder("deploy")
+    assert journal.lock_holder("pipeline") is None, journal.lock_holder("pipeline")
     assert not journal.in_flight()
 
 
@@ -167,5 +169,16 @@ def shared_host(tmp_path_factory: pytest.TempPathFactory, rasa_bin: Path,
     made = Host(root, bare, src, config, f"http://127.0.0.1:{rasa_port}", action_port,
                 rasa_bin)
     _SHARED.append(made)
-    add_cleanup(lambda: made.agent("stop"))
+    add_cleanup(lambda: stop_host(made))
     return made
+
+
+def stop_host(host: Host) -> None:
+    """`agent stop` at the end of the session; whatever it left is killed (a
+    leaked server would outlive the CI run) and named on stderr: this runs after
+    the last test, where a failed assertion would belong to no test."""
+    stopped = host.agent("stop")
+    left = kill_processes_of(host.root / "work")
+    if stopped.returncode != 0 or left:
+        print(f"\nthe shared deploy host's `agent stop` failed or left processes: "
+              f"{stopped.stderr[-2000:]} {left}", file=sys.stderr)

@@ -25,6 +25,7 @@ from agent.targets.base import (
     ActionServerDeployment,
     ActionServerSpec,
     DeployError,
+    Health,
     LogSink,
     ModelRef,
 )
@@ -115,6 +116,12 @@ class MemoryActionServer:
         self.stopped = True
         self.serving.live_server = None
 
+    def health(self) -> list[Health]:
+        return []  # nothing runs to die
+
+    def revive(self, log: LogSink) -> list[str]:
+        return []
+
     def secrets(self) -> list[str]:
         return []
 
@@ -177,6 +184,9 @@ class MemoryModel:
 
     def stop_all(self, log: LogSink) -> None:
         self.stopped = True
+
+    def health(self) -> list[Health]:
+        return []  # like a Rasa server the agent does not manage
 
     def secrets(self) -> list[str]:
         return []

@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,9 @@ class DockerEngine:
     socket: Path
     base_url: str
     log: Path
+    # The running dockerd; a test that restarts it (tests/support/docker_faults.py)
+    # swaps it here, so the fixture stops whichever runs at the end.
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
     def client(self) -> Any:
         import docker
@@ -126,7 +129,7 @@ def start_dockerd(run_dir: Path) -> tuple[DockerEngine, subprocess.Popen[bytes]]
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
-    engine = DockerEngine(sock, f"unix://{sock}", log)
+    engine = DockerEngine(sock, f"unix://{sock}", log, proc)
 
     def up() -> bool:
         if proc.poll() is not None:
@@ -181,7 +184,7 @@ def running_docker_engine() -> Iterator[DockerEngine]:
     finally:
         clean_engine(client)
         client.close()
-        stop_process(proc)
+        stop_process(engine.process or proc)
         remove_run_dir(run_dir)
 
 
@@ -300,15 +303,22 @@ def start_registry(root: Path, port: int, htpasswd: Path | None,
     return proc
 
 
-@contextmanager
-def running_auth_registry(root: Path) -> Iterator[Registry]:
-    """A registry with htpasswd auth (bcrypt, as distribution requires), kept in `root`."""
+def htpasswd_for(path: Path, user: str) -> str:
+    """An htpasswd file at `path` for `user` (bcrypt, as distribution requires), with a
+    new random password, which is returned."""
     import bcrypt
 
     password = "s3cret-" + os.urandom(6).hex()
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+    path.write_text(f"{user}:{hashed}\n")
+    return password
+
+
+@contextmanager
+def running_auth_registry(root: Path) -> Iterator[Registry]:
+    """A registry with htpasswd auth, kept in `root`."""
     htpasswd = root / "htpasswd"
-    htpasswd.write_text(f"deployer:{hashed}\n")
+    password = htpasswd_for(htpasswd, "deployer")
     port = free_port()
     proc = start_registry(root / "store", port, htpasswd)
     try:
@@ -328,6 +338,9 @@ class SshServer:
     key_file: Path  # the client's private key
     known_hosts: Path  # names this server's host key
     host_key_line: str
+    # The listening sshd; a test that stops and starts it (tests/support/docker_faults.py)
+    # swaps it here.
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
 
 @contextmanager
@@ -365,11 +378,12 @@ def running_sshd(root: Path) -> Iterator[SshServer]:
     kind, key = (root / "host_key.pub").read_text().split()[:2]
     line = f"[127.0.0.1]:{port} {kind} {key}"
     (root / "known_hosts").write_text(line + "\n")
+    server = SshServer("127.0.0.1", port, "root", root / "client_key", root / "known_hosts",
+                       line, proc)
     try:
-        yield SshServer("127.0.0.1", port, "root", root / "client_key", root / "known_hosts",
-                        line)
+        yield server
     finally:
-        stop_process(proc)
+        stop_process(server.process or proc)
 
 
 # ---------------------------------------------------------------- redis

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from agent.targets.base import ActionServerDeployment, ActionServerSpec, DeployError, LogSink
-from agent.targets.docker.engine import EngineFactory
+from agent.retry import retrying
+from agent.targets.base import (
+    ActionServerDeployment,
+    ActionServerSpec,
+    DeployError,
+    Health,
+    LogSink,
+)
+from agent.targets.docker.engine import EngineFactory, engine_gone, engine_gone_error
 from agent.targets.docker.images import normalized
+
+T = TypeVar("T")
 
 
 class EngineTarget:
@@ -29,18 +40,39 @@ class EngineTarget:
     def deploy(self, spec: ActionServerSpec, log: LogSink) -> ActionServerDeployment:
         if not spec.image:
             raise DeployError("no image for this release; the build step must run first")
-        client = self._engine()
-        try:
-            return self._deploy(client, normalized(spec), log)
-        finally:
-            client.close()
+        wanted = normalized(spec)
+        # A whole rollout is tried again when the engine went away (dockerd restarting,
+        # the SSH connection cut): it starts by removing its own half-started container,
+        # and the router still points at the live one until the new one is healthy.
+        return self._with_engine(f"deploy to {self.name}", log,
+                                 lambda client: self._deploy(client, wanted, log))
 
     def live(self) -> ActionServerDeployment | None:
-        client = self._engine()
+        return self._with_engine(f"{self.name}: reading what serves", lambda line: None,
+                                 self._live)
+
+    def _with_engine(self, what: str, log: LogSink, work: Callable[[Any], T]) -> T:
+        """`work(client)` on a fresh engine connection, retried with backoff while the
+        engine is unreachable; giving up raises a DeployError naming the attempts."""
+        tried = 0
+
+        def once() -> T:
+            nonlocal tried
+            tried += 1
+            client = self._engine()
+            try:
+                return work(client)
+            finally:
+                with contextlib.suppress(Exception):  # a dead engine's client
+                    client.close()
+
         try:
-            return self._live(client)
-        finally:
-            client.close()
+            return retrying(once, what=what, transient=engine_gone, log=log)
+        except Exception as exc:
+            error = engine_gone_error(exc, tried)
+            if error is None:
+                raise
+            raise error from None
 
     def served_actions(self) -> frozenset[str]:
         live = self.live()
@@ -57,6 +89,14 @@ class EngineTarget:
 
     def stop_all(self, log: LogSink) -> None:
         """Containers and services outlive the agent by design: `agent stop` leaves them."""
+
+    def health(self) -> list[Health]:
+        """None to watch: the engine restarts its containers (`unless-stopped`) and
+        Swarm its tasks; the agent's supervisor would only race them."""
+        return []
+
+    def revive(self, log: LogSink) -> list[str]:
+        return []  # see health()
 
     def secrets(self) -> list[str]:
         return []  # registry and SSH credentials are Secrets of the config, redacted there

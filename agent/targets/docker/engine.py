@@ -10,6 +10,33 @@ from agent.targets.base import DeployError
 EngineFactory = Callable[[], Any]  # returns a connected docker.DockerClient
 
 
+class EngineUnreachable(DeployError):
+    """The engine, or the SSH host in front of it, did not answer: worth another try."""
+
+
+def engine_gone(exc: Exception) -> str | None:
+    """A short reason (no secrets) when `exc` says the engine or the way to it went
+    away, so a retry may find it back (dockerd restarting, an SSH connection cut); None
+    for every other failure, which a retry would only repeat."""
+    import requests
+
+    if isinstance(exc, EngineUnreachable):
+        return "the Docker engine is unreachable"
+    if isinstance(exc, (requests.ConnectionError, ConnectionError, EOFError)):
+        return "the connection to the Docker engine broke"
+    return None
+
+
+def engine_gone_error(exc: Exception, tried: int) -> DeployError | None:
+    """`exc` (an engine that went away) as a DeployError naming the attempts; None
+    when `exc` is another failure, to be raised as it is."""
+    if engine_gone(exc) is None:
+        return None
+    detail = str(exc) if isinstance(exc, DeployError) else (
+        f"the connection to the Docker engine broke: {type(exc).__name__}: {exc}")
+    return DeployError(f"{detail} (gave up after {tried} attempt(s))")
+
+
 def local_engine(base_url: str | None = None, timeout: int = 300) -> EngineFactory:
     """A factory for the local engine: `base_url` (unix://...), else DOCKER_HOST/default."""
 
@@ -25,7 +52,7 @@ def local_engine(base_url: str | None = None, timeout: int = 300) -> EngineFacto
             client.ping()
         except docker.errors.DockerException as exc:
             where = base_url or "the default Docker socket (DOCKER_HOST)"
-            raise DeployError(f"cannot reach the Docker engine at {where}: {exc}") from None
+            raise EngineUnreachable(f"cannot reach the Docker engine at {where}: {exc}") from None
         return client
 
     return connect

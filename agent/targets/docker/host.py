@@ -23,7 +23,7 @@ from agent.targets.base import (
     LogSink,
 )
 from agent.targets.docker.common import EngineTarget
-from agent.targets.docker.engine import EngineFactory
+from agent.targets.docker.engine import EngineFactory, engine_gone
 from agent.targets.docker.images import pull_ref, repository_of, start_command
 from agent.targets.docker.probe import PORT_IN_USE, http_get, parse_actions
 from agent.targets.docker.router import ensure_router, read_backends, switch
@@ -85,6 +85,8 @@ class DockerHostTarget(EngineTarget):
                 restart_policy={"Name": "unless-stopped"},
             )
         except Exception as exc:  # docker.errors.APIError and friends
+            if engine_gone(exc):
+                raise  # the engine went away: EngineTarget tries the rollout again
             raise DeployError(f"cannot start {name}: {_explain(exc)}") from None
         try:
             served = self._wait_ready(container, port, spec.required_actions, log)

@@ -23,6 +23,9 @@ from typing import Any
 import paramiko
 
 from agent.targets.base import DeployError
+from agent.targets.docker.engine import EngineUnreachable
+
+DROPPED = ("banner", "reset", "eof", "no existing session", "closed", "timed out")
 
 
 @dataclass(frozen=True)
@@ -68,18 +71,26 @@ def connect_ssh(settings: SshSettings) -> paramiko.SSHClient:
         client.close()
         raise DeployError(f"the host key of {settings.host}:{settings.port} does not match "
                           f"{known}; refusing to connect (possible man-in-the-middle)") from None
+    except paramiko.AuthenticationException as exc:
+        client.close()
+        raise DeployError(f"SSH to {settings.user}@{settings.host}:{settings.port} failed: "
+                          f"{_scrub(str(exc), settings)}") from None
     except paramiko.SSHException as exc:
         client.close()
         if "not found in known_hosts" in str(exc):
             raise DeployError(f"{settings.host}:{settings.port} is not in {known}; refusing an "
                               "unknown host key (add it with ssh-keyscan, or allow unknown "
                               "hosts explicitly)") from None
-        raise DeployError(f"SSH to {settings.user}@{settings.host}:{settings.port} failed: "
-                          f"{_scrub(str(exc), settings)}") from None
+        # A dropped connection or a banner that never came: the host may be back soon;
+        # a bad key or passphrase would only fail again.
+        dropped = any(word in str(exc).lower() for word in DROPPED)
+        raise (EngineUnreachable if dropped else DeployError)(
+            f"SSH to {settings.user}@{settings.host}:{settings.port} failed: "
+            f"{_scrub(str(exc), settings)}") from None
     except OSError as exc:
         client.close()
-        raise DeployError(f"cannot reach {settings.host}:{settings.port} over SSH: "
-                          f"{exc.strerror or exc}") from None
+        raise EngineUnreachable(f"cannot reach {settings.host}:{settings.port} over SSH: "
+                                f"{exc.strerror or exc}") from None
     return client
 
 
@@ -123,8 +134,8 @@ class SshEngine:
             client = docker.DockerClient(base_url=self.base_url, timeout=300, max_pool_size=4)
             client.ping()
         except docker.errors.DockerException as exc:
-            raise DeployError(f"cannot reach the Docker engine on {self.settings.host} over SSH "
-                              f"(`{self._remote_command}`): {exc}") from None
+            raise EngineUnreachable(f"cannot reach the Docker engine on {self.settings.host} "
+                                    f"over SSH (`{self._remote_command}`): {exc}") from None
         return client
 
     def close(self) -> None:

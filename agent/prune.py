@@ -1,0 +1,97 @@
+"""Bounds on what the agent writes for ever: logs and journal events.
+
+`keep_releases` bounds worktrees and models (release.cleanup). Here:
+- `keep_logs`: the step logs of the newest N releases (`logs/release-N/`) and
+  their action servers' logs (`action-server/actions-N.log`) are kept, plus
+  those of every production and in-flight release; older ones are deleted;
+- `log_max_mb`: a server's own log (HAProxy, the forwarder, the Rasa servers),
+  which grows as long as the server runs, is cut to its newest half once it
+  passes the bound, in place: the servers write with O_APPEND, so their next
+  line lands at the new end;
+- `journal.keep_events`: the newest N events are kept (releases and steps
+  are bounded by their own cleanup: a release row is history, and small).
+
+Run after every release (release.cleanup) and every few minutes by the daemon's
+supervisor.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Collection
+from pathlib import Path
+
+from agent.runtime import Agent
+
+# Folders of the work dir whose *.log files are servers' own logs.
+SERVER_LOG_DIRS = ("action-server", "rasa-blue-green", "rasa-blue-green/proxy", "rasa-server")
+RELEASE_LOG = re.compile(r"^(?:release-(\d+)|actions-(\d+)\.log)$")
+
+
+def _number(path: Path) -> int | None:
+    match = RELEASE_LOG.match(path.name)
+    if match is None:
+        return None
+    return int(match.group(1) or match.group(2))
+
+
+def prune_release_logs(work_dir: Path, keep: int, protect: Collection[int]) -> list[Path]:
+    """Delete the release log folders and action-server logs beyond the newest
+    `keep` releases, but never those of `protect`; what was deleted."""
+    found = [(number, path)
+             for folder in (work_dir / "logs", work_dir / "action-server") if folder.is_dir()
+             for path in folder.iterdir() if (number := _number(path)) is not None]
+    newest = sorted({number for number, _ in found}, reverse=True)[:keep]
+    removed = []
+    for number, path in found:
+        if number in newest or number in protect:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def trim_log(path: Path, max_bytes: int) -> bool:
+    """Cut `path` to its newest half of `max_bytes` (from a line start) once it is
+    longer than `max_bytes`; whether it was cut."""
+    try:
+        size = path.stat().st_size
+        if size <= max_bytes:
+            return False
+        with open(path, "r+b") as log:
+            log.seek(size - max_bytes // 2)
+            tail = log.read()
+            newline = tail.find(b"\n")
+            tail = tail[newline + 1:] if 0 <= newline < len(tail) - 1 else tail
+            log.seek(0)
+            log.write(b"[... older lines cut by the agent (log_max_mb) ...]\n" + tail)
+            log.truncate()
+    except OSError:
+        return False  # gone meanwhile, or not ours: the next round tries again
+    return True
+
+
+def trim_server_logs(work_dir: Path, max_bytes: int) -> list[Path]:
+    return [path for folder in SERVER_LOG_DIRS if (work_dir / folder).is_dir()
+            for path in sorted((work_dir / folder).glob("*.log")) if trim_log(path, max_bytes)]
+
+
+def prune(agent: Agent) -> str:
+    """Every bound of the config applied once; a summary ("" when nothing was due)."""
+    config, journal = agent.config, agent.journal
+    protect = {release.id for release in journal.in_flight()}
+    for environment in config.environments:
+        pointer = journal.production(environment.name)
+        if pointer is not None:
+            protect.add(pointer.release_id)
+    removed = prune_release_logs(config.work_dir, int(config["keep_logs"]), protect)
+    trimmed = trim_server_logs(config.work_dir, int(float(config["log_max_mb"]) * 1024 * 1024))
+    events = journal.prune_events(int(config["journal.keep_events"]))
+    done = [f"{len(removed)} release log(s) deleted" if removed else "",
+            f"{len(trimmed)} server log(s) cut" if trimmed else "",
+            f"{events} journal event(s) deleted" if events else ""]
+    return ", ".join(part for part in done if part)

@@ -1,0 +1,159 @@
+"""The newest commit wins: a release still in its gates gives way to a newer commit.
+
+While a release runs its gates (`pipeline.gates`: checkout to the NLU gate, and
+a Docker target's build and push; everything before anything serves it), a
+newer commit on the branch makes it pointless. The `Guard` notices the newer
+commit and abandons the release the way SIGTERM does, with `Superseded` (an
+`Abandoned`): the step's child process is killed, the release runner records
+the release `superseded`, and the tick releases the branch's newest commit.
+Once the gates are passed the guard is disarmed: a switch always finishes.
+
+How it notices: before each gate, the release runner asks the branch's head
+(`branch_head`: `git rev-parse` in a local bare repo, `git ls-remote` for a
+remote; both take milliseconds). A gate can run for an hour (`rasa train`), so
+the daemon also runs the guard's thread: it asks again on every push into a
+local bare repo (the watcher's event) and every `poll_interval` for a remote,
+and while a long step runs it signals the main thread (SIGUSR1), whose handler
+raises `Superseded` there, exactly where SIGTERM's handler raises `Abandoned`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from agent.repo import Mirror
+from agent.runtime import Agent
+from agent.steps import Abandoned
+from hooks.core.errors import FatalError
+from hooks.core.process import git
+
+SIGNAL = signal.SIGUSR1
+RESIGNAL_EVERY = 0.5  # a long step may begin just after a signal found none running
+
+
+class Superseded(Abandoned):
+    """A newer commit arrived while the release was in its gates."""
+
+    def __init__(self, newer: str) -> None:
+        super().__init__(f"superseded by {newer[:8]}, a newer commit of the branch")
+        self.newer = newer
+
+
+def branch_head(mirror: Mirror, local_repo: Path | None) -> str | None:
+    """The branch's newest commit at its source now; None when it can't be read
+    (then nothing is superseded: the next tick's fetch reports the cause)."""
+    try:
+        if local_repo is not None:
+            done = git(["--git-dir", str(local_repo), "rev-parse", "--verify", "--quiet",
+                        f"refs/heads/{mirror.branch}^{{commit}}"], cwd=local_repo, timeout=30)
+            return (done.output.strip() or None) if done.ok else None
+        if not (mirror.path / "HEAD").is_file():
+            return None
+        done = git(["--git-dir", str(mirror.path), "ls-remote", "origin",
+                    f"refs/heads/{mirror.branch}"], cwd=mirror.path.parent, timeout=60,
+                   env={"GIT_TERMINAL_PROMPT": "0"})
+    except FatalError:  # git missing or timed out: not a reason to stop a release
+        return None
+    words = done.output.split()
+    return words[0] if done.ok and words else None
+
+
+class Guard:
+    """Watches the branch for a commit newer than the release in its gates."""
+
+    def __init__(self, agent: Agent, *, local_repo: Path | None, interval: float,
+                 pushed: threading.Event | None = None) -> None:
+        self.agent = agent
+        self.local_repo = local_repo
+        self.interval = interval
+        self.pushed = pushed or threading.Event()
+        # Re-entrant: the signal handler runs in the main thread, possibly while
+        # the main thread itself holds it (in arm, disarm or check).
+        self._lock = threading.RLock()
+        self._commit: str | None = None  # the release in its gates; None: disarmed
+        self._newer: str | None = None
+        self._raised = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._main = threading.main_thread().ident
+
+    # ---------------------------------------------------- the release runner's side
+
+    def arm(self, commit: str) -> None:
+        with self._lock:
+            self._commit, self._newer, self._raised = commit, None, False
+        self.pushed.set()  # the thread looks once now: a push may have come before
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._commit = None
+
+    def check(self) -> None:
+        """Between two gates: raise Superseded if the branch moved on."""
+        with self._lock:
+            commit, newer = self._commit, self._newer
+        if commit is None:
+            return
+        if newer is None:
+            head = branch_head(self.agent.mirror, self.local_repo)
+            newer = head if head is not None and head != commit else None
+        if newer is not None:
+            with self._lock:
+                self._raised = True
+            raise Superseded(newer)
+
+    # ----------------------------------------------------------- the daemon's side
+
+    def start(self) -> None:
+        """Install the signal handler (main thread only) and start watching."""
+        signal.signal(SIGNAL, self._on_signal)
+        self._thread = threading.Thread(target=self._watch, name="supersede-guard",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.pushed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Runs in the main thread, between two bytecodes of whatever runs there:
+        # only a long gate is abandoned, never a switch, a journal write or a
+        # gate of another release than the one the thread found superseded.
+        with self._lock:
+            newer = self._newer if self._commit is not None and not self._raised else None
+            fire = newer is not None and self.agent.in_long_step
+            if fire:
+                self._raised = True
+        if fire and newer is not None:
+            raise Superseded(newer)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                pending = self._commit is not None and self._newer is not None
+            self.pushed.wait(RESIGNAL_EVERY if pending else self.interval)
+            self.pushed.clear()
+            if self._stop.is_set():
+                return
+            with self._lock:
+                commit, newer, raised = self._commit, self._newer, self._raised
+            if commit is None or raised:
+                continue
+            if newer is None:
+                head = branch_head(self.agent.mirror, self.local_repo)
+                if head is None or head == commit:
+                    continue
+                with self._lock:
+                    if self._commit != commit:
+                        continue  # that release left its gates meanwhile
+                    self._newer = head
+                self.agent.progress.info(f"{head[:8]} arrived while {commit[:8]} is in its "
+                                         "gates: abandoning it for the newer commit")
+            if self.agent.in_long_step and self._main is not None:
+                signal.pthread_kill(self._main, SIGNAL)

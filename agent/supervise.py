@@ -1,0 +1,149 @@
+"""The daemon's watch over the servers it runs (`agent run`).
+
+About once a second a thread asks each target for the `health()` of its
+servers: the live Rasa server and HAProxy (or the single put_model server),
+the live action server and its forwarder. Only DEAD (the process is gone, or
+its port refuses connections) is restarted; SLOW (it accepts but answers late:
+chat load while a release trains) is journaled once as `server.slow` and left
+alone, since a second server on its port would die at bind. A dead server is
+restarted through `switch.revive` as the journal's production has it, at once
+the first time and then after 1, 2, 4, ... s (`supervise.max_backoff`) while it
+keeps dying; staying up for a minute forgives its past crashes.
+
+Never at once with a switch: `switch.revive` only tries the lock every switch
+holds, and the round is skipped while a release, promote or rollback switches.
+The thread has its own journal connection (SQLite connections are per thread).
+Every few minutes it also applies the log and journal bounds (agent/prune.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from agent import switch
+from agent.journal import Journal
+from agent.prune import prune
+from agent.runtime import Agent
+from agent.targets.base import ALIVE, DEAD, SLOW, Health
+
+PRUNE_EVERY = 600.0  # seconds
+STABLE = 60.0  # seconds up after a restart that forgive the crashes before it
+
+
+@dataclass
+class Backoff:
+    """When a server that died may be restarted: at once, then after base,
+    2 x base, 4 x base, ... up to `cap` seconds while it keeps dying; reset
+    once it stayed up for `stable` seconds."""
+
+    base: float = 1.0
+    cap: float = 60.0
+    stable: float = STABLE
+    attempts: int = 0  # restarts since it was last stable
+    due_at: float | None = None  # when the pending restart may start
+    up_since: float | None = None
+
+    def delay(self) -> float:
+        return 0.0 if self.attempts == 0 else min(self.cap, self.base * 2 ** (self.attempts - 1))
+
+    def dead(self, now: float) -> bool:
+        """It is dead now: whether its restart may start now."""
+        self.up_since = None
+        if self.due_at is None:
+            self.due_at = now + self.delay()
+        return now >= self.due_at
+
+    def restarting(self) -> None:
+        self.attempts += 1
+        self.due_at = None
+
+    def alive(self, now: float) -> None:
+        self.due_at = None
+        if self.up_since is None:
+            self.up_since = now
+        elif now - self.up_since >= self.stable:
+            self.attempts = 0
+
+
+class Supervisor:
+    def __init__(self, agent: Agent, *, interval: float = 1.0, max_backoff: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.agent = agent
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self.clock = clock
+        self.backoffs: dict[str, Backoff] = {}
+        self.slow: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ends the thread after its round (a restart in progress finishes first,
+        up to `timeout`; the daemon then exits, and the next start reaps)."""
+        self._stop.set()
+        if self._thread.is_alive():  # never started when supervise.enabled is off
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        journal = Journal(self.agent.config.work_dir / "journal.sqlite")
+        agent = replace(self.agent, journal=journal)
+        next_prune = self.clock()
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    self.round(agent)
+                    if self.clock() >= next_prune:
+                        next_prune = self.clock() + PRUNE_EVERY
+                        pruned = prune(agent)
+                        if pruned:
+                            agent.progress.info(f"bounds: {pruned}")
+                except Exception as exc:  # one bad round must not end the watch
+                    agent.progress.info(f"supervisor: {type(exc).__name__}: {exc}")
+        finally:
+            journal.close()
+
+    def _backoff(self, part: str) -> Backoff:
+        return self.backoffs.setdefault(part, Backoff(cap=self.max_backoff))
+
+    def _note(self, agent: Agent, seen: list[Health]) -> None:
+        """Slow servers reported once per episode; live ones' backoff forgiven in time."""
+        now = self.clock()
+        for health in seen:
+            if health.state == ALIVE:
+                self._backoff(health.part).alive(now)
+            if health.state == SLOW and health.part not in self.slow:
+                self.slow.add(health.part)
+                agent.journal.event("server.slow", None, agent.environment.name,
+                                    detail=f"{health.part}: {health.detail}")
+                agent.progress.info(f"supervisor: {health.part} is slow ({health.detail}); "
+                                    "busy is not dead: it is left alone")
+            elif health.state != SLOW and health.part in self.slow:
+                self.slow.discard(health.part)
+                agent.progress.info(f"supervisor: {health.part} is {health.state} again")
+
+    def _dead(self, seen: list[Health]) -> list[Health]:
+        now = self.clock()
+        due = [h for h in seen if h.state == DEAD and self._backoff(h.part).dead(now)]
+        for health in due:
+            self._backoff(health.part).restarting()
+        return due
+
+    def round(self, agent: Agent) -> list[str] | None:
+        """One look; what was restarted ([]: nothing was dead; None: a switch ran)."""
+        model, action = agent.targets.model.health(), agent.targets.action_server.health()
+        self._note(agent, [*model, *action])
+        if not any(h.state == DEAD for h in (*model, *action)):
+            return []
+
+        def dead_now() -> tuple[list[Health], list[Health]]:
+            # Asked again under the switch lock: a switch may just have ended.
+            return (self._dead(agent.targets.model.health()),
+                    self._dead(agent.targets.action_server.health()))
+
+        return switch.revive(agent, agent.environment.name, dead_now)

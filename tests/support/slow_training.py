@@ -1,0 +1,71 @@
+"""A bot change whose `rasa train` takes as long as a test needs, at no CPU cost.
+
+The supersede and rollback-during-training tests need a release that is really
+training (a real `rasa train`, not a reused model) for a known time. A custom
+component of the bot's own (`slow_training.py` at the bot's root, which Rasa
+imports from the working directory) sleeps in `process_training_data` for the
+`seconds` its config names, so the training lasts that long without a CPU
+being busy, and a changed `seconds` is a changed config: never a reused model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODULE = "slow_training.py"
+
+SOURCE = '''\
+"""Training sleeps `seconds`: the agent's tests need a training that lasts."""
+import time
+from typing import Any, Dict, List, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+
+@DefaultV1Recipe.register(
+    [DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=False
+)
+class SlowTraining(GraphComponent):
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {"seconds": 30}
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage,
+               resource: Resource, execution_context: ExecutionContext) -> "SlowTraining":
+        return cls(config)
+
+    def __init__(self, config: Dict[Text, Any]) -> None:
+        self.seconds = float(config["seconds"])
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        time.sleep(self.seconds)
+        return training_data
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        return messages
+'''
+
+TOKENIZER = "  - name: WhitespaceTokenizer\n"
+
+
+def make_training_slow(bot: Path, seconds: float) -> str:
+    """Add the sleeping component to `bot` (after its tokenizer); the old config."""
+    (bot / MODULE).write_text(SOURCE, encoding="utf-8")
+    config = bot / "config.yml"
+    before = config.read_text(encoding="utf-8")
+    assert TOKENIZER in before, before
+    config.write_text(before.replace(TOKENIZER, TOKENIZER + "  - name: slow_training.SlowTraining"
+                                     f"\n    seconds: {seconds}\n"), encoding="utf-8")
+    return before
+
+
+def undo_slow_training(bot: Path, config: str) -> None:
+    """Back to `config` (what `make_training_slow` returned), without the component."""
+    (bot / MODULE).unlink(missing_ok=True)
+    (bot / "config.yml").write_text(config, encoding="utf-8")
