@@ -24,6 +24,7 @@ from agent.supervise import Supervisor
 from agent.tick import TickResult, tick
 from agent.watch import Watcher
 from hooks.core.errors import FatalError
+from hooks.core.interrupt import add_check, interrupt_if_waiting, remove_check
 
 
 def pid_file(config: AgentConfig) -> Path:
@@ -85,11 +86,17 @@ def run_daemon(config: AgentConfig) -> int:
     watcher = Watcher(config.work_dir, local_repo=local, branch=config.branch,
                       poll_interval=float(config["poll_interval"]))
 
+    def abandon_if_stopping() -> None:
+        if agent.stop_requested and agent.in_long_step:
+            raise Abandoned()
+
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Runs between two bytecodes of the main thread: it raises only while a
+        # long step waits for its child (hooks/core/interrupt.py), never inside
+        # a journal transaction; an in-process step ends first.
         agent.stop_requested = True
         watcher.wakeup.set("stop")
-        if agent.in_long_step:
-            raise Abandoned()
+        interrupt_if_waiting()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -105,6 +112,7 @@ def run_daemon(config: AgentConfig) -> int:
     pid_file(config).write_text(f"{os.getpid()}\n", encoding="utf-8")
     how = "watching the bare repo" if local else f"polling every {config['poll_interval']} s"
     agent.progress.info(f"agent started: {public_url(config.repo)} branch {config.branch}, {how}")
+    add_check(abandon_if_stopping)
     try:
         while not agent.stop_requested:
             try:
@@ -122,6 +130,7 @@ def run_daemon(config: AgentConfig) -> int:
             if reasons != ["poll"] and "stop" not in reasons:
                 agent.progress.info(f"woken by {', '.join(reasons)}")
     finally:
+        remove_check(abandon_if_stopping)
         supervisor.stop()
         guard.stop()
         watcher.stop()

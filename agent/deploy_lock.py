@@ -11,15 +11,29 @@ a switch in progress, never for a training or a test run.
 Whoever needs DEPLOY_LOCK while a live process holds it waits, saying so, for
 as long as the longest switch may take (`switch_wait`); a stale lock (its owner
 is gone) fails at once with the `agent unlock` hint, as before.
+
+In this process, `SWITCHING` comes first: every holder of DEPLOY_LOCK takes it
+before the journal lock and drops it after. Journal locks are owned per
+process (`host:pid`), so the supervisor's thread would see the main thread's
+DEPLOY_LOCK as its own (and releasing it would drop the main thread's!); it
+instead only tries `SWITCHING` (`try_deploy_lock`) and skips its round while
+any switch, restore or cleanup of this process runs, up to the journal write
+that ends it (a release's `finish_release` after `go_live`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from agent.config import AgentConfig
+from agent.journal import LockHeld
 from agent.runtime import DEPLOY_LOCK, Agent
+
+# Held by every holder of DEPLOY_LOCK in this process, and by every switch
+# (re-entrant: go_live undoes inside it, under the deploy lock).
+SWITCHING = threading.RLock()
 
 MARGIN = 60.0  # journal writes, the smoke test's own turns, process start-up
 
@@ -33,9 +47,44 @@ def switch_wait(config: AgentConfig) -> float:
 
 
 def take_deploy_lock(agent: Agent, purpose: str) -> None:
-    """Take DEPLOY_LOCK, waiting for a switch in progress; LockHeld if stale or too long."""
-    agent.journal.wait_for_lock(DEPLOY_LOCK, purpose, timeout=switch_wait(agent.config),
-                                say=agent.progress.info)
+    """Take SWITCHING, then DEPLOY_LOCK, waiting for a switch (or the supervisor's
+    restart) in progress; LockHeld if stale or too long. `release_deploy_lock` ends it."""
+    timeout = switch_wait(agent.config)
+    if not SWITCHING.acquire(blocking=False):
+        agent.progress.info(f"waiting for a server restart of this agent to end ({purpose})")
+        if not SWITCHING.acquire(timeout=timeout):
+            raise LockHeld(f"a switch or server restart of this agent did not end within "
+                           f"{timeout:.0f} s; try again when it is done.")
+    try:
+        agent.journal.wait_for_lock(DEPLOY_LOCK, purpose, timeout=timeout,
+                                    say=agent.progress.info)
+    except BaseException:
+        SWITCHING.release()
+        raise
+
+
+def try_deploy_lock(agent: Agent, purpose: str) -> bool:
+    """Take SWITCHING and DEPLOY_LOCK now, or neither (False): a switch of this
+    process or another, or a stale lock, holds one of them."""
+    if not SWITCHING.acquire(blocking=False):
+        return False
+    try:
+        agent.journal.acquire_lock(DEPLOY_LOCK, purpose)
+    except LockHeld:
+        SWITCHING.release()
+        return False
+    except BaseException:
+        SWITCHING.release()
+        raise
+    return True
+
+
+def release_deploy_lock(agent: Agent) -> None:
+    """End what take_deploy_lock/try_deploy_lock took: the journal lock first."""
+    try:
+        agent.journal.release_lock(DEPLOY_LOCK)
+    finally:
+        SWITCHING.release()
 
 
 @contextmanager
@@ -45,4 +94,4 @@ def deploy_lock(agent: Agent, purpose: str) -> Iterator[None]:
     try:
         yield
     finally:
-        agent.journal.release_lock(DEPLOY_LOCK)
+        release_deploy_lock(agent)

@@ -14,11 +14,13 @@ from __future__ import annotations
 import shlex
 import shutil
 import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from agent import doctor_remote as remote
 from agent.config import AgentConfig, load_config
+from agent.repo import Mirror, exposed_credential
 from agent.secrets import Redactor, public_url, url_secrets
 from hooks.core.errors import FatalError
 from hooks.core.process import run
@@ -55,17 +57,20 @@ def _work_dir(config: AgentConfig) -> Result:
 def _git(config: AgentConfig) -> Result:
     version = run(["git", "--version"])
     repo = public_url(config.repo)
-    remote_heads = run(["git", "ls-remote", "--heads", config.repo, config.branch], timeout=60,
-                 env={"GIT_TERMINAL_PROMPT": "0"})
-    if not remote_heads.ok:
-        first = next((ln for ln in remote_heads.output.splitlines() if ln.strip()), "")
-        return "FAIL", f"{repo} is not reachable: {first.strip()}"
-    if not remote_heads.output.strip():
+    # Through a throw-away mirror, as the agent fetches: a password in the URL
+    # goes to git through a private credential file, never on a command line.
+    with tempfile.TemporaryDirectory(prefix="rasa-gitops-doctor-") as probe:
+        try:
+            head = Mirror(config.repo, config.branch, Path(probe) / "repo.git").remote_head()
+        except FatalError as exc:
+            return "FAIL", str(exc)
+    if head is None:
         return "FAIL", f"branch {config.branch!r} does not exist in {repo}"
-    if repo != config.repo:
-        return "WARN", (f"{repo} has branch {config.branch}, but `repo:` holds a credential: "
-                        "git shows it on its command line to every local user; use a "
-                        "credential helper or an SSH key instead")
+    if exposed_credential(config.repo):
+        return "WARN", (f"{repo} has branch {config.branch}, but `repo:` holds a token as its "
+                        "user name: git shows it on its command line to every local user; "
+                        "use user:token@ (kept in a private credential file), a credential "
+                        "helper or an SSH key instead")
     return "OK", f"{version.output.strip()}; {repo} has branch {config.branch}"
 
 

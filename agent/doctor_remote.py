@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from agent.config import AgentConfig
+from agent.secrets import public_url
 from agent.targets.base import DeployError
 
 Result = tuple[str, str]  # (OK|WARN|FAIL|SKIP, detail)
@@ -151,6 +152,9 @@ def registry(config: AgentConfig) -> Result:
         return "OK", f"{where} answers without authentication"
     if answer.status_code != 401:
         return "FAIL", f"{where} answered HTTP {answer.status_code}; not a Docker registry?"
+    if creds is None and origin.endswith("credential helper"):
+        # ECR/GCR logins live there; the engine uses them for its pushes.
+        return "WARN", f"{where} needs credentials; {origin}, which this check can't read"
     if creds is None:
         return "FAIL", (f"{where} needs credentials and there are none ({origin}): set "
                         "image.registry_user and image.registry_password_env (or _file), or "
@@ -162,6 +166,11 @@ def registry(config: AgentConfig) -> Result:
             realm = params.pop("realm", "")
             if not realm:
                 return "FAIL", f"{where}: a bearer challenge without a realm: {challenge[:80]}"
+            realm_url = urlsplit(realm)
+            if realm_url.scheme != "https" and not _loopback(realm_url.netloc):
+                # The password would cross the network in clear text.
+                return "FAIL", (f"{where} sends its logins to {public_url(realm)}, not https: "
+                                "the credentials were not sent")
             checked = requests.get(realm, params=params, auth=creds, timeout=TIMEOUT)
         else:
             checked = requests.get(where, auth=creds, timeout=TIMEOUT)

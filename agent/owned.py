@@ -7,10 +7,11 @@ the agent starts also carries a mark in its environment: `MARKER` = the state
 folder of the target that started it, inside the work dir. It is not a secret
 (a path), and children inherit it. `agent stop` then finds them in /proc: a
 process whose environment carries a mark inside this work dir, or a session
-leader whose command line names the work dir (every server runs in a session
-of its own; a server started before marks existed is found that way). A
-user's shell or `tail -f` of a log in the work dir leads no such session of
-its own command line, carries no mark, and is left alone.
+leader running a server program (rasa, haproxy, python) with an argument
+inside the work dir (every server runs in a session of its own; a server
+started before marks existed is found that way). A user's shell, `tar` or
+`tail -f` of a log, and another agent's work dir that shares a prefix, are
+left alone.
 """
 
 from __future__ import annotations
@@ -70,6 +71,21 @@ def _ancestors(pid: int) -> set[int]:
     return found
 
 
+SERVER_PROGRAMS = (b"rasa", b"haproxy", b"python")  # what the agent starts as servers
+
+
+def _names_a_server_in(cmdline: bytes, roots: Collection[bytes]) -> bool:
+    """Whether an unmarked session leader is one of our servers: a server
+    program (not a shell, `tar` or `tail`; not the agent's own CLI) with an
+    argument inside the work dir, path by path (`/srv/agent` is not inside
+    `/srv/agent-staging`)."""
+    args = cmdline.rstrip(b"\0").split(b"\0")
+    program = os.path.basename(args[0])
+    if not program.startswith(SERVER_PROGRAMS) or b"agent.cli" in args:
+        return False
+    return any(_inside(arg.rpartition(b"=")[2], roots) for arg in args[1:])
+
+
 def marked(mark: Path) -> list[Owned]:
     """The processes carrying exactly `mark` (one slot's server, say)."""
     return owned_processes(mark, exact=True)
@@ -94,8 +110,8 @@ def owned_processes(work_dir: Path, exclude: Collection[int] = (), *,
         if exact:
             mine = any(mark in roots for mark in marks)
         else:
-            named = any(root in cmdline for root in roots)
-            mine = any(_inside(mark, roots) for mark in marks) or (named and leader)
+            mine = any(_inside(mark, roots) for mark in marks) or (
+                leader and _names_a_server_in(cmdline, roots))
         if mine:
             pid = int(entry.name)
             found.append(Owned(pid, started_at(pid) or 0, leader,

@@ -3,7 +3,8 @@
 `keep_releases` bounds worktrees and models (release.cleanup). Here:
 - `keep_logs`: the step logs of the newest N releases (`logs/release-N/`) and
   their action servers' logs (`action-server/actions-N.log`) are kept, plus
-  those of every production and in-flight release; older ones are deleted;
+  those of every production and in-flight release and of every release whose
+  action server may be live (`server_releases`); older ones are deleted;
 - `log_max_mb`: a server's own log (HAProxy, the forwarder, the Rasa servers),
   which grows as long as the server runs, is cut to its newest half once it
   passes the bound, in place: the servers write with O_APPEND, so their next
@@ -80,6 +81,29 @@ def trim_server_logs(work_dir: Path, max_bytes: int) -> list[Path]:
             for path in sorted((work_dir / folder).glob("*.log")) if trim_log(path, max_bytes)]
 
 
+def server_releases(agent: Agent) -> set[int]:
+    """The releases whose action server may serve now: the one the target reports,
+    and, for each production, the newest release up to it with its action code
+    that started a server. A release with unchanged action code keeps that
+    older release's server (and a switch back reuses it: switch._deployment_for),
+    and the target's report is None while a busy server answers late."""
+    found: set[int] = set()
+    live = agent.targets.action_server.live()
+    if live is not None and live.release_id.isdigit():
+        found.add(int(live.release_id))
+    releases = agent.journal.releases(limit=500)  # newest first
+    for environment in agent.config.environments:
+        current = agent.journal.production_release(environment.name)
+        if current is None:
+            continue
+        for release in releases:
+            if (release.id <= current.id and release.action_server
+                    and release.action_code_fingerprint == current.action_code_fingerprint):
+                found.add(release.id)
+                break
+    return found
+
+
 def prune(agent: Agent) -> str:
     """Every bound of the config applied once; a summary ("" when nothing was due)."""
     config, journal = agent.config, agent.journal
@@ -88,6 +112,7 @@ def prune(agent: Agent) -> str:
         pointer = journal.production(environment.name)
         if pointer is not None:
             protect.add(pointer.release_id)
+    protect |= server_releases(agent)  # actions-M.log of a server still live
     removed = prune_release_logs(config.work_dir, int(config["keep_logs"]), protect)
     trimmed = trim_server_logs(config.work_dir, int(float(config["log_max_mb"]) * 1024 * 1024))
     events = journal.prune_events(int(config["journal.keep_events"]))

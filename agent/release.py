@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from agent import faults, order, pipeline, switch
-from agent.deploy_lock import deploy_lock, take_deploy_lock
+from agent.deploy_lock import deploy_lock, release_deploy_lock, take_deploy_lock
 from agent.journal import (
     FAILED,
     INTERRUPTED,
@@ -32,9 +32,9 @@ from agent.journal import (
     ReleaseStatus,
     StepStatus,
 )
-from agent.prune import prune
+from agent.prune import prune, server_releases
 from agent.runner import ReleaseStopped, run_step
-from agent.runtime import DEPLOY_LOCK, Agent
+from agent.runtime import Agent
 from agent.steps import Abandoned, StepContext
 from agent.supersede import Guard, Superseded
 from agent.targets.factory import rasa_argv
@@ -145,8 +145,8 @@ def _switch(agent: Agent, ctx: StepContext, release: Release) -> ReleaseStatus:
         journal.finish_release(release.id, PROMOTED, kept, promote_environment=env)
         agent.progress.info(f"release {release.id} ({release.short}) is in {env}")
         return PROMOTED
-    finally:
-        journal.release_lock(DEPLOY_LOCK)
+    finally:  # only now may the supervisor restore: the journal says what serves
+        release_deploy_lock(agent)
 
 
 def cleanup(agent: Agent) -> None:
@@ -161,9 +161,7 @@ def cleanup(agent: Agent) -> None:
         pointer = journal.production(env.name)
         if pointer is not None:
             kept.add(pointer.release_id)
-    live = agent.targets.action_server.live()
-    if live is not None and live.release_id.isdigit():
-        kept.add(int(live.release_id))
+    kept |= server_releases(agent)  # a live server's worktree: reactivate needs it
     kept_models = {journal.release(i).model_path for i in kept}
     for release in recent:
         if release.id in kept:

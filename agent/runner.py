@@ -51,8 +51,9 @@ def run_step(agent: Agent, ctx: StepContext, step: Step) -> None:
     failure: str | None = None
     status, summary = FAILED, ""
     try:
-        # Set inside the try: an Abandoned raised the moment it is set (SIGTERM,
-        # or the supersede guard's signal) still finishes the step's row.
+        # Set inside the try: an Abandoned (SIGTERM, or the supersede guard's
+        # signal) is raised only while the step waits for its child process
+        # (hooks/core/interrupt.py), and then still finishes the step's row.
         agent.in_long_step = step.LONG
         # Steps run the commit's code (custom components, action code): what
         # they start gets none of the agent's variables, its secrets included,

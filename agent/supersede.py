@@ -9,18 +9,23 @@ the release `superseded`, and the tick releases the branch's newest commit.
 Once the gates are passed the guard is disarmed: a switch always finishes.
 
 How it notices: before each gate, the release runner asks the branch's head
-(`branch_head`: `git rev-parse` in a local bare repo, `git ls-remote` for a
-remote; both take milliseconds). A gate can run for an hour (`rasa train`), so
-the daemon also runs the guard's thread: it asks again on every push into a
-local bare repo (the watcher's event) and every `poll_interval` for a remote,
-and while a long step runs it signals the main thread (SIGUSR1), whose handler
-raises `Superseded` there, exactly where SIGTERM's handler raises `Abandoned`.
+(`branch_head`: `git rev-parse` in a local bare repo, milliseconds; `git
+ls-remote` for a remote, a network round trip, so its answer is kept for
+`poll_interval`, as often as the daemon fetches). A gate can run for an hour
+(`rasa train`), so the daemon also runs the guard's thread: it asks again on
+every push into a local bare repo (the watcher's event) and every
+`poll_interval` for a remote, and while a long step runs it signals the main
+thread (SIGUSR1). Like SIGTERM's, the handler only raises while the step waits
+for its child process (hooks/core/interrupt.py), never inside a journal
+transaction; the child is then killed. A step that works in-process (docker-py's
+build and push) is not interrupted: the check before the next gate stops it.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -28,10 +33,12 @@ from agent.repo import Mirror
 from agent.runtime import Agent
 from agent.steps import Abandoned
 from hooks.core.errors import FatalError
+from hooks.core.interrupt import add_check, interrupt_if_waiting, remove_check
 from hooks.core.process import git
 
 SIGNAL = signal.SIGUSR1
 RESIGNAL_EVERY = 0.5  # a long step may begin just after a signal found none running
+REMOTE_TIMEOUT = 15  # seconds: a remote that doesn't answer supersedes nothing
 
 
 class Superseded(Abandoned):
@@ -53,7 +60,8 @@ def branch_head(mirror: Mirror, local_repo: Path | None) -> str | None:
         if not (mirror.path / "HEAD").is_file():
             return None
         done = git(["--git-dir", str(mirror.path), "ls-remote", "origin",
-                    f"refs/heads/{mirror.branch}"], cwd=mirror.path.parent, timeout=60,
+                    f"refs/heads/{mirror.branch}"], cwd=mirror.path.parent,
+                   timeout=REMOTE_TIMEOUT,
                    env={"GIT_TERMINAL_PROMPT": "0"})
     except FatalError:  # git missing or timed out: not a reason to stop a release
         return None
@@ -78,6 +86,8 @@ class Guard:
         self._raised = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._head: tuple[float, str | None] | None = None  # a remote's, and when asked
+        self._armed = 0  # counts `arm`s: an answer asked for before one is not kept
         self._main = threading.main_thread().ident
 
     # ---------------------------------------------------- the release runner's side
@@ -85,6 +95,7 @@ class Guard:
     def arm(self, commit: str) -> None:
         with self._lock:
             self._commit, self._newer, self._raised = commit, None, False
+            self._head, self._armed = None, self._armed + 1  # older than the tick's fetch
         self.pushed.set()  # the thread looks once now: a push may have come before
 
     def disarm(self) -> None:
@@ -98,18 +109,34 @@ class Guard:
         if commit is None:
             return
         if newer is None:
-            head = branch_head(self.agent.mirror, self.local_repo)
+            head = self._branch_head(fresh=False)
             newer = head if head is not None and head != commit else None
         if newer is not None:
             with self._lock:
                 self._raised = True
             raise Superseded(newer)
 
+    def _branch_head(self, *, fresh: bool) -> str | None:
+        """`branch_head`; a remote's answer is reused for `interval` unless `fresh`:
+        `agent once` asks before every gate, and a gate may take a second."""
+        if self.local_repo is not None:
+            return branch_head(self.agent.mirror, self.local_repo)
+        with self._lock:
+            cached, armed = self._head, self._armed
+        if not fresh and cached is not None and time.monotonic() - cached[0] < self.interval:
+            return cached[1]
+        head = branch_head(self.agent.mirror, None)
+        with self._lock:
+            if self._armed == armed:
+                self._head = (time.monotonic(), head)
+        return head
+
     # ----------------------------------------------------------- the daemon's side
 
     def start(self) -> None:
         """Install the signal handler (main thread only) and start watching."""
         signal.signal(SIGNAL, self._on_signal)
+        add_check(self._raise_if_superseded)
         self._thread = threading.Thread(target=self._watch, name="supersede-guard",
                                         daemon=True)
         self._thread.start()
@@ -117,14 +144,20 @@ class Guard:
     def stop(self) -> None:
         self._stop.set()
         self.pushed.set()
+        remove_check(self._raise_if_superseded)
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs in the main thread, between two bytecodes of whatever runs there:
-        # only a long gate is abandoned, never a switch, a journal write or a
-        # gate of another release than the one the thread found superseded.
+        # it raises only while a long step waits for its child (the thread
+        # recorded the newer commit; entering that wait raises for it too).
+        interrupt_if_waiting()
+
+    def _raise_if_superseded(self) -> None:
+        # Only a long gate is abandoned, never a switch, nor a gate of another
+        # release than the one the thread found superseded.
         with self._lock:
             newer = self._newer if self._commit is not None and not self._raised else None
             fire = newer is not None and self.agent.in_long_step
@@ -146,7 +179,7 @@ class Guard:
             if commit is None or raised:
                 continue
             if newer is None:
-                head = branch_head(self.agent.mirror, self.local_repo)
+                head = self._branch_head(fresh=True)
                 if head is None or head == commit:
                     continue
                 with self._lock:

@@ -11,7 +11,9 @@ the first time and then after 1, 2, 4, ... s (`supervise.max_backoff`) while it
 keeps dying; staying up for a minute forgives its past crashes.
 
 Never at once with a switch: `switch.revive` only tries the lock every switch
-holds, and the round is skipped while a release, promote or rollback switches.
+and every deploy-lock holder of this process holds, then the deploy lock
+(agent/deploy_lock.py), and the round is skipped while a release, promote,
+rollback, restore or cleanup holds either.
 The thread has its own journal connection (SQLite connections are per thread).
 Every few minutes it also applies the log and journal bounds (agent/prune.py).
 """

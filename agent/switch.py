@@ -18,32 +18,35 @@ Restorations are journaled as events (`production.restored`,
 `action_server.restored`, ...), not as steps: they belong to no release run.
 
 `revive` restarts a server the supervisor (agent/supervise.py) found dead. A
-switch and a revival never run at once: every switch holds `SWITCHING`, which
-the supervisor's thread only tries to take (and skips its round when held).
+switch and a revival never run at once: every switch and every holder of the
+deploy lock in this process holds `SWITCHING` (agent/deploy_lock.py), and the
+supervisor's thread only tries it and then the deploy lock itself (another
+process's promote/rollback), skipping its round when either is held.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from agent import order
-from agent.journal import Release, owner_id
+from agent.deploy_lock import SWITCHING as SWITCHING
+from agent.deploy_lock import release_deploy_lock, try_deploy_lock
+from agent.journal import Release
 from agent.pipeline import SMOKE, SWITCHES
 from agent.runner import ReleaseStopped, run_step
-from agent.runtime import DEPLOY_LOCK, Agent
+from agent.runtime import Agent
 from agent.steps import StepContext
-from agent.targets.base import ActionServerDeployment, DeployError, Health, ModelRef
+from agent.targets.base import DEAD, ActionServerDeployment, DeployError, Health, ModelRef
 from hooks.core.errors import FatalError
 
 # What each switch step notes in `ctx.notes` once it changed what serves.
 SWITCHED = {order.ACTION_SERVER: "action_server_switched", order.MODEL: "model_switched"}
 
-# Held by every switch of this process (re-entrant: go_live undoes inside it).
-SWITCHING = threading.RLock()
+# The part name (Health.part) of the action server itself, not its forwarder.
+ACTION_SERVER_PART = "action server"
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -215,7 +218,10 @@ def restore(agent: Agent, environment: str) -> list[str]:
     """Put production's model and action server back where they drifted; what was done.
 
     A state that no order can repair safely is left alone and journaled
-    (`production.restore_refused`), never made worse.
+    (`production.restore_refused`), never made worse. An action server whose
+    process runs but that does not list its actions in time is busy, not gone:
+    nothing is replaced then (a second server would stop it mid-request); the
+    next restore looks again.
     """
     journal, progress = agent.journal, agent.progress
     current = journal.production_release(environment)
@@ -227,9 +233,13 @@ def restore(agent: Agent, environment: str) -> list[str]:
     except DeployError:
         live_model = _restart_server(agent, current)
     live_server = server_target.live()
+    has_actions = current.action_code_fingerprint is not None or bool(current.required_actions)
+    if live_server is None and has_actions and _action_server_running(agent):
+        progress.info("the action server runs but did not list its actions in time: "
+                      "busy, left alone; the next tick's restore checks again")
+        return []
     model_drift = _model_drifted(agent, current, live_model)
     deployment = None
-    has_actions = current.action_code_fingerprint is not None or bool(current.required_actions)
     if has_actions and (live_server is None
                         or not _same_code(agent, current, live_server.release_id)):
         deployment = _deployment_for(agent, current)
@@ -272,19 +282,17 @@ def revive(agent: Agent, environment: str,
     """Start again what `dead_now()` (asked under the lock: (model parts, action
     parts)) finds dead, as the journal's production has it; what was done. None,
     doing nothing, while a switch runs in this process or another holds the
-    deploy lock (the supervisor asks again next round)."""
-    if not SWITCHING.acquire(blocking=False):
-        return None
+    deploy lock (the supervisor asks again next round). The restart holds the
+    deploy lock: a promote/rollback started meanwhile waits for it."""
+    if not try_deploy_lock(agent, "supervisor: restart of a dead server"):
+        return None  # a switch, or `agent promote`/`rollback`: it repairs, or we do after
     try:
-        holder = agent.journal.lock_holder(DEPLOY_LOCK)
-        if holder is not None and holder["owner"] != owner_id():
-            return None  # `agent promote`/`rollback` switches: it repairs, or we do after
         model_dead, action_dead = dead_now()
         if not model_dead and not action_dead:
             return []
         return _revive(agent, environment, model_dead, action_dead)
     finally:
-        SWITCHING.release()
+        release_deploy_lock(agent)
 
 
 def _revive(agent: Agent, environment: str, model_dead: list[Health],
@@ -299,11 +307,14 @@ def _revive(agent: Agent, environment: str, model_dead: list[Health],
     try:
         # Actions first: a restarted Rasa server's warm-up may call them.
         if action_dead:
-            done += agent.targets.action_server.revive(log)
-            deployment = _deployment_for(agent, current) if current else None
-            if deployment is not None and agent.targets.action_server.live() is None:
-                agent.targets.action_server.reactivate(deployment, log)
-                done.append(f"action server of release {deployment.release_id}")
+            done += agent.targets.action_server.revive(log)  # its forwarder
+        # Only a DEAD server is replaced: live() is also None when a busy one
+        # answers GET /actions late, and that one must keep its requests.
+        server_dead = any(h.part == ACTION_SERVER_PART for h in action_dead)
+        deployment = _deployment_for(agent, current) if current and server_dead else None
+        if deployment is not None:
+            agent.targets.action_server.reactivate(deployment, log)
+            done.append(f"action server of release {deployment.release_id}")
         if model_dead and agent.targets.model.ensure_server(log):
             done.append("Rasa server / front proxy (the last switched-to model)")
         done += restore(agent, environment)  # what serves = what the journal says
@@ -316,6 +327,12 @@ def _revive(agent: Agent, environment: str, model_dead: list[Health],
                   detail=f"dead: {died}; started: {'; '.join(done) or 'nothing'}")
     log(f"supervisor: restarted {'; '.join(done) or 'nothing'}")
     return done
+
+
+def _action_server_running(agent: Agent) -> bool:
+    """Whether the action server's process is up (alive or slow), by its health."""
+    return any(h.part == ACTION_SERVER_PART and h.state != DEAD
+               for h in agent.targets.action_server.health())
 
 
 def _restart_server(agent: Agent, current: Release) -> str | None:

@@ -38,9 +38,9 @@ sys.path.insert(0, str(REPO))
 from agent.image.build import build_image  # noqa: E402
 from agent.image.context import assemble  # noqa: E402
 from agent.image.dockerfile import ImageSettings  # noqa: E402
+from tests.support.base_images import ensure_sdk_image  # noqa: E402
 from tests.support.services import (  # noqa: E402
     clean_engine,
-    ensure_sdk_image,
     remove_run_dir,
     start_dockerd,
     stop_process,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.base_images import sdk_base_image_in
 from tests.support.blue_green_host import (
     BlueGreenHost,
     make_blue_green_host,
@@ -39,7 +40,6 @@ from tests.support.services import (
     running_docker_engine,
     running_redis,
     running_sshd,
-    sdk_base_image_in,
 )
 
 # The test venv's console scripts (rasa, pre-commit, our hooks) come first on

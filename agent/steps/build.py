@@ -8,6 +8,7 @@ production (their fingerprint is a label of every image we build).
 from __future__ import annotations
 
 import contextlib
+import time
 
 from agent import faults
 from agent.config import AgentConfig
@@ -46,10 +47,15 @@ def run(ctx: StepContext) -> Outcome:
     production_ref = split_digest(production)[0] if production else None
     engine = local_engine(ctx.config["image.docker_host"])
     tried = 0
+    deadline = time.monotonic() + ctx.timeout  # the retries share the step's timeout
 
     def once() -> BuiltImage:
         nonlocal tried
         tried += 1
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StepFailed(f"docker build: the step's {ctx.timeout:.0f} s ran out "
+                             f"after {tried - 1} attempt(s)")
         client = engine()
         try:
             return build_image(
@@ -57,7 +63,7 @@ def run(ctx: StepContext) -> Outcome:
                 source=str(ctx.config["image.source"] or ctx.config.repo),
                 # Dies at the engine's first line: the build is under way inside dockerd.
                 log=faults.on_first_line(ctx.log, "build.running", skip=1),
-                production_ref=production_ref, timeout=ctx.timeout,
+                production_ref=production_ref, timeout=left,
                 network_mode=ctx.config["image.build_network"],
                 background=ctx.config["pipeline.priority"] == "background",
             )

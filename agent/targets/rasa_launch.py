@@ -3,7 +3,8 @@
 Rasa 3.6 takes the API token only as `--auth-token`, so a plain `rasa run`
 shows it to every local user in `ps` and /proc/<pid>/cmdline. Instead the
 agent starts Rasa's own Python with a few lines of launcher code: it reads
-the token from its standard input, appends `--auth-token=<token>` to
+the token from its standard input (a container: from a file copied into it
+before it starts, `container_entrypoint`), appends `--auth-token=<token>` to
 `sys.argv` inside the process (the kernel's copy of the command line never
 changes) and runs the Rasa command's script or module as `__main__`, as its
 console script would.
@@ -27,16 +28,33 @@ from hooks.core.interpreter import shebang_python
 # "module <name>", then Rasa's arguments. Standard input holds one line, the
 # token; it is read before Rasa starts (Rasa never reads stdin in `run`).
 LAUNCHER = """\
-import runpy, sys
+import os, runpy, sys
 kind, target, *args = sys.argv[1:]
-token = sys.stdin.readline().rstrip("\\n")
-sys.stdin.close()
+token_file = os.environ.pop("RASA_GITOPS_TOKEN_FILE", "")
+if token_file:
+    with open(token_file, encoding="utf-8") as f:
+        token = f.read().strip()
+else:
+    token = sys.stdin.readline().rstrip("\\n")
+    sys.stdin.close()
 sys.argv = [target, *args, "--auth-token=" + token]
 if kind == "module":
     runpy.run_module(target, run_name="__main__", alter_sys=True)
 else:
     runpy.run_path(target, run_name="__main__")
 """
+
+
+# A container gets its token as a file instead (standard input is awkward to
+# reach through an engine, maybe over SSH): the agent copies it into the
+# container before it starts, readable by the image's user only.
+TOKEN_FILE_VARIABLE = "RASA_GITOPS_TOKEN_FILE"
+
+
+def container_entrypoint(python: str = "python") -> list[str]:
+    """The entrypoint that runs `python -m rasa <command>` with the token read
+    from the file `TOKEN_FILE_VARIABLE` names, appended in-process."""
+    return [python, "-c", LAUNCHER, "module", "rasa"]
 
 
 @dataclass(frozen=True)

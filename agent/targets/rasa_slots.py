@@ -153,6 +153,11 @@ class ProcessSlotRunner:
         # The mark lets `agent stop` find it even if a crash left it unrecorded.
         env = minimal_env({**passed_env(self.env_names), **server_env(config, os.environ),
                            **marker_env(self._mark(slot))})
+        if ref.bot_dir:
+            # Rasa imports a bot's custom components (`components.MyTokenizer`) by
+            # module name: the release's own tree comes first on the path.
+            env["PYTHONPATH"] = os.pathsep.join(
+                part for part in (ref.bot_dir, env.get("PYTHONPATH", "")) if part)
         log(f"starting a Rasa server for release {ref.release_id} in slot {slot} "
             f"(port {port}; tracker store: {config.tracker_store}, lock store: "
             f"{config.lock_store})")

@@ -23,6 +23,7 @@ import functools
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -36,6 +37,7 @@ from pathlib import Path
 from hooks.core.child_env import child_env
 from hooks.core.errors import FatalError
 from hooks.core.interpreter import shebang_python
+from hooks.core.interrupt import waiting_for_child
 from hooks.core.pid_identity import ours
 
 
@@ -258,18 +260,30 @@ def run(
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     try:
-        proc.wait(timeout=timeout)
+        with waiting_for_child():  # the one place SIGTERM or a newer commit abandons a step
+            proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        _kill(proc, lowered)
         reader.join(timeout=5)
         raise FatalError(f"{shlex.join(argv)} timed out after {timeout:.0f} s") from None
     except BaseException:
-        proc.kill()
-        proc.wait()
+        _kill(proc, lowered)
         raise
     reader.join()
     return Completed(tuple(argv), proc.returncode, "".join(lines))
+
+
+def _kill(proc: subprocess.Popen[str], group: bool) -> None:
+    """Kill a command and reap it; in its own session, its whole process group,
+    so its own children (pytest-xdist's workers) die with it."""
+    try:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except ProcessLookupError:
+        pass  # the whole group is gone already
+    proc.wait()
 
 
 def run_rasa(args: Sequence[str], **kwargs: object) -> Completed:
@@ -369,9 +383,6 @@ def stop(pid: int, *, timeout: float = 15.0, started: int | None = None) -> None
     """SIGTERM the process group `spawn` made, then SIGKILL it after `timeout`.
     Given the recorded start time, a pid now held by another process (after a
     reboot) is left alone."""
-    import signal
-    import time
-
     if not ours(pid, started):
         return
     for sig in (signal.SIGTERM, signal.SIGKILL):

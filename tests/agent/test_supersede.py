@@ -19,14 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from agent import pipeline
+from agent import pipeline, supersede
 from agent.cli import main
 from agent.journal import PROMOTED, STAGED, SUPERSEDED, Journal, LockHeld, StepStatus
 from agent.promote import rollback
 from agent.release import run_release
+from agent.repo import Mirror
 from agent.steps import Outcome, StepContext
 from agent.supersede import SIGNAL, Guard
 from agent.tick import tick
+from hooks.core.child_env import child_env
 from hooks.core.process import run
 from tests.support.git import git
 from tests.support.memory_targets import World, memory_world
@@ -268,9 +270,13 @@ def test_a_push_during_the_switch_never_abandons_it(
     later: list[str] = []
 
     def slow_activate(ref: object, log: Callable[[str], None]) -> None:
+        # As if the switch were a long step waiting for its child: only the
+        # guard, disarmed once the gates passed, keeps it from being abandoned.
+        world.agent.in_long_step = True
         later.append(push(world, "two"))
         pushed.set()
-        time.sleep(1.5)  # the guard thread had time to look (and must not fire)
+        # The guard thread has time to look (and must not fire).
+        run([sys.executable, "-c", "import time; time.sleep(1.5)"], timeout=60)
         activate(ref, log)  # type: ignore[arg-type]
 
     world.model.activate = slow_activate  # type: ignore[method-assign]
@@ -283,11 +289,75 @@ def test_a_push_during_the_switch_never_abandons_it(
     assert later and not journal.releases_of_commit(later[0])  # the next tick's
 
 
+def test_a_signal_inside_a_journal_transaction_waits_for_the_step_s_next_child(
+    tmp_path: Path, gates: list[Gate], guard_thread: list[Guard],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Raised inside `BEGIN IMMEDIATE ... COMMIT`, Superseded would leave the
+    # journal in its transaction (its write lock held: every later write fails,
+    # other processes find it busy). It must wait for the step's next child.
+    world = memory_world(tmp_path)
+    first = push(world, "one")
+    pushed = threading.Event()
+    guard = Guard(world.agent, local_repo=tmp_path / "bot.git", interval=60, pushed=pushed)
+    guard.start()
+    guard_thread.append(guard)
+    noticed = threading.Event()
+    info = world.agent.progress.info
+
+    def said(message: str) -> None:
+        if "arrived while" in message:
+            noticed.set()
+        info(message)
+
+    monkeypatch.setattr(world.agent.progress, "info", said)
+    monkeypatch.setenv("RASA_GITOPS_PROBE", "outside")
+    reached: list[str] = []
+    children: list[float] = []
+
+    def train(ctx: StepContext) -> None:
+        if ctx.commit == first:
+            push(world, "two")
+            pushed.set()
+            with ctx.journal.transaction() as tx:
+                assert noticed.wait(30)  # the guard thread recorded the newer commit
+                main = threading.main_thread().ident
+                assert main is not None
+                signal.pthread_kill(main, SIGNAL)  # surely inside the transaction
+                time.sleep(1.2)  # and the thread's own signals, every 0.5 s
+                tx.event("test.inside", ctx.release_id, detail="written in the transaction")
+            reached.append("after the transaction")
+            started = time.monotonic()
+            try:
+                run([sys.executable, "-c", "import time; time.sleep(60)"], timeout=120)
+            finally:
+                children.append(time.monotonic() - started)
+            reached.append("after the child")
+        model(ctx)
+
+    gates.append(Gate("train", True, train))
+    result = tick(world.agent, guard)
+    journal = world.journal
+    assert reached == ["after the transaction"]  # abandoned at its child, not before
+    assert children and children[0] < 10, children  # at once, the request was recorded
+    assert result.status == PROMOTED and len(result.superseded) == 1
+    old = journal.release(result.superseded[0])
+    assert old.status == SUPERSEDED and old.reason.endswith("(during train)")
+    assert [e.kind for e in journal.events() if e.release_id == old.id].count("test.inside") == 1
+    # Still writable, by this process and by another one.
+    journal.event("test.after", detail="the journal is writable")
+    assert subprocess.run([sys.executable, "-c", HOLD, str(journal.path), "0"],
+                          capture_output=True, timeout=60).returncode == 0
+    assert journal.lock_holder("deploy") is None
+    assert child_env(None).get("RASA_GITOPS_PROBE") == "outside"  # not the commit's env
+
+
 def test_the_guard_looks_at_a_remote_with_ls_remote(tmp_path: Path) -> None:
     world = memory_world(tmp_path)
     first = push(world, "one")
     world.agent.mirror.fetch()
-    guard = Guard(world.agent, local_repo=None, interval=60)  # `repo:` as a remote
+    # `repo:` as a remote; interval 0: no answer is kept, every check asks
+    guard = Guard(world.agent, local_repo=None, interval=0)
     guard.arm(first)
     guard.check()  # the head is the release's commit: nothing happens
     second = push(world, "two")
@@ -295,6 +365,35 @@ def test_the_guard_looks_at_a_remote_with_ls_remote(tmp_path: Path) -> None:
         guard.check()
     guard.disarm()
     guard.check()  # disarmed: past the gates, nothing is superseded
+
+
+def test_a_remote_is_asked_once_per_poll_interval_and_again_for_each_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = memory_world(tmp_path)
+    first = push(world, "one")
+    world.agent.mirror.fetch()
+    asked: list[str | None] = []
+    real = supersede.branch_head
+
+    def counted(mirror: Mirror, local_repo: Path | None) -> str | None:
+        asked.append(real(mirror, local_repo))
+        return asked[-1]
+
+    monkeypatch.setattr(supersede, "branch_head", counted)
+    guard = Guard(world.agent, local_repo=None, interval=60)
+    guard.arm(first)
+    for _gate in range(5):
+        guard.check()  # `agent once` looks before every gate: one `ls-remote`
+    assert asked == [first]
+    second = push(world, "two")
+    guard.check()  # within the poll interval: the answer kept
+    assert asked == [first]
+    third = push(world, "three")
+    guard.arm(second)  # the next release: a kept answer may be older than its fetch
+    with pytest.raises(BaseException, match=f"superseded by {third[:8]}"):
+        guard.check()
+    assert asked == [first, third]
 
 
 def test_a_stale_pipeline_lock_makes_the_tick_busy_until_agent_unlock(

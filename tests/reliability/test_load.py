@@ -14,14 +14,12 @@ starts depends on the machine; before supersede a real run promoted 4.)
 from __future__ import annotations
 
 import itertools
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from agent.journal import PROMOTED, SKIPPED, SUPERSEDED
+from tests.support.daemons import running_daemon, stop_daemon
 from tests.support.deploy_host import Host, assert_consistent
 from tests.support.git import git
 
@@ -51,15 +49,7 @@ def test_fifty_pushes_deploy_only_the_newest_and_journal_the_rest(host: Host) ->
     last = journal.last_release()
     journal.close()
     assert last is not None
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "-c", str(host.config), "run"],
-        env=host.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        pid_file = host.root / "work" / "agent.pid"
-        deadline = time.monotonic() + 120
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
+    with running_daemon(host) as daemon:
         pushed_before = git(host.src, "rev-parse", "HEAD")
         commits = []
         for number in range(PUSHES):
@@ -72,10 +62,7 @@ def test_fifty_pushes_deploy_only_the_newest_and_journal_the_rest(host: Host) ->
         # Only NOTES.md changed: the same replies as the commit pushed before.
         host.expected[commits[-1]] = host.expected[pushed_before]
         _wait_idle(host, commits[-1])
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        out, _ = daemon.communicate(timeout=300)
-    assert daemon.returncode == 0, out
+        stop_daemon(daemon)
     journal = host.journal()
     try:
         burst = [r for r in journal.releases(limit=500) if r.id > last.id]

@@ -15,53 +15,18 @@ training, `tests.support.slow_training`, so the window costs no CPU).
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from agent.journal import PROMOTED, SKIPPED, STAGED, SUPERSEDED, Release
+from tests.support.daemons import running_daemon, stop_daemon
 from tests.support.deploy_host import Host, assert_consistent
 from tests.support.git import git
 from tests.support.slow_training import make_training_slow, undo_slow_training
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(900)]
 PUSHES = 10
-
-
-@contextmanager
-def daemon(host: Host) -> Iterator[subprocess.Popen[str]]:
-    """`agent run` on the host, up (pid file written) when the block starts."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "-c", str(host.config), "run"],
-        env=host.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        pid_file = host.root / "work" / "agent.pid"
-        deadline = time.monotonic() + 120
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)  # its first (idle) tick
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out
-    return out
 
 
 def commit_and_push(host: Host, message: str) -> str:
@@ -126,7 +91,7 @@ def test_ten_pushes_supersede_a_training_release_and_only_the_newest_is_promoted
     if production_and_earlier(host)[0] is None:  # run alone: a first release
         release_a_change(host, "first release")
     pushed_before = git(host.src, "rev-parse", "HEAD")
-    with daemon(host) as proc:
+    with running_daemon(host) as proc:
         fast_config = make_training_slow(host.src, 300)  # trains for 5 minutes unless stopped
         slow = commit_and_push(host, "a training that lasts")
         first = training(host, slow)
@@ -139,7 +104,7 @@ def test_ten_pushes_supersede_a_training_release_and_only_the_newest_is_promoted
             commits.append(commit_and_push(host, f"push {number} while release 1 trains"))
         newest = settled(host, commits[-1])
         took = time.monotonic() - started
-        out = stop(proc)
+        out = stop_daemon(proc)
     # The newest commit has the training inputs and replies of the commit before.
     host.expected[commits[-1]] = host.expected[pushed_before]
     journal = host.journal()
@@ -189,7 +154,7 @@ def test_a_rollback_while_a_release_trains_returns_within_30_s_and_the_release_s
     current, earlier = production_and_earlier(host)
     assert current is not None and earlier is not None and earlier.model_id
     assert earlier.model_id != current.model_id
-    with daemon(host) as proc:
+    with running_daemon(host) as proc:
         fast_config = make_training_slow(host.src, 45)
         slow = commit_and_push(host, "a training during an incident")
         trains = training(host, slow)
@@ -211,7 +176,7 @@ def test_a_rollback_while_a_release_trains_returns_within_30_s_and_the_release_s
         assert host.live()[0] == earlier.model_id
         assert host.say("when are you open", "rollback") == [host.expected[earlier.commit][1]]
         done = settled(host, slow)
-        stop(proc)
+        stop_daemon(proc)
     journal = host.journal()
     try:
         assert done.id == trains.id and done.status == STAGED, (done.status, done.reason)

@@ -18,9 +18,11 @@ import pytest
 from agent.config import ConfigError, load_config
 from agent.image.build import labels_for
 from agent.journal import Journal
+from agent.repo import Mirror
 from agent.secrets import Redactor, public_url, url_secrets
 from hooks.core import child_env as child_env_module
 from hooks.core.child_env import child_env, commit_environment, passed_env, withhold
+from hooks.core.errors import FatalError
 from hooks.core.process import run
 from tests.support.agent_config import agent_config
 
@@ -119,3 +121,54 @@ def test_withheld_variables_reach_no_command(monkeypatch: pytest.MonkeyPatch) ->
     assert "RGT_AGENT_TOKEN" not in seen and "agent-t0ken" not in seen
     with commit_environment(passed_env(["RGT_PLAIN"])):
         assert "agent-t0ken" not in run(["env"]).output
+
+
+def test_a_password_in_the_repo_url_reaches_git_only_through_a_private_credential_file(
+    tmp_path: Path,
+) -> None:
+    """A git host that asks for Basic auth (401) gets the URL's password from the
+    mirror's 0600 credential file: the URL in git's config and on every git
+    command line (git-remote-https is handed the remote's URL) has none."""
+    import base64
+    import http.server
+    import stat
+    import threading
+
+    seen: list[str] = []
+
+    class GitHost(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            auth = self.headers.get("Authorization")
+            if auth is None:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            else:
+                seen.append(base64.b64decode(auth.split()[1]).decode())
+                self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), GitHost)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    mirror = Mirror(f"http://deployer:{TOKEN}@127.0.0.1:{port}/bot.git", "main",
+                    tmp_path / "repo.git")
+    try:
+        with pytest.raises(FatalError) as caught:
+            mirror.fetch()
+    finally:
+        server.shutdown()
+    assert seen and seen[0] == f"deployer:{TOKEN}"  # git really used the stored password
+    assert TOKEN not in str(caught.value) and f"127.0.0.1:{port}/bot.git" in str(caught.value)
+    config = (tmp_path / "repo.git" / "config").read_text(encoding="utf-8")
+    assert TOKEN not in config and f"url = http://127.0.0.1:{port}/bot.git" in config
+    store = tmp_path / "repo.git" / "credentials"
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600 and TOKEN in store.read_text()
+    # Nothing else: a URL without a password keeps no credential file.
+    other = Mirror(str(tmp_path / "missing.git"), "main", tmp_path / "other.git")
+    with pytest.raises(FatalError):
+        other.fetch()
+    assert not (tmp_path / "other.git" / "credentials").exists()

@@ -205,18 +205,18 @@ def test_the_commits_own_code_sees_no_secret_of_a_release_that_used_them_all(
         pipeline={"env": [DUMP_VARIABLE], "action_tests": f"{sys.executable} action_test.py"},
         action_server={"port": free_port(), "env": [DUMP_VARIABLE],
                        "ssh_key_passphrase_env": "RGT_SSH_PASSPHRASE"},
-        model={"url": f"http://127.0.0.1:{rasa_port}", "auth_token_env": "RGT_RASA_TOKEN"},
+        # blue_green (the default a team gets): its Rasa servers find the bot's
+        # own custom component in the release's tree, with no PYTHONPATH of ours.
+        model={"url": f"http://127.0.0.1:{rasa_port}", "auth_token_env": "RGT_RASA_TOKEN",
+               "serving": "blue_green"},
         image={"registry_user": "deployer", "registry_password_env": "RGT_REGISTRY_PASSWORD"},
         smoke={"conversations": [[{"say": "hello"}]]},
     )
     env = {**os.environ, **values, DUMP_VARIABLE: str(dumps),
            "PATH": f"{rasa_bin.parent}{os.pathsep}{os.environ['PATH']}",
            "RASA_TELEMETRY_ENABLED": "false",
-           # The managed Rasa server runs in work/rasa-server, and Rasa imports
-           # custom components from its working directory: the bot's folder on
-           # PYTHONPATH lets it find components/ (the worktree's copy is the same);
-           # the forwarder runs `-m agent...` from this checkout.
-           "PYTHONPATH": f"{src}{os.pathsep}{REPO_ROOT}"}
+           # The forwarder runs `-m agent...` from this checkout.
+           "PYTHONPATH": str(REPO_ROOT)}
     leaks = list(values.values())
 
     def cli(*args: str) -> str:

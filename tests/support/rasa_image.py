@@ -2,7 +2,7 @@
 
 It stands in for `rasa/rasa:3.6.21-full`, which the test machine can't pull
 (there is no Docker Hub here): the bookworm base the other test images start
-from (tests/support/services.py), plus this test venv (Rasa 3.6.21) and the
+from (tests/support/base_images.py), plus this test venv (Rasa 3.6.21) and the
 Python it was made from, each copied to the same absolute path as here (the
 venv's shebangs and pyvenv.cfg name them).
 """
@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.support.services import DockerEngine, ensure_debian_image, has_image
+from tests.support.base_images import ensure_debian_image, has_image
+from tests.support.services import DockerEngine
 
 RASA_REPOSITORY = "rasa-gitops-test/rasa"
 

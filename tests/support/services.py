@@ -3,11 +3,8 @@
 - `docker_engine`: Debian's `dockerd` (overlay2 where the kernel has it, else
   vfs; host networking, no iptables) on its own socket. Its data root lives in the cache dir
   ($RASA_GITOPS_CACHE/docker) so the base image survives between local runs.
-- `sdk_base_image`: a rasa-sdk base image made without Docker Hub: a Debian
-  rootfs from `mmdebstrap`, `docker import`ed, plus rasa-sdk wheels
-  downloaded from PyPI once.
-- `rasa_image`: a Rasa 3.6.21 image standing in for rasa/rasa, from the same
-  base (tests/support/rasa_image.py).
+- `sdk_base_image` and `rasa_image`: the images made in that engine
+  (tests/support/base_images.py, tests/support/rasa_image.py).
 - `registry`: Debian's `docker-registry` on 127.0.0.1 with htpasswd auth, and
   `open_registry` without auth.
 - `sshd`: OpenSSH on a loopback port with a throwaway host key, an authorized
@@ -28,7 +25,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,23 +34,6 @@ from typing import Any
 
 CACHE = Path(os.environ.get("RASA_GITOPS_CACHE", Path.home() / ".cache" / "rasa-gitops"))
 DOCKER_CACHE = CACHE / "docker"
-SDK_VERSION = "3.11.2"
-DEBIAN_IMAGE = "rasa-gitops-test/debian:bookworm"
-SDK_IMAGE = f"rasa-gitops-test/rasa-sdk:{SDK_VERSION}"
-
-SDK_DOCKERFILE = """\
-FROM {debian}
-RUN python3 -m venv /opt/venv
-COPY wheels /tmp/wheels
-RUN /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheels \\
-    rasa-sdk=={version} && rm -rf /tmp/wheels
-ENV PATH=/opt/venv/bin:$PATH
-WORKDIR /app
-EXPOSE 5055
-CMD ["python3", "-m", "rasa_sdk", "--actions", "actions"]
-"""
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -186,79 +165,6 @@ def running_docker_engine() -> Iterator[DockerEngine]:
         client.close()
         stop_process(engine.process or proc)
         remove_run_dir(run_dir)
-
-
-# ---------------------------------------------------------------- base image
-
-
-def has_image(client: Any, ref: str) -> bool:
-    import docker.errors
-
-    try:
-        client.images.get(ref)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
-
-
-def ensure_debian_image(client: Any, log: Any = print) -> str:
-    """The bookworm base the test images are made from (mmdebstrap, docker import)."""
-    work = DOCKER_CACHE / "base"
-    work.mkdir(parents=True, exist_ok=True)
-    if not has_image(client, DEBIAN_IMAGE):
-        rootfs = work / "bookworm.tar"
-        if not rootfs.is_file():
-            log("mmdebstrap: making a bookworm rootfs with python3")
-            partial = work / "bookworm.partial.tar"  # mmdebstrap picks the format by suffix
-            subprocess.run(
-                ["mmdebstrap", "--variant=essential", "--quiet",
-                 "--include=python3-venv,ca-certificates,libstdc++6",
-                 "--dpkgopt=path-exclude=/usr/share/man/*",
-                 "--dpkgopt=path-exclude=/usr/share/doc/*",
-                 "--dpkgopt=path-exclude=/usr/share/locale/*",
-                 "--dpkgopt=path-exclude=/usr/share/info/*",
-                 "bookworm", str(partial)],
-                check=True, capture_output=True,
-            )
-            partial.rename(rootfs)
-        repository, tag = DEBIAN_IMAGE.split(":")
-        # docker-py's file and stream imports are broken (path sent as a URL; chunked
-        # upload refused); ~150 MB in memory once is fine.
-        client.api.import_image_from_data(rootfs.read_bytes(), repository=repository, tag=tag)
-    return DEBIAN_IMAGE
-
-
-def ensure_sdk_image(client: Any, log: Any = print) -> str:
-    """The rasa-sdk base image, made once and cached in the engine's data root."""
-    if has_image(client, SDK_IMAGE):
-        return SDK_IMAGE
-    ensure_debian_image(client, log)
-    context = DOCKER_CACHE / "base" / "sdk-context"
-    wheels = context / "wheels"
-    if not any(wheels.glob("rasa_sdk-*.whl")):
-        log(f"pip download rasa-sdk=={SDK_VERSION} for Python 3.11")
-        wheels.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", f"rasa-sdk=={SDK_VERSION}",
-             "-d", str(wheels), "--python-version", "3.11", "--only-binary=:all:",
-             "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
-             "--platform", "manylinux_2_28_x86_64", "--implementation", "cp"],
-            check=True, capture_output=True,
-        )
-    (context / "Dockerfile").write_text(
-        SDK_DOCKERFILE.format(debian=DEBIAN_IMAGE, version=SDK_VERSION))
-    log(f"building {SDK_IMAGE}")
-    client.images.build(path=str(context), tag=SDK_IMAGE, rm=True, forcerm=True)
-    return SDK_IMAGE
-
-
-def sdk_base_image_in(docker_engine: DockerEngine) -> str:
-    """The rasa-sdk base image in this engine (made on first use)."""
-    client = docker_engine.client()
-    try:
-        return ensure_sdk_image(client)
-    finally:
-        client.close()
 
 
 # ---------------------------------------------------------------- registry

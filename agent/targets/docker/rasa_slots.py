@@ -20,6 +20,14 @@ A loading container gets a low CPU weight (`cpu_shares`), as a loading
 process gets nice 10, and neither restarts: an exit while loading is final and
 reported with its log. Once warmed it gets the default weight and restarts
 with the engine (`unless-stopped`).
+
+The auth token is on no command line and in no environment `docker inspect`
+shows: the container is created, the token copied into it as a file readable
+by the image's user only (`put_archive`), then started; its entrypoint is
+`python -m rasa` behind agent/targets/rasa_launch.py's launcher, which reads
+the file and appends `--auth-token` inside the process. So `model.rasa_image`
+needs `python` with Rasa on its PATH, as rasa/rasa has (its entrypoint `rasa`
+is not used).
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from agent.targets.docker.rasa_images import (
     prune_release_images,
 )
 from agent.targets.rasa_config import ServerConfig
+from agent.targets.rasa_launch import TOKEN_FILE_VARIABLE, container_entrypoint
 from agent.targets.rasa_slots import SlotServer, Started, server_env
 
 CONTAINER_PREFIX = "rasa-gitops-rasa"
@@ -108,7 +117,8 @@ class ContainerSlotRunner:
             # one only HAProxy on this host reaches stays on loopback.
             interface = ("127.0.0.1" if self.settings.public_host in ("127.0.0.1", "localhost")
                          else "0.0.0.0")
-            command = ["run", "--enable-api", f"--auth-token={token.reveal()}",
+            # No token here: `docker inspect` and the host's `ps` show a command.
+            command = ["run", "--enable-api",
                        "--endpoints", f"{IN_IMAGE}/endpoints.yml",
                        "--credentials", f"{IN_IMAGE}/credentials.yml",
                        "--port", str(port), "--interface", interface,
@@ -117,13 +127,20 @@ class ContainerSlotRunner:
                 f"{self.settings.public_host}; tracker store: {config.tracker_store}, lock "
                 f"store: {config.lock_store})")
             try:
-                container = client.containers.run(
-                    image, command=command, name=name, detach=True, network_mode="host",
+                container = client.containers.create(
+                    image, entrypoint=container_entrypoint(), command=command, name=name,
+                    network_mode="host",
                     labels={LABEL_ROLE: ROLE, LABEL_SLOT: slot, LABEL_RELEASE: ref.release_id},
-                    environment=server_env(config, os.environ),
+                    environment={**server_env(config, os.environ),
+                                 TOKEN_FILE_VARIABLE: TOKEN_PATH},
                     volumes={TRACKER_VOLUME: {"bind": str(self.settings.tracker_dir),
                                               "mode": "rw"}},
                     cpu_shares=LOADING_CPU_SHARES)
+                # In the container's own layer: a restart (unless-stopped, a
+                # dockerd restart) finds it again.
+                container.put_archive(os.path.dirname(TOKEN_PATH),
+                                      token_archive(token.reveal(), _image_user(client, image)))
+                container.start()
             except docker.errors.DockerException as exc:
                 raise DeployError(f"cannot start {name}: {explain(exc, token)}") from None
         return Started(address, port,
@@ -230,3 +247,32 @@ def _address(host: str) -> str:
         return socket.gethostbyname(host)
     except OSError as exc:
         raise DeployError(f"cannot resolve model.public_host {host!r}: {exc}") from None
+
+
+TOKEN_PATH = "/tmp/.rasa-gitops-auth-token"  # /tmp: in every image, writable
+
+
+def _image_user(client: Any, image: str) -> tuple[int, int] | None:
+    """The numeric uid:gid the image runs as (rasa/rasa: 1001), None for a user
+    name (the file is then readable by every user of the container)."""
+    user = str(client.images.get(image).attrs.get("Config", {}).get("User") or "0")
+    uid, _, gid = user.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        return None
+    return int(uid), int(gid or 0)
+
+
+def token_archive(token: str, owner: tuple[int, int] | None) -> bytes:
+    """A tar of the token file for `put_archive`: 0400 for the image's user."""
+    import io
+    import tarfile
+
+    data = (token + "\n").encode()
+    member = tarfile.TarInfo(os.path.basename(TOKEN_PATH))
+    member.size = len(data)
+    member.mode = 0o400 if owner is not None else 0o444
+    member.uid, member.gid = owner or (0, 0)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()

@@ -30,6 +30,7 @@ from agent.targets.local_process import free_port
 from agent.targets.rasa_blue_green import BlueGreenRasaTarget
 from tests.support.ci import need
 from tests.support.light_models import GREETINGS, light_coffeebots
+from tests.support.procs import processes_showing
 from tests.support.services import DockerEngine
 from tests.support.serving import switch_while_chatting
 
@@ -99,6 +100,11 @@ def test_releases_switch_between_containers_keeping_conversations(
         assert live.id != first and live.status == "running"
         assert live.attrs["HostConfig"]["CpuShares"] == 1024
         assert live.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+        # The token is on no command line on the host (`ps` shows a container's
+        # processes) and nowhere `docker inspect` shows.
+        token = target.secrets()[0]
+        assert processes_showing(token) == []
+        assert token not in json.dumps(live.attrs)
         # Of the agent's environment it got nothing the bot's files don't name.
         assert os.environ.get("PYENV_VERSION")
         assert not [v for v in live.attrs["Config"]["Env"] if v.startswith("PYENV_VERSION=")]
