@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.retry import Backoff, retrying
+from agent.secrets import Redactor
 from agent.targets.base import LogSink
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -66,12 +67,13 @@ def registry_of(repository: str) -> str:
     return "docker.io"
 
 
-# Status codes as words: a registry's port (127.0.0.1:34013) must not read as a 401.
+# Status codes as words: neither a registry's port (127.0.0.1:34013) nor a commit sha in
+# a tag or a URL (...0c7c...aa401a304) may read as a 401 or a 502.
 AUTH_WORDS = re.compile(r"unauthorized|authentication required|denied|no basic auth credentials"
-                        r"|(?<![\d.:])401(?!\d)|403 forbidden")
+                        r"|(?<![\w.:/-])401(?![\w.:])|403 forbidden")
 UNREACHABLE_WORDS = re.compile(r"connection refused|no such host|i/o timeout|timeout"
                                r"|connection reset|eof|dial tcp|server misbehaving"
-                               r"|network is unreachable|(?<![\d.:])50[23](?!\d)")
+                               r"|network is unreachable|(?<![\w.:/-])50[23](?![\w.:])")
 
 
 def classify(message: str) -> str:
@@ -87,15 +89,8 @@ def classify(message: str) -> str:
     return "other"
 
 
-def _scrub(raw: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret:
-            raw = raw.replace(secret, "***")
-    return raw
-
-
-def _explain(kind: str, registry: str, raw: str, secrets: list[str]) -> str:
-    raw = _scrub(raw, secrets)
+def _explain(kind: str, registry: str, raw: str, scrub: Redactor) -> str:
+    raw = scrub(raw)
     if kind == "auth":
         return (f"registry {registry} refused the credentials (authentication failed); "
                 f"check the registry user and password the agent is given ({raw})")
@@ -127,13 +122,13 @@ def push_image(
     registry = registry_of(repository)
     auth = ({"username": credentials.username, "password": credentials.password}
             if credentials else None)
-    secrets = [credentials.password] if credentials else []
+    scrub = Redactor([credentials.password] if credentials else [])
     tried = 0
 
     def once() -> Pushed:
         nonlocal tried
         tried += 1
-        return _push_classified(client, repository, tag, auth, registry, secrets, log)
+        return _push_classified(client, repository, tag, auth, registry, scrub, log)
 
     try:
         return retrying(once, what=f"push to {registry}", log=log, sleep=sleep,
@@ -148,27 +143,27 @@ def _transient(exc: Exception) -> str | None:
 
 
 def _push_classified(client: Any, repository: str, tag: str, auth: dict[str, str] | None,
-                     registry: str, secrets: list[str], log: LogSink) -> Pushed:
+                     registry: str, scrub: Redactor, log: LogSink) -> Pushed:
     """One push; every failure as a PushError of its kind (the password scrubbed)."""
     import docker.errors
     import requests
 
     try:
-        return _push_once(client, repository, tag, auth, registry, secrets, log)
+        return _push_once(client, repository, tag, auth, registry, scrub, log)
     except docker.errors.APIError as exc:
         raw = str(exc.explanation or exc)
         kind = classify(raw)
-        raise PushError(kind, _explain(kind, registry, raw, secrets)) from None
+        raise PushError(kind, _explain(kind, registry, raw, scrub)) from None
     except requests.ConnectionError as exc:
         # The engine itself went away mid-push (dockerd restarting): worth another try.
         raise PushError("unreachable", f"the Docker engine went away during the push to "
-                        f"{registry}: {_scrub(str(exc), secrets)}") from None
+                        f"{registry}: {scrub(str(exc))}") from None
     except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise PushError("other", _explain("other", registry, str(exc), secrets)) from None
+        raise PushError("other", _explain("other", registry, str(exc), scrub)) from None
 
 
 def _push_once(client: Any, repository: str, tag: str, auth: dict[str, str] | None,
-               registry: str, secrets: list[str], log: LogSink) -> Pushed:
+               registry: str, scrub: Redactor, log: LogSink) -> Pushed:
     log(f"pushing {repository}:{tag}")
     digest = ""
     stream = client.api.push(repository, tag=tag, auth_config=auth, stream=True, decode=True)
@@ -176,7 +171,7 @@ def _push_once(client: Any, repository: str, tag: str, auth: dict[str, str] | No
         if "error" in chunk:
             raw = str(chunk["error"])
             kind = classify(raw)
-            raise PushError(kind, _explain(kind, registry, raw, secrets))
+            raise PushError(kind, _explain(kind, registry, raw, scrub))
         aux = chunk.get("aux")
         if isinstance(aux, dict) and aux.get("Digest"):
             digest = str(aux["Digest"])

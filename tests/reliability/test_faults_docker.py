@@ -104,21 +104,23 @@ def test_the_registry_stopped_mid_push_fails_the_release_after_retries(
 
     watcher, errors = watch(stop_registry)
     started = time.monotonic()
-    ran = host.agent("once")
-    watcher.join(10)
-    assert not errors, errors
-    release = failed_release(host, ran, after)
-    address = f"127.0.0.1:{host.gate.port}"
-    assert release.reason.startswith("push: "), release.reason
-    assert f"registry {address} is unreachable" in release.reason
-    assert "after 4 attempt(s)" in release.reason
-    log = host.step_log(release.id, "push")
-    retried_with_backoff(log, f"push to {address}")
-    assert host.password not in log
-    print(f"registry mid-push: failed after {time.monotonic() - started:.0f} s")
-    host.production_is(before.id)
-    host.readable()
-    host.restart_registry()
+    try:
+        ran = host.agent("once")
+        watcher.join(10)
+        assert not errors, errors
+        release = failed_release(host, ran, after)
+        address = f"127.0.0.1:{host.gate.port}"
+        assert release.reason.startswith("push: "), release.reason
+        assert f"registry {address} is unreachable" in release.reason
+        assert "after 4 attempt(s)" in release.reason
+        log = host.step_log(release.id, "push")
+        retried_with_backoff(log, f"push to {address}")
+        assert host.password not in log
+        print(f"registry mid-push: failed after {time.monotonic() - started:.0f} s")
+        host.production_is(before.id)
+        host.readable()
+    finally:  # the module's later tests push to it
+        host.restart_registry()
     assert not host.tag_in_registry(sha)  # no half-pushed tag: its manifest never landed
 
 

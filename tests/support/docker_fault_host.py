@@ -27,7 +27,7 @@ import requests
 
 from agent.journal import FAILED, Journal, Release
 from tests.support.agent_config import agent_config
-from tests.support.bots import deploy_repo
+from tests.support.bots import deploy_repo, push_all, set_hours
 from tests.support.deploy_host import assert_journal_settled
 from tests.support.docker_faults import RegistryGate
 from tests.support.git import git
@@ -90,15 +90,8 @@ class FaultHost:
         """A commit that changes only the action code: the model is reused, the image not."""
         self.changes += 1
         hours = f"Open from {self.changes} am, fault commit {self.changes}."
-        actions = self.src / "actions" / "actions.py"
-        code = actions.read_text(encoding="utf-8")
-        start = code.index('text="') + len('text="')
-        actions.write_text(code[:start] + hours + code[code.index('"', start):],
-                           encoding="utf-8")
-        git(self.src, "add", "-A")
-        git(self.src, "commit", "-q", "-m", message)
-        git(self.src, "push", "-q", "deploy", "main")
-        sha = git(self.src, "rev-parse", "HEAD")
+        set_hours(self.src, hours)
+        sha = push_all(self.src, message)
         self.hours[sha] = hours
         return sha
 
@@ -159,6 +152,9 @@ class FaultHost:
         stop_process(self.registry)
 
     def restart_registry(self) -> None:
+        """The registry and its gate anew, whether or not a fault stopped them."""
+        stop_process(self.registry)
+        self.gate.cut()
         self.registry = start_registry(self.registry_root, self.registry_port,
                                        self.registry_root / "htpasswd")
         self.gate = RegistryGate(self.registry_port, port=self.gate.port)

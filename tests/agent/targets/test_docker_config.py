@@ -8,6 +8,10 @@ import pytest
 
 from agent.config import ConfigError, load_config
 from agent.image.push import classify
+from agent.retry import Backoff
+from agent.targets.base import DeployError
+from agent.targets.docker.common import container_environment
+from agent.targets.docker.engine import EngineUnreachable, with_engine
 from agent.targets.docker.host import DockerHostTarget
 from agent.targets.docker.swarm import SwarmTarget
 from agent.targets.factory import ACTION_SERVER_TARGETS
@@ -57,6 +61,11 @@ def test_swarm_target_and_bad_backend_ports(tmp_path: Path,
      "unreachable"),
     ('Head "http://127.0.0.1:45021/v2/bot/blobs/sha256:5024": dial tcp: i/o timeout',
      "unreachable"),
+    # The registry stopped mid-push; the commit sha in the URL holds "401" and "502".
+    ('Put "http://127.0.0.1:37195/v2/fault-actions/manifests/'
+     '0c7c725095b5b9bf7661d5ab1e55008aa401a304": EOF', "unreachable"),
+    ('Put "http://127.0.0.1:37195/v2/bot/manifests/ab502cd": connection reset by peer',
+     "unreachable"),
     ("unauthorized: authentication required", "auth"),
     ("received unexpected HTTP status: 401 Unauthorized", "auth"),
     ("received unexpected HTTP status: 502 Bad Gateway", "unreachable"),
@@ -66,3 +75,68 @@ def test_swarm_target_and_bad_backend_ports(tmp_path: Path,
 def test_push_errors_are_classified_by_words_not_by_digits_in_addresses(
         message: str, kind: str) -> None:
     assert classify(message) == kind
+
+
+def test_action_server_env_reaches_the_docker_targets_by_name_and_only_names_are_logged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_REGISTRY_PW", "registry-secret")
+    monkeypatch.setenv("BOT_DB_URL", "postgres://bot:db-secret@db/bot")
+    monkeypatch.delenv("BOT_UNSET", raising=False)
+    env = "  env: [BOT_DB_URL, BOT_UNSET]\n"
+    for name in ("docker", "docker_ssh", "swarm"):
+        ssh = "  ssh_host: actions.internal\n" if name == "docker_ssh" else ""
+        config = load_config(config_file(tmp_path, f"  target: {name}\n{ssh}{env}"))
+        target = ACTION_SERVER_TARGETS[name](config)
+        assert isinstance(target, (DockerHostTarget, SwarmTarget))
+        assert target.settings.env_names == ("BOT_DB_URL", "BOT_UNSET")
+    lines: list[str] = []
+    passed = container_environment(("BOT_DB_URL", "BOT_UNSET"), "rasa-actions-bot-5056",
+                                   lines.append)
+    # The agent's other variables (its registry password) never reach the container.
+    assert passed == {"BOT_DB_URL": "postgres://bot:db-secret@db/bot"}
+    assert lines == ["passing BOT_DB_URL (action_server.env) to rasa-actions-bot-5056",
+                     "not set in the agent's environment, so not passed: BOT_UNSET"]
+    assert container_environment((), "x", lines.append) == {} and len(lines) == 2
+
+
+class FakeClient:
+    def __init__(self, closed: list[int]) -> None:
+        self.closed = closed
+
+    def close(self) -> None:
+        self.closed.append(1)
+
+
+def test_with_engine_retries_a_gone_engine_closes_every_client_and_names_the_attempts(
+) -> None:
+    """The one retry of the build and push steps and the Docker targets."""
+    closed: list[int] = []
+    down = [EngineUnreachable("cannot reach the Docker engine at unix:///x")] * 2
+    lines: list[str] = []
+
+    def engine() -> FakeClient:
+        if down:
+            raise down.pop()
+        return FakeClient(closed)
+
+    fast = Backoff(first=0.0, cap=0.0)
+    assert with_engine(engine, lambda client: "built", what="docker build",
+                       log=lines.append, backoff=fast) == "built"
+    assert closed == [1] and [line.split(":")[0] for line in lines] == ["docker build"] * 2
+
+    def cut(client: FakeClient) -> str:
+        raise ConnectionError("dial-stdio closed")
+
+    with pytest.raises(DeployError) as caught:
+        with_engine(engine, cut, what="deploy to docker_ssh", log=lines.append, backoff=fast)
+    assert str(caught.value) == ("the connection to the Docker engine broke: ConnectionError: "
+                                 "dial-stdio closed (gave up after 4 attempt(s))")
+    assert len(closed) == 5  # each attempt's client closed, the failed ones too
+
+    def refused(client: FakeClient) -> str:
+        raise DeployError("port 5056 is already in use")
+
+    with pytest.raises(DeployError) as caught:
+        with_engine(engine, refused, what="deploy", log=lines.append, backoff=fast)
+    assert str(caught.value) == "port 5056 is already in use"
+    assert len(closed) == 6  # not retried: another failure is the caller's
