@@ -155,7 +155,7 @@ def test_a_rollback_while_a_release_trains_returns_within_30_s_and_the_release_s
     assert current is not None and earlier is not None and earlier.model_id
     assert earlier.model_id != current.model_id
     with running_daemon(host) as proc:
-        fast_config = make_training_slow(host.src, 45)
+        fast_config = make_training_slow(host.src, 25)  # outlasts the rollback (~5 s)
         slow = commit_and_push(host, "a training during an incident")
         trains = training(host, slow)
         time.sleep(1)  # `rasa train` is under way

@@ -1,10 +1,11 @@
 """Helpers for the serving tests: a chatting client, counting a target's Rasa
-servers, and the example order bot trained twice with its real DIET/TED config.
+servers, and the example order bot trained twice.
 
 A model-load stall only shows with real components (about a minute to load a
-DIET/TED model here, 0.1 s for the light config), so the latency test trains
-examples/orderbot as it is; its second model differs only in a response text,
-and shares Rasa's training cache with the first, so it trains in seconds.
+DIET/TED model here, 0.1 s for the light config), so the model promoted TO is
+examples/orderbot as it is. The model promoted FROM only has to serve the form
+and greet: it is trained with the light config, which trains in seconds and
+loads in one, instead of a second minute-long DIET/TED load the test doesn't need.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import requests
 from agent.targets.base import LogSink, ModelRef
 from agent.targets.rasa_blue_green import BlueGreenRasaTarget
 from hooks.core.process import alive
-from tests.support.bots import copy_bot
+from tests.support.bots import copy_bot, light_config
 from tests.support.paths import EXAMPLES
 
 ORDERBOT = EXAMPLES / "orderbot"
@@ -95,8 +96,9 @@ def rasa_servers_of(state_dir: Path) -> list[int]:
 
 @functools.cache
 def orderbot_models(rasa: str) -> dict[str, tuple[Path, Path]]:
-    """{variant: (bot folder, model file)} of examples/orderbot with its real
-    DIET/TED config, trained once per process; variant b greets differently."""
+    """{variant: (bot folder, model file)} of examples/orderbot, trained once per
+    process: a with the light config, b with its real DIET/TED config and
+    another greeting."""
     root = Path(tempfile.mkdtemp(prefix="orderbots-"))
     atexit.register(shutil.rmtree, root, True)
     env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false",
@@ -107,6 +109,8 @@ def orderbot_models(rasa: str) -> dict[str, tuple[Path, Path]]:
         domain = bot / "domain.yml"
         domain.write_text(domain.read_text(encoding="utf-8").replace(
             ORDERBOT_GREETING, greeting), encoding="utf-8")
+        if variant == "a":
+            (bot / "config.yml").write_text(light_config("orderbot"), encoding="utf-8")
         done = subprocess.run(
             [rasa, "train", "--fixed-model-name", variant, "--out", "models"],
             cwd=bot, env=env, capture_output=True, text=True, timeout=1800,

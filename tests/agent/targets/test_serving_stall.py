@@ -4,9 +4,11 @@ With `PUT /model` a Rasa 3.6 server builds the new model on its event loop, so
 every request waits for the whole load (about a minute for this bot here; the
 light config used by the other deploy tests loads in 0.1 s and shows nothing).
 The blue/green target loads the new model in a second server and switches the
-front proxy only once it is warm. This test uses examples/orderbot with its real
-config, starts a conversation inside the bot's form on the old model and
-finishes it on the new one (the shared SQLite tracker store keeps the form).
+front proxy only once it is warm. This test promotes to examples/orderbot with
+its real config (from the same bot trained with the light config: only the load
+of the new model can stall), starts a conversation inside the bot's form on the
+old model and finishes it on the new one (the shared SQLite tracker store keeps
+the form).
 
 Reply times are reported, not asserted against a speed target: that is
 bench/serving_stall.py's job (side by side with `PUT /model`). What is asserted
