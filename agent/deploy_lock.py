@@ -24,7 +24,7 @@ that ends it (a release's `finish_release` after `go_live`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from agent.config import AgentConfig
@@ -46,9 +46,11 @@ def switch_wait(config: AgentConfig) -> float:
     return 2 * one_way + MARGIN
 
 
-def take_deploy_lock(agent: Agent, purpose: str) -> None:
+def take_deploy_lock(agent: Agent, purpose: str, check: Callable[[], None] | None = None
+                     ) -> None:
     """Take SWITCHING, then DEPLOY_LOCK, waiting for a switch (or the supervisor's
-    restart) in progress; LockHeld if stale or too long. `release_deploy_lock` ends it."""
+    restart) in progress; LockHeld if stale or too long. `check` may raise to stop
+    waiting for another process's lock. `release_deploy_lock` ends it."""
     timeout = switch_wait(agent.config)
     if not SWITCHING.acquire(blocking=False):
         agent.progress.info(f"waiting for a server restart of this agent to end ({purpose})")
@@ -57,7 +59,7 @@ def take_deploy_lock(agent: Agent, purpose: str) -> None:
                            f"{timeout:.0f} s; try again when it is done.")
     try:
         agent.journal.wait_for_lock(DEPLOY_LOCK, purpose, timeout=timeout,
-                                    say=agent.progress.info)
+                                    say=agent.progress.info, check=check)
     except BaseException:
         SWITCHING.release()
         raise
@@ -88,9 +90,11 @@ def release_deploy_lock(agent: Agent) -> None:
 
 
 @contextmanager
-def deploy_lock(agent: Agent, purpose: str) -> Iterator[None]:
-    """Hold DEPLOY_LOCK for the block, waiting for a switch in progress to finish."""
-    take_deploy_lock(agent, purpose)
+def deploy_lock(agent: Agent, purpose: str, check: Callable[[], None] | None = None
+                ) -> Iterator[None]:
+    """Hold DEPLOY_LOCK for the block, waiting for a switch in progress to finish
+    (`check` as for take_deploy_lock)."""
+    take_deploy_lock(agent, purpose, check)
     try:
         yield
     finally:

@@ -20,12 +20,11 @@ from pathlib import Path
 
 from agent import doctor_remote as remote
 from agent.config import AgentConfig, load_config
+from agent.doctor_remote import Result
 from agent.repo import Mirror, exposed_credential
 from agent.secrets import Redactor, public_url, url_secrets
 from hooks.core.errors import FatalError
 from hooks.core.process import run
-
-Result = tuple[str, str]  # (OK|WARN|FAIL|SKIP, detail)
 
 
 def _config(path: Path) -> tuple[AgentConfig | None, Result]:

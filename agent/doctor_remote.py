@@ -1,6 +1,7 @@
 """`agent doctor`'s checks of what lies beyond this host: Docker, the registry, SSH.
 
-Each returns a `Result` (agent/doctor.py) and only asks; nothing is changed.
+Each returns a `Result` (defined here, as agent/doctor.py imports this module)
+and only asks; nothing is changed.
 The registry check speaks the Docker registry v2 API itself (`GET /v2/`, then
 basic auth or the bearer-token exchange the challenge names), so it tells
 "unreachable" from "credentials refused" without a Docker engine. The SSH
@@ -22,7 +23,7 @@ from agent.config import AgentConfig
 from agent.secrets import public_url
 from agent.targets.base import DeployError
 
-Result = tuple[str, str]  # (OK|WARN|FAIL|SKIP, detail)
+Result = tuple[str, str]  # (OK|WARN|FAIL|SKIP, detail): every check's row, here and in doctor.py
 DOCKER_HUB = "registry-1.docker.io"
 TIMEOUT = 10.0
 SSH_TARGET = "docker_ssh"

@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from hooks.core.pid_identity import started_at
+from hooks.core.pid_identity import started_at, stat_fields
 from hooks.core.process import alive
 
 MARKER = "RASA_GITOPS_WORK_DIR"
@@ -50,14 +50,22 @@ def _read(pid: str, name: str) -> bytes:
         return b""  # gone, or not ours to read
 
 
-def _session(pid: str) -> int:
-    stat = _read(pid, "stat").decode(errors="replace")
-    fields = stat[stat.rfind(")") + 2:].split()
-    return int(fields[3]) if len(fields) > 3 and fields[3].isdigit() else -1
+def _stat_number(pid: int, index: int) -> int:
+    """Field `index` of `stat_fields` (1: the parent, 3: the session); -1 for a
+    process gone or not ours to read."""
+    fields = stat_fields(pid) or []
+    return int(fields[index]) if len(fields) > index and fields[index].isdigit() else -1
 
 
-def _inside(value: bytes, roots: Collection[bytes]) -> bool:
+def inside(value: bytes, roots: Collection[bytes]) -> bool:
+    """Whether the path `value` is one of `roots` or below one, path by path."""
     return any(value == root or value.startswith(root + b"/") for root in roots)
+
+
+def marks_in(environ: bytes) -> list[bytes]:
+    """The `MARKER` values in a process's environment (/proc/<pid>/environ)."""
+    return [var.split(b"=", 1)[1] for var in environ.split(b"\0")
+            if var.startswith(MARKER.encode() + b"=")]
 
 
 def _ancestors(pid: int) -> set[int]:
@@ -65,9 +73,7 @@ def _ancestors(pid: int) -> set[int]:
     found = set()
     while pid > 1 and pid not in found:
         found.add(pid)
-        stat = _read(str(pid), "stat").decode(errors="replace")
-        fields = stat[stat.rfind(")") + 2:].split()
-        pid = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+        pid = _stat_number(pid, 1)
     return found
 
 
@@ -83,7 +89,7 @@ def _names_a_server_in(cmdline: bytes, roots: Collection[bytes]) -> bool:
     program = os.path.basename(args[0])
     if not program.startswith(SERVER_PROGRAMS) or b"agent.cli" in args:
         return False
-    return any(_inside(arg.rpartition(b"=")[2], roots) for arg in args[1:])
+    return any(inside(arg.rpartition(b"=")[2], roots) for arg in args[1:])
 
 
 def marked(mark: Path) -> list[Owned]:
@@ -104,13 +110,12 @@ def owned_processes(work_dir: Path, exclude: Collection[int] = (), *,
         cmdline = _read(entry.name, "cmdline")
         if not cmdline:
             continue  # a kernel thread or a zombie: nothing to stop
-        leader = _session(entry.name) == int(entry.name)
-        marks = [var.split(b"=", 1)[1] for var in _read(entry.name, "environ").split(b"\0")
-                 if var.startswith(MARKER.encode() + b"=")]
+        leader = _stat_number(int(entry.name), 3) == int(entry.name)
+        marks = marks_in(_read(entry.name, "environ"))
         if exact:
             mine = any(mark in roots for mark in marks)
         else:
-            mine = any(_inside(mark, roots) for mark in marks) or (
+            mine = any(inside(mark, roots) for mark in marks) or (
                 leader and _names_a_server_in(cmdline, roots))
         if mine:
             pid = int(entry.name)

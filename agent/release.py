@@ -102,10 +102,14 @@ def run_release(agent: Agent, release: Release, guard: Guard | None = None) -> R
         agent.progress.info(f"release {release.id} abandoned; it is retried at the next start")
         return INTERRUPTED
     finally:
+        def skip_if_stopping() -> None:
+            if agent.stop_requested:  # SIGTERM: stop now, the next start cleans up
+                raise LockHeld("the agent is stopping")
+
         try:
-            with deploy_lock(agent, "cleanup of old releases"):
+            with deploy_lock(agent, "cleanup of old releases", check=skip_if_stopping):
                 cleanup(agent)
-        except LockHeld as exc:  # a stale lock: the next release cleans up
+        except LockHeld as exc:  # stale, or stopping: the next release cleans up
             agent.progress.info(f"cleanup skipped: {exc}")
 
 
@@ -113,8 +117,15 @@ def _switch(agent: Agent, ctx: StepContext, release: Release) -> ReleaseStatus:
     """After the gates: under the deploy lock, the policy, then the switch."""
     journal = agent.journal
     env = agent.environment.name
+    def abandon_if_stopping() -> None:
+        # SIGTERM while another process switches: this release switched nothing
+        # yet, so it ends `interrupted` (retried at the next start) at once
+        # instead of keeping `agent stop` waiting for up to switch_wait.
+        if agent.stop_requested:
+            raise Abandoned()
+
     try:
-        take_deploy_lock(agent, f"switch of release {release.id}")
+        take_deploy_lock(agent, f"switch of release {release.id}", check=abandon_if_stopping)
     except LockHeld as exc:  # stale, or a switch that never ends: nothing changed
         why = f"its gates passed, but the deploy lock was not free: {exc}"
         journal.finish_release(release.id, STAGED, f"{why}; `agent promote {release.id}`")

@@ -45,9 +45,11 @@ class Locks(Database):
             )
 
     def wait_for_lock(self, name: str, purpose: str, *, timeout: float,
-                      say: Callable[[str], None], poll: float = 0.2) -> None:
+                      say: Callable[[str], None], poll: float = 0.2,
+                      check: Callable[[], None] | None = None) -> None:
         """Take the named lock, waiting up to `timeout` seconds while a live owner
-        holds it (said once through `say`); a stale lock raises LockHeld at once."""
+        holds it (said once through `say`); a stale lock raises LockHeld at once.
+        `check` runs before each wait and may raise to give up waiting (SIGTERM)."""
         deadline = time.monotonic() + timeout
         said = False
         while True:
@@ -67,6 +69,8 @@ class Locks(Database):
                     say(f"waiting for the {name} lock: {holder['purpose']} "
                         f"({holder['owner']})")
                     said = True
+            if check is not None:
+                check()
             time.sleep(poll)
 
     def release_lock(self, name: str) -> None:

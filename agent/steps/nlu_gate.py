@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agent.steps import SKIPPED, Outcome, StepContext, StepFailed
 from hooks.core.errors import FatalError
-from hooks.core.process import background_priority
+from hooks.core.priority import background_priority
 from hooks.nlu.compare import Options, compare, nlu_changed
 from hooks.nlu.report import Thresholds, gate
 from hooks.nlu.revisions import materialise

@@ -12,7 +12,6 @@ State lives in `<state_dir>`: `live.json` (the live deployment), `upstream`
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import time
@@ -33,6 +32,7 @@ from agent.targets.base import (
     Health,
     LogSink,
 )
+from agent.targets.pidfile import read_pid, write_atomically, write_pid
 from agent.targets.probe import probe
 from hooks.core.child_env import commit_environment, passed_env
 from hooks.core.errors import FatalError
@@ -60,12 +60,6 @@ def list_actions(base_url: str) -> frozenset[str]:
     answer = requests.get(f"{base_url}/actions", timeout=HTTP_TIMEOUT)
     answer.raise_for_status()
     return frozenset(str(item["name"]) for item in answer.json())
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class LocalActionServerTarget:
@@ -105,7 +99,7 @@ class LocalActionServerTarget:
 
     def ensure_forwarder(self, log: LogSink) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        recorded = _read_pid(self._forwarder_pid_file)
+        recorded = read_pid(self._forwarder_pid_file)
         if recorded and alive(*recorded) and port_open(self.host, self.port):
             return
         if port_open(self.host, self.port):
@@ -121,7 +115,7 @@ class LocalActionServerTarget:
             env=marker_env(self.state_dir),  # `agent stop` finds it even unrecorded
         )
         # With its start time: after a reboot the pid may be another program's.
-        _write_atomically(self._forwarder_pid_file, f"{pid} {started_at(pid) or 0}\n")
+        write_pid(self._forwarder_pid_file, pid)
         deadline = time.monotonic() + 30
         while not port_open(self.host, self.port):
             if not alive(pid) or time.monotonic() > deadline:
@@ -193,9 +187,9 @@ class LocalActionServerTarget:
 
     def _switch(self, deployment: ActionServerDeployment, log: LogSink) -> None:
         old = self._read_live()
-        _write_atomically(self._upstream_file, deployment.handle["upstream"] + "\n")
+        write_atomically(self._upstream_file, deployment.handle["upstream"] + "\n")
         faults.kill_point("actions.switched")
-        _write_atomically(self._live_file, json.dumps(_encode(deployment), indent=2))
+        write_atomically(self._live_file, json.dumps(_encode(deployment), indent=2))
         log(f"action forwarder now points at release {deployment.release_id} "
             f"({deployment.handle['upstream']})")
         if old is not None and old.handle.get("pid") != deployment.handle.get("pid"):
@@ -252,7 +246,7 @@ class LocalActionServerTarget:
             pid, started = _handle_pid(live.handle)
             stop(pid, started=started)
             log(f"stopped the action server of release {live.release_id}")
-        recorded = _read_pid(self._forwarder_pid_file)
+        recorded = read_pid(self._forwarder_pid_file)
         if recorded:
             stop(recorded[0], started=recorded[1])
             log("stopped the action forwarder")
@@ -261,7 +255,7 @@ class LocalActionServerTarget:
 
     def health(self) -> list[Health]:
         found = []
-        recorded = _read_pid(self._forwarder_pid_file)
+        recorded = read_pid(self._forwarder_pid_file)
         if recorded:
             found.append(probe("forwarder", self.host, self.port,
                                process_alive=alive(*recorded), path=None))
@@ -275,7 +269,7 @@ class LocalActionServerTarget:
         return found
 
     def revive(self, log: LogSink) -> list[str]:
-        recorded = _read_pid(self._forwarder_pid_file)
+        recorded = read_pid(self._forwarder_pid_file)
         if recorded is None or (alive(*recorded) and port_open(self.host, self.port)):
             return []  # never started (nothing released yet), or it serves
         if alive(*recorded):  # runs but deaf: its port is free for a new one once it stops
@@ -297,17 +291,6 @@ def _decode(data: dict[str, Any]) -> ActionServerDeployment:
     return ActionServerDeployment(str(data["release_id"]), str(data["url"]),
                                   frozenset(data.get("served_actions", [])),
                                   dict(data.get("handle", {})))
-
-
-def _read_pid(path: Path) -> tuple[int, int] | None:
-    """(pid, start time) from a pid file; start time 0 (unknown) for an older file."""
-    try:
-        fields = path.read_text(encoding="utf-8").split()
-    except FileNotFoundError:
-        return None
-    if not fields or not all(field.isdigit() for field in fields[:2]):
-        return None
-    return int(fields[0]), int(fields[1]) if len(fields) > 1 else 0
 
 
 def _handle_pid(handle: dict[str, str]) -> tuple[int, int]:

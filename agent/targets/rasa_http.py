@@ -28,12 +28,12 @@ from agent import faults
 from agent.owned import marker_env
 from agent.secrets import Secret
 from agent.targets.base import DeployError, Health, LogSink, ModelRef
+from agent.targets.pidfile import read_pid, write_pid
 from agent.targets.probe import accepts, probe
 from agent.targets.rasa_api import STATUS_TIMEOUT, RasaApi, local_token, model_id_of
 from agent.targets.rasa_launch import launch
 from hooks.core.child_env import commit_environment, passed_env
 from hooks.core.errors import FatalError
-from hooks.core.pid_identity import started_at
 from hooks.core.process import alive, spawn, stop
 
 __all__ = ["RasaHttpModelTarget"]
@@ -74,14 +74,6 @@ class RasaHttpModelTarget:
             return False
         return True
 
-    def _recorded(self) -> tuple[int, int] | None:
-        """(pid, start time) of the server this target started, if recorded."""
-        try:
-            pid, _, started = self._pid_file.read_text(encoding="utf-8").strip().partition(" ")
-            return int(pid), int(started or 0)  # "pid": an older file
-        except (FileNotFoundError, ValueError):
-            return None
-
     def _address(self) -> tuple[str, int]:
         parts = urlsplit(self.url)
         return parts.hostname or "127.0.0.1", parts.port or 5005
@@ -93,7 +85,7 @@ class RasaHttpModelTarget:
         # with "address already in use". A server someone else runs is theirs.
         if not self.manage_server:
             return False
-        recorded = self._recorded()
+        recorded = read_pid(self._pid_file)
         if recorded is not None and alive(*recorded):
             if accepts(*self._address()) is not False:
                 return False
@@ -105,7 +97,7 @@ class RasaHttpModelTarget:
         return True
 
     def health(self) -> list[Health]:
-        recorded = self._recorded()
+        recorded = read_pid(self._pid_file)
         if not self.manage_server or recorded is None:
             return []  # not ours, or never started
         return [probe("rasa server", *self._address(), process_alive=alive(*recorded))]
@@ -142,7 +134,7 @@ class RasaHttpModelTarget:
         except FatalError as exc:
             raise DeployError(str(exc)) from None
         # With its start time: after a reboot the pid may be another program's.
-        self._pid_file.write_text(f"{pid} {started_at(pid) or 0}\n", encoding="utf-8")
+        write_pid(self._pid_file, pid)
         deadline = time.monotonic() + self.load_timeout
         while not self.server_answers():
             if not alive(pid):
@@ -163,7 +155,7 @@ class RasaHttpModelTarget:
         return [self._token.reveal()] if self._token else []
 
     def stop_server(self, log: LogSink) -> None:
-        recorded = self._recorded()
+        recorded = read_pid(self._pid_file)
         if recorded is None:
             return
         stop(recorded[0], timeout=20, started=recorded[1])

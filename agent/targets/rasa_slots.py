@@ -28,7 +28,8 @@ from agent.targets.rasa_config import ServerConfig
 from agent.targets.rasa_launch import launch
 from hooks.core.child_env import QUIET_RASA_ENV, minimal_env, passed_env
 from hooks.core.pid_identity import started_at
-from hooks.core.process import alive, set_group_niceness, stop, write_stdin
+from hooks.core.priority import set_group_niceness
+from hooks.core.process import alive, stop, write_stdin
 
 LOCAL_HOST = "127.0.0.1"
 STOP_TIMEOUT = 20.0

@@ -19,12 +19,23 @@ def started_at(pid: int) -> int | None:
     Kept next to a recorded pid: after a reboot (or enough forks) the same pid
     may belong to another program, which `alive` would call ours and `stop`
     would signal. A pid and its start time name one process for good."""
+    fields = stat_fields(pid)
+    try:
+        return int(fields[19]) if fields is not None else None
+    except (ValueError, IndexError):
+        return None
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat from field 3 (the state) on: 0 the state,
+    1 the parent, 3 the session, 19 the start time. None without /proc (not
+    Linux), or when no such process runs or it is not ours to read."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-        # After the `(comm)` field, which may hold spaces: state is field 3.
-        return int(stat[stat.rfind(")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
+    except OSError:
         return None
+    # After the `(comm)` field, which may hold spaces and parentheses.
+    return stat[stat.rfind(")") + 2:].split()
 
 
 def ours(pid: int, started: int | None) -> bool:

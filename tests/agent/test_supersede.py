@@ -16,12 +16,21 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from agent import pipeline, supersede
 from agent.cli import main
-from agent.journal import PROMOTED, STAGED, SUPERSEDED, Journal, LockHeld, StepStatus
+from agent.journal import (
+    INTERRUPTED,
+    PROMOTED,
+    STAGED,
+    SUPERSEDED,
+    Journal,
+    LockHeld,
+    StepStatus,
+)
 from agent.promote import rollback
 from agent.release import run_release
 from agent.repo import Mirror
@@ -91,14 +100,25 @@ def gates(monkeypatch: pytest.MonkeyPatch) -> list[Gate]:
     return chosen
 
 
+class LiveGuard(NamedTuple):
+    world: World
+    first: str  # the commit pushed before the tick: the release a push supersedes
+    pushed: threading.Event  # what the watcher sets on a push
+    guard: Guard
+
+
 @pytest.fixture()
-def guard_thread() -> Iterator[list[Guard]]:
-    """Guards started here are stopped, and SIGUSR1 handed back, after the test."""
-    started: list[Guard] = []
+def live_guard(tmp_path: Path) -> Iterator[LiveGuard]:
+    """A world with one commit pushed and its guard thread running, as under
+    `agent watch`; the guard is stopped, and SIGUSR1 handed back, after the test."""
     before = signal.getsignal(SIGNAL)
-    yield started
-    for guard in started:
-        guard.stop()
+    world = memory_world(tmp_path)
+    first = push(world, "one")
+    pushed = threading.Event()
+    guard = Guard(world.agent, local_repo=tmp_path / "bot.git", interval=60, pushed=pushed)
+    guard.start()
+    yield LiveGuard(world, first, pushed, guard)
+    guard.stop()
     signal.signal(SIGNAL, before)
 
 
@@ -192,6 +212,34 @@ def test_a_release_waits_for_a_switch_in_progress_and_switches_from_what_it_left
     assert world.journal.lock_holder("deploy") is None
 
 
+def test_sigterm_while_a_release_waits_for_the_deploy_lock_interrupts_it_at_once(
+    tmp_path: Path, gates: list[Gate],
+) -> None:
+    """`agent stop` is not kept waiting for another process's switch (up to
+    switch_wait, minutes): the waiting release switched nothing, so it ends
+    `interrupted` (retried at the next start) and its cleanup is skipped."""
+    world = memory_world(tmp_path)
+    world.release(model_id="model-1", calls=set(), code="code-1", status=PROMOTED, live=True)
+    gates.append(Gate("train", True, model))
+    queued = world.journal.new_release(environment="production", commit="e" * 40,
+                                       branch="main", author="t", message="new")
+    proc = holder(world.journal, 120)
+    stop = threading.Timer(0.5, lambda: setattr(world.agent, "stop_requested", True))
+    try:
+        started = time.monotonic()
+        stop.start()
+        assert run_release(world.agent, queued) == INTERRUPTED
+        assert time.monotonic() - started < 5
+        assert proc.poll() is None  # the other switch still runs: it was not waited for
+    finally:
+        stop.cancel()
+        proc.kill()
+        proc.wait()
+    assert world.journal.release(queued.id).reason == "the agent was stopped during the release"
+    assert world.serving.live_model == "model-1"
+    assert world.journal.production_release("production").model_id == "model-1"  # type: ignore[union-attr]
+
+
 # --------------------------------------------------------------------- supersede
 
 
@@ -223,14 +271,9 @@ def test_agent_once_supersedes_a_release_between_two_gates_and_releases_the_newe
 
 
 def test_a_push_abandons_a_long_gate_and_kills_its_child_process(
-    tmp_path: Path, gates: list[Gate], guard_thread: list[Guard],
+    gates: list[Gate], live_guard: LiveGuard,
 ) -> None:
-    world = memory_world(tmp_path)
-    first = push(world, "one")
-    pushed = threading.Event()
-    guard = Guard(world.agent, local_repo=tmp_path / "bot.git", interval=60, pushed=pushed)
-    guard.start()
-    guard_thread.append(guard)
+    world, first, pushed, guard = live_guard
     children: list[float] = []
 
     def train(ctx: StepContext) -> None:
@@ -258,14 +301,9 @@ def test_a_push_abandons_a_long_gate_and_kills_its_child_process(
 
 
 def test_a_push_during_the_switch_never_abandons_it(
-    tmp_path: Path, gates: list[Gate], guard_thread: list[Guard],
+    gates: list[Gate], live_guard: LiveGuard,
 ) -> None:
-    world = memory_world(tmp_path)
-    first = push(world, "one")
-    pushed = threading.Event()
-    guard = Guard(world.agent, local_repo=tmp_path / "bot.git", interval=60, pushed=pushed)
-    guard.start()
-    guard_thread.append(guard)
+    world, first, pushed, guard = live_guard
     activate = world.model.activate
     later: list[str] = []
 
@@ -290,18 +328,13 @@ def test_a_push_during_the_switch_never_abandons_it(
 
 
 def test_a_signal_inside_a_journal_transaction_waits_for_the_step_s_next_child(
-    tmp_path: Path, gates: list[Gate], guard_thread: list[Guard],
+    gates: list[Gate], live_guard: LiveGuard,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Raised inside `BEGIN IMMEDIATE ... COMMIT`, Superseded would leave the
     # journal in its transaction (its write lock held: every later write fails,
     # other processes find it busy). It must wait for the step's next child.
-    world = memory_world(tmp_path)
-    first = push(world, "one")
-    pushed = threading.Event()
-    guard = Guard(world.agent, local_repo=tmp_path / "bot.git", interval=60, pushed=pushed)
-    guard.start()
-    guard_thread.append(guard)
+    world, first, pushed, guard = live_guard
     noticed = threading.Event()
     info = world.agent.progress.info
 

@@ -70,6 +70,23 @@ def deploy_repo(root: Path) -> tuple[Path, Path]:
     return bare, src
 
 
+def set_hours(src: Path, hours: str) -> None:
+    """The example bot's custom action (actions/actions.py) answers `hours`: a
+    change to the action code alone, which a test can tell from a chat reply."""
+    actions = src / "actions" / "actions.py"
+    code = actions.read_text(encoding="utf-8")
+    start = code.index('text="') + len('text="')
+    actions.write_text(code[:start] + hours + code[code.index('"', start):], encoding="utf-8")
+
+
+def push_all(src: Path, message: str) -> str:
+    """Every change in `src` committed and pushed to its `deploy` remote; the commit's sha."""
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", message)
+    git(src, "push", "-q", "deploy", "main")
+    return git(src, "rev-parse", "HEAD")
+
+
 def light_coffeebot(dest: Path) -> Path:
     """A copy of the example bot with LIGHT_CONFIG (not a git repo)."""
     bot = copy_bot(COFFEEBOT, dest)

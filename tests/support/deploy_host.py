@@ -26,8 +26,7 @@ import requests
 from agent.journal import Journal
 from agent.targets.local_process import free_port
 from tests.support.agent_config import agent_config
-from tests.support.bots import deploy_repo
-from tests.support.git import git
+from tests.support.bots import deploy_repo, push_all, set_hours
 from tests.support.procs import kill_processes_of
 
 GREETINGS = ("Hi! Coffee, or opening hours?", "Hello there! Coffee, or opening hours?")
@@ -71,15 +70,8 @@ class Host:
             domain = domain.replace(text, greeting)
         (self.src / "domain.yml").write_text(domain, encoding="utf-8")
         hours = f"Open from {self.flips} am, commit {self.flips}."
-        actions = self.src / "actions" / "actions.py"
-        code = actions.read_text(encoding="utf-8")
-        start = code.index('text="') + len('text="')
-        actions.write_text(code[:start] + hours + code[code.index('"', start):],
-                           encoding="utf-8")
-        git(self.src, "add", "-A")
-        git(self.src, "commit", "-q", "-m", message)
-        git(self.src, "push", "-q", "deploy", "main")
-        sha = git(self.src, "rev-parse", "HEAD")
+        set_hours(self.src, hours)
+        sha = push_all(self.src, message)
         self.expected[sha] = (greeting, hours)
         return sha
 

@@ -7,6 +7,8 @@ import signal
 from collections.abc import Collection
 from pathlib import Path
 
+from agent.owned import inside, marks_in
+
 
 def processes_showing(value: str, parts: Collection[str] = ("cmdline", "environ"),
                        ) -> list[int]:
@@ -52,8 +54,12 @@ def processes_showing_any(values: Collection[str], environ_ok: Collection[int] =
 def processes_of(work_dir: Path) -> list[int]:
     """Pids of every process of the agent of `work_dir`: its command line names
     the work dir, its environment carries the agent's mark (RASA_GITOPS_WORK_DIR)
-    inside it, or it runs in it (an action server from a release worktree)."""
-    root = str(work_dir.resolve())
+    inside it, or it runs in it (an action server from a release worktree).
+
+    Wider than the agent's own `owned_processes` on purpose: `agent stop`'s
+    "leaves nothing" is checked with it, so it must not share that sweep's
+    blind spots (an unmarked child that leads no session, say)."""
+    roots = {os.fsencode(work_dir.resolve())}
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -61,15 +67,13 @@ def processes_of(work_dir: Path) -> list[int]:
         try:
             cmdline = (proc / "cmdline").read_bytes()
             environ = (proc / "environ").read_bytes()
-            cwd = os.readlink(proc / "cwd")
+            cwd = os.fsencode(os.readlink(proc / "cwd"))
         except OSError:
             continue  # gone, a kernel thread, or not ours to read
         if not cmdline:
             continue  # a zombie
-        marks = [var.partition(b"=")[2] for var in environ.split(b"\0")
-                 if var.startswith(b"RASA_GITOPS_WORK_DIR=")]
-        if (root.encode() in cmdline or cwd == root or cwd.startswith(root + "/")
-                or any(m == root.encode() or m.startswith(root.encode() + b"/") for m in marks)):
+        if (any(root in cmdline for root in roots) or inside(cwd, roots)
+                or any(inside(mark, roots) for mark in marks_in(environ))):
             found.append(int(proc.name))
     return found
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hooks.core import process
-from hooks.core.process import background_priority, run, spawn, stop
+from hooks.core import priority
+from hooks.core.priority import background_priority
+from hooks.core.process import run, spawn, stop
 from tests.support.priority import (
     autogroup_enabled,
     group_niceness,
@@ -72,10 +73,10 @@ def test_without_the_binaries_the_command_still_runs_and_says_so_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     record = tmp_path / "record"
     command = [str(priority_recorder(tmp_path / "cmd", record))]
-    real_which = process.shutil.which
-    monkeypatch.setattr(process.shutil, "which",
+    real_which = priority.shutil.which
+    monkeypatch.setattr(priority.shutil, "which",
                         lambda name: None if name in ("nice", "ionice") else real_which(name))
-    monkeypatch.setattr(process, "_said", set())
+    monkeypatch.setattr(priority, "_said", set())
     lines: list[str] = []
     for _ in range(2):
         done = run(command, background=True, stream=lines.append)
