@@ -1,7 +1,7 @@
 """`agent`: the deploy agent's command line: parse the arguments, dispatch.
 
 Each command is a few lines over the module that does the work: `daemon.py`
-(`run`, `once`), `views.py` (`status`, `history`, `logs`, read-only), the
+(`run`, `once`), `views.py` (`status`, `history`, `events`, `logs`, read-only), the
 switch's `promote`/`rollback`, `doctor.py`. The CLI never drives a target
 itself, except `agent stop` (which ends the processes the agent started
 through the targets' own `stop_all`).
@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from agent import daemon, views
+from agent import daemon, notify, views
 from agent.config import AgentConfig, config_path, load_config
 from agent.journal import owner_alive
 from agent.progress import Progress
@@ -61,6 +61,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     return views.show_history(_load(args), limit=args.limit, as_json=args.json)
 
 
+def cmd_events(args: argparse.Namespace) -> int:
+    config = _load(args)
+    env = config.environment(args.env).name if args.env else None
+    return views.show_events(config, environment=env, limit=args.limit, as_json=args.json)
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     return views.show_logs(_load(args), args.release, lines=args.lines,
                            summary_only=args.summary)
@@ -96,7 +102,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
     agent = Agent.open(config, Progress())
     try:
         env = _env_name(config, args.env)
-        plan = promote(agent, views.release_number(args.release), env, args.reason or "")
+        with notify.notifying(config, agent.journal, agent.progress.info,
+                              daemon_pid=daemon.daemon_running(config)):
+            plan = promote(agent, views.release_number(args.release), env, args.reason or "")
     finally:
         agent.close()
     print(f"release {args.release} is in {env} ({' then '.join(plan.switches) or 'no switch'})")
@@ -111,7 +119,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     try:
         env = _env_name(config, args.env)
         to = views.release_number(args.to) if args.to else None
-        target = rollback(agent, env, to, args.reason or "")
+        with notify.notifying(config, agent.journal, agent.progress.info,
+                              daemon_pid=daemon.daemon_running(config)):
+            target = rollback(agent, env, to, args.reason or "")
     finally:
         agent.close()
     print(f"{env} is back on release {target.id} ({target.short} {target.message!r}); "
@@ -178,6 +188,10 @@ def _parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="releases, newest first")
     history.add_argument("--json", action="store_true")
     history.add_argument("--limit", type=int, default=30)
+    events = sub.add_parser("events", help="who did what, when and why (the audit trail)")
+    events.add_argument("--env", help="only this environment's events")
+    events.add_argument("--json", action="store_true")
+    events.add_argument("--limit", type=int, default=50)
     logs = sub.add_parser("logs", help="the steps of one release and their logs")
     logs.add_argument("release")
     logs.add_argument("--lines", type=int, default=30, help="log lines per step")
@@ -205,7 +219,8 @@ def _parser() -> argparse.ArgumentParser:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run, "once": cmd_once, "sync": cmd_sync, "status": cmd_status,
-    "history": cmd_history, "logs": cmd_logs, "doctor": cmd_doctor, "stop": cmd_stop,
+    "history": cmd_history, "events": cmd_events, "logs": cmd_logs, "doctor": cmd_doctor,
+    "stop": cmd_stop,
     "promote": cmd_promote, "rollback": cmd_rollback, "resume": cmd_resume,
     "unlock": cmd_unlock,
 }

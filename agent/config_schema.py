@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.notify_config import check_notify
+
 Check = Callable[[Any], "str | None"]
 REQUIRED = object()
 
@@ -136,9 +138,9 @@ SCHEMA: dict[str, Key] = {
                                "stable port the Rasa server calls (the agent's forwarder)"),
     "action_server.actions_module": _key(str, "actions"),
     "action_server.env": _key(list, None, _env_names, nullable=True,
-                              help="names of variables of the agent's environment the local "
-                              "action server and the action-code tests need; they get nothing "
-                              "else of it (the docker targets' containers get none of it)"),
+                              help="names of variables of the agent's environment the action "
+                              "server (a local process, or the docker targets' containers) and "
+                              "the action-code tests need; they get nothing else of it"),
     "action_server.start_timeout": _key(NUMBER, 180, _positive),
     # Docker action-server targets (docker, docker_ssh, swarm) and their image (issue 5).
     "action_server.backend_ports": _key(list, None, nullable=True,
@@ -200,6 +202,11 @@ SCHEMA: dict[str, Key] = {
     "model.drain_timeout": _key(NUMBER, 30, _positive,
                                 "blue_green: seconds the old server may finish its in-flight "
                                 "requests before it is cut and stopped"),
+    "model.standby": _key(bool, None, nullable=True,
+                          help="blue_green: a second `rasa run` with the live model that "
+                          "HAProxy sends requests to the moment the live one dies, kept by "
+                          "`agent run` (one more Rasa process's memory); default: on for "
+                          "runtime process, off (not supported yet) for runtime docker"),
     "model.warmup": _key(list, None, _strings, nullable=True,
                          help="blue_green: messages sent to a new server before any user "
                          "reaches it; default: the first turn of each smoke conversation, "
@@ -227,6 +234,10 @@ SCHEMA: dict[str, Key] = {
                                        help="fail when macro F1 drops by more (0 to 1)"),
     "nlu_gate.max_intent_f1_drop": _key(NUMBER, 0.1, nullable=True,
                                         help="fail when any intent's F1 drops by more"),
+    "notify": _key(list, None, check_notify, nullable=True,
+                   help="where people hear about releases: [{type: webhook, url_env: VAR}, "
+                   "{type: github, repository: OWNER/NAME, token_env: VAR}, {type: gitlab, "
+                   "project: ID or GROUP/NAME, token_env: VAR}] (README: Notifications)"),
     "environments": _key(dict, None, nullable=True,
                          help="per environment: {promote: auto|auto_unless_action_code|manual}"),
 }

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from agent.config import AgentConfig
+from agent.notify import notifying, open_notifier
 from agent.progress import Progress
 from agent.runtime import Agent
 from agent.secrets import public_url
@@ -67,7 +68,9 @@ def run_once(config: AgentConfig, *, quiet: bool = False) -> int:
     local = Path(config.repo) if config.is_local_repo else None
     guard = Guard(agent, local_repo=local, interval=float(config["poll_interval"]))
     try:
-        result = tick(agent, guard)  # no thread: the guard looks between two gates
+        with notifying(config, agent.journal, agent.progress.info,
+                       daemon_pid=daemon_running(config)):
+            result = tick(agent, guard)  # no thread: the guard looks between two gates
     finally:
         agent.close()
     print_result(result)
@@ -83,6 +86,7 @@ def run_daemon(config: AgentConfig) -> int:
     local = Path(config.repo) if config.is_local_repo else None
     if local is not None and not (local / "HEAD").is_file():
         raise FatalError(f"{config.path}: repo: {local} is not a bare git repository")
+    notifier = open_notifier(config, agent.journal, agent.progress.info)  # bad notify: refused
     watcher = Watcher(config.work_dir, local_repo=local, branch=config.branch,
                       poll_interval=float(config["poll_interval"]))
 
@@ -109,6 +113,8 @@ def run_daemon(config: AgentConfig) -> int:
                             max_backoff=float(config["supervise.max_backoff"]))
     if config["supervise.enabled"]:
         supervisor.start()
+    if notifier is not None:  # on its own thread: a chat or forge being down never
+        notifier.start()  # holds up a tick (agent/notify.py)
     pid_file(config).write_text(f"{os.getpid()}\n", encoding="utf-8")
     how = "watching the bare repo" if local else f"polling every {config['poll_interval']} s"
     agent.progress.info(f"agent started: {public_url(config.repo)} branch {config.branch}, {how}")
@@ -132,6 +138,8 @@ def run_daemon(config: AgentConfig) -> int:
     finally:
         remove_check(abandon_if_stopping)
         supervisor.stop()
+        if notifier is not None:
+            notifier.stop()
         guard.stop()
         watcher.stop()
         agent.close()

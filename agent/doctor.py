@@ -21,6 +21,7 @@ from pathlib import Path
 from agent import doctor_remote as remote
 from agent.config import AgentConfig, load_config
 from agent.doctor_remote import Result
+from agent.notify_sinks import load_sinks
 from agent.repo import Mirror, exposed_credential
 from agent.secrets import Redactor, public_url, url_secrets
 from hooks.core.errors import FatalError
@@ -127,6 +128,25 @@ def _action_port(config: AgentConfig) -> Result:
     return "OK", f"{host}:{port} " + ("serves the agent's forwarder" if taken else "is free")
 
 
+def _notify(config: AgentConfig) -> Result:
+    """Each sink's secret readable and its host accepting connections; nothing is sent."""
+    if not config["notify"]:
+        return "SKIP", "no notify: sinks configured"
+    sinks = load_sinks(config)  # an unreadable secret: its ConfigError is the FAIL row
+    down = []
+    for sink in sinks:
+        host, port = sink.address()
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except OSError as exc:
+            down.append(f"{sink.key.split(':', 1)[0]} ({host}:{port}: {exc.strerror or exc})")
+    if down:
+        return "FAIL", "cannot connect to " + "; ".join(down) + (
+            "; check the URL and that the agent's host may reach it")
+    return "OK", f"{len(sinks)} sink(s) reachable: " + ", ".join(
+        f"{host}:{port}" for host, port in (sink.address() for sink in sinks))
+
+
 Check = Callable[[AgentConfig], Result]
 
 
@@ -142,6 +162,7 @@ def _checks() -> list[tuple[str, Check]]:
         ("ssh key", remote.ssh_key),
         ("ssh host key", remote.ssh_host_key),
         ("ssh", remote.ssh),
+        ("notify", _notify),
     ]
 
 

@@ -85,7 +85,7 @@ def server_releases(agent: Agent) -> set[int]:
     """The releases whose action server may serve now: the one the target reports,
     and, for each production, the newest release up to it with its action code
     that started a server. A release with unchanged action code keeps that
-    older release's server (and a switch back reuses it: switch._deployment_for),
+    older release's server (and a switch back reuses it: serving_state.deployment_for),
     and the target's report is None while a busy server answers late."""
     found: set[int] = set()
     live = agent.targets.action_server.live()

@@ -10,6 +10,13 @@ restarted through `switch.revive` as the journal's production has it, at once
 the first time and then after 1, 2, 4, ... s (`supervise.max_backoff`) while it
 keeps dying; staying up for a minute forgives its past crashes.
 
+With a warm standby (`model.standby`, agent/targets/rasa_standby.py), each
+round in which nothing is dead and no standby is armed also takes one short
+step toward one (start it, look whether it loaded, warm and arm it), under the
+deploy lock but never waiting for the load while holding it; a standby that
+fails is journaled (`server.standby_failed`) and tried again with the same
+backoff, one that is armed is journaled (`server.standby`).
+
 Never at once with a switch: `switch.revive` only tries the lock every switch
 and every deploy-lock holder of this process holds, then the deploy lock
 (agent/deploy_lock.py), and the round is skipped while a release, promote,
@@ -24,15 +31,27 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
 
 from agent import switch
+from agent.deploy_lock import release_deploy_lock, try_deploy_lock
 from agent.journal import Journal
 from agent.prune import prune
 from agent.runtime import Agent
-from agent.targets.base import ALIVE, DEAD, SLOW, Health
+from agent.targets.base import ALIVE, DEAD, SLOW, DeployError, Health, LogSink
+from agent.targets.rasa_standby import FAILED, READY, STANDBY_PART
 
 PRUNE_EVERY = 600.0  # seconds
 STABLE = 60.0  # seconds up after a restart that forgive the crashes before it
+
+
+@runtime_checkable
+class KeepsStandby(Protocol):
+    """A model target with a warm standby (BlueGreenRasaTarget)."""
+
+    standby: bool
+
+    def keep_standby(self, log: LogSink) -> tuple[str, str]: ...
 
 
 @dataclass
@@ -141,6 +160,8 @@ class Supervisor:
         model, action = agent.targets.model.health(), agent.targets.action_server.health()
         self._note(agent, [*model, *action])
         if not any(h.state == DEAD for h in (*model, *action)):
+            if not any(h.part == STANDBY_PART for h in model):
+                self._keep_standby(agent)
             return []
 
         def dead_now() -> tuple[list[Health], list[Health]]:
@@ -149,3 +170,32 @@ class Supervisor:
                     self._dead(agent.targets.action_server.health()))
 
         return switch.revive(agent, agent.environment.name, dead_now)
+
+    def _keep_standby(self, agent: Agent) -> None:
+        """One step toward an armed warm standby, if the model target keeps one."""
+        model = agent.targets.model
+        backoff = self._backoff(STANDBY_PART)
+        if (not isinstance(model, KeepsStandby) or not model.standby
+                or (backoff.due_at is not None and self.clock() < backoff.due_at)):
+            return
+        if not try_deploy_lock(agent, "supervisor: warm standby"):
+            return  # a switch runs: it drops the standby; the next round starts one
+        try:
+            done, detail = model.keep_standby(agent.progress.info)
+        except DeployError as exc:
+            done, detail = FAILED, str(exc)
+        finally:
+            release_deploy_lock(agent)
+        environment = agent.environment.name
+        current = agent.journal.production_release(environment)
+        release_id = current.id if current else None
+        if done == READY:
+            backoff.due_at = None
+            agent.journal.event("server.standby", release_id, environment, detail=detail)
+            agent.progress.info(f"supervisor: standby Rasa server ready: {detail}")
+        elif done == FAILED:
+            backoff.attempts += 1
+            backoff.due_at = self.clock() + backoff.delay()
+            agent.journal.event("server.standby_failed", release_id, environment,
+                                detail=detail)
+            agent.progress.info(f"supervisor: {detail}; next try in {backoff.delay():.0f} s")

@@ -38,15 +38,19 @@ from agent.journal import Release
 from agent.pipeline import SMOKE, SWITCHES
 from agent.runner import ReleaseStopped, run_step
 from agent.runtime import Agent
+from agent.serving_state import (
+    ACTION_SERVER_PART,
+    action_server_running,
+    deployment_for,
+    release_of_model,
+    same_action_code,
+)
 from agent.steps import StepContext
-from agent.targets.base import DEAD, ActionServerDeployment, DeployError, Health, ModelRef
-from hooks.core.errors import FatalError
+from agent.targets.base import DEAD, DeployError, Health, ModelRef
 
 # What each switch step notes in `ctx.notes` once it changed what serves.
 SWITCHED = {order.ACTION_SERVER: "action_server_switched", order.MODEL: "model_switched"}
 
-# The part name (Health.part) of the action server itself, not its forwarder.
-ACTION_SERVER_PART = "action server"
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -65,7 +69,7 @@ def deploy_plan(agent: Agent, release: Release, production: Release | None) -> o
     live_server = agent.targets.action_server.live()
     served = live_server.served_actions if live_server else frozenset()
     new_served: frozenset[str] | None = frozenset(release.required_actions)
-    if live_server is not None and _same_code(agent, release, live_server.release_id):
+    if live_server is not None and same_action_code(agent, release, live_server.release_id):
         new_served = None  # deploy_actions keeps the live server: nothing switches
     model_actions = frozenset(production.required_actions) if production else frozenset()
     return order.plan(order.LiveState(model_actions, served),
@@ -173,7 +177,7 @@ def _restore_failed(agent: Agent, production: Release, environment: str,
 
 def _undo_server(agent: Agent, production: Release) -> bool:
     """Whether production's action server serves again, or its model needs none."""
-    deployment = _deployment_for(agent, production)
+    deployment = deployment_for(agent, production)
     if deployment is None:
         return not production.required_actions
     try:
@@ -234,18 +238,18 @@ def restore(agent: Agent, environment: str) -> list[str]:
         live_model = _restart_server(agent, current)
     live_server = server_target.live()
     has_actions = current.action_code_fingerprint is not None or bool(current.required_actions)
-    if live_server is None and has_actions and _action_server_running(agent):
+    if live_server is None and has_actions and action_server_running(agent):
         progress.info("the action server runs but did not list its actions in time: "
                       "busy, left alone; the next tick's restore checks again")
         return []
     model_drift = _model_drifted(agent, current, live_model)
     deployment = None
     if has_actions and (live_server is None
-                        or not _same_code(agent, current, live_server.release_id)):
-        deployment = _deployment_for(agent, current)
+                        or not same_action_code(agent, current, live_server.release_id)):
+        deployment = deployment_for(agent, current)
     if not model_drift and deployment is None:
         return []
-    live_model_release = _release_of_model(agent, live_model)
+    live_model_release = release_of_model(agent, live_model)
     live = order.LiveState(
         frozenset(live_model_release.required_actions) if live_model_release else frozenset(),
         live_server.served_actions if live_server else frozenset(),
@@ -311,12 +315,14 @@ def _revive(agent: Agent, environment: str, model_dead: list[Health],
         # Only a DEAD server is replaced: live() is also None when a busy one
         # answers GET /actions late, and that one must keep its requests.
         server_dead = any(h.part == ACTION_SERVER_PART for h in action_dead)
-        deployment = _deployment_for(agent, current) if current and server_dead else None
+        deployment = deployment_for(agent, current) if current and server_dead else None
         if deployment is not None:
             agent.targets.action_server.reactivate(deployment, log)
             done.append(f"action server of release {deployment.release_id}")
         if model_dead and agent.targets.model.ensure_server(log):
-            done.append("Rasa server / front proxy (the last switched-to model)")
+            now = [f"{h.part} {h.detail}" for h in agent.targets.model.health() if h.state != DEAD]
+            done.append(f"Rasa server / front proxy (the last switched-to model; now: "
+                        f"{', '.join(now) or 'none'})")  # which slot serves: a standby took over?
         done += restore(agent, environment)  # what serves = what the journal says
     except DeployError as exc:
         journal.event("server.revive_failed", release_id, environment,
@@ -327,12 +333,6 @@ def _revive(agent: Agent, environment: str, model_dead: list[Health],
                   detail=f"dead: {died}; started: {'; '.join(done) or 'nothing'}")
     log(f"supervisor: restarted {'; '.join(done) or 'nothing'}")
     return done
-
-
-def _action_server_running(agent: Agent) -> bool:
-    """Whether the action server's process is up (alive or slow), by its health."""
-    return any(h.part == ACTION_SERVER_PART and h.state != DEAD
-               for h in agent.targets.action_server.health())
 
 
 def _restart_server(agent: Agent, current: Release) -> str | None:
@@ -348,36 +348,3 @@ def _restart_server(agent: Agent, current: Release) -> str | None:
         return current.model_id
     agent.journal.event("rasa_server.restarted", current.id, detail=f"model {live}")
     return live
-
-
-def _same_code(agent: Agent, release: Release, live_release_id: str) -> bool:
-    """Whether the live action server runs `release`'s action code."""
-    try:
-        live_release = agent.journal.release(int(live_release_id))
-    except (ValueError, FatalError):
-        return False
-    return live_release.action_code_fingerprint == release.action_code_fingerprint
-
-
-def _release_of_model(agent: Agent, model_id: str | None) -> Release | None:
-    if model_id is None:
-        return None
-    for release in agent.journal.releases(limit=500):
-        if release.model_id == model_id:
-            return release
-    return None
-
-
-def _deployment_for(agent: Agent, production: Release) -> ActionServerDeployment | None:
-    """The newest recorded action server with production's action code."""
-    for release in agent.journal.releases(limit=500):
-        if release.id > production.id or not release.action_server:
-            continue
-        if release.action_code_fingerprint != production.action_code_fingerprint:
-            continue
-        server = release.action_server
-        return ActionServerDeployment(
-            str(release.id), str(server.get("url", "")),
-            frozenset(server.get("served_actions", [])), dict(server.get("handle", {})),
-        )
-    return None

@@ -1,4 +1,4 @@
-"""`agent status`, `agent history`, `agent logs`: read-only views over the journal.
+"""`agent status`, `history`, `events`, `logs`: read-only views over the journal.
 
 These commands only read: they never take the deploy lock, never talk to a
 target and never create a journal (a missing one is an error that says how to
@@ -154,6 +154,44 @@ def show_history(config: AgentConfig, *, limit: int = 30, as_json: bool = False)
         reason = f"  ({r.reason})" if r.reason else ""
         print(f"{r.id:>4}  {r.status:<11} {r.short:<8}  {duration(r):>5}  "
               f"{when(r.created_at):<19}  {r.message[:50]}{reason[:120]}")
+    return 0
+
+
+def events_data(journal: Journal, *, environment: str | None = None,
+                limit: int = 50) -> list[dict[str, Any]]:
+    """The audit trail, newest first: who did what, when and why. An event journaled
+    without an environment (a release's own outcome) shows its release's."""
+    envs: dict[int, str] = {}
+    data = []
+    for event in journal.events(limit=limit, environment=environment):
+        env = event.environment
+        if env is None and event.release_id is not None:
+            if event.release_id not in envs:
+                envs[event.release_id] = journal.release(event.release_id).environment
+            env = envs[event.release_id]
+        data.append({"id": event.id, "at": event.at, "kind": event.kind, "environment": env,
+                     "release": event.release_id, "actor": event.actor, "why": event.detail})
+    return data
+
+
+def show_events(config: AgentConfig, *, environment: str | None = None, limit: int = 50,
+                as_json: bool = False) -> int:
+    journal = open_journal(config)
+    try:
+        data = events_data(journal, environment=environment, limit=limit)
+    finally:
+        journal.close()
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    if not data:
+        print("no events yet")
+        return 0
+    print(f"{'when':<19}  {'environment':<12} {'who':<14} {'what':<26} {'release':>7}  why")
+    for item in data:
+        release = f"r{item['release']}" if item["release"] is not None else "-"
+        print(f"{when(item['at']):<19}  {item['environment'] or '-':<12} "
+              f"{item['actor'][:14]:<14} {item['kind']:<26} {release:>7}  {item['why'][:120]}")
     return 0
 
 

@@ -5,8 +5,11 @@ mode with full fsync, and every write runs inside `BEGIN IMMEDIATE ... COMMIT`:
 a crash or an error leaves nothing half-written. `owner_id` names this process
 as `host:pid`, the way locks and running releases record who holds them.
 Every transaction can add to the audit trail of events (who did what, when).
+The events are also the notifications' outbox: `notify_cursor` keeps, per sink,
+the last event it took (agent/notify.py).
 A journal file outlives agent versions; `SCHEMA_VERSION` is kept in `meta`, and
-every statement is `IF NOT EXISTS`, so opening an existing journal changes nothing.
+every statement is `IF NOT EXISTS`, so opening an existing journal only adds what
+is missing (a table a newer agent added, such as `notify_cursor`), never changes data.
 """
 
 from __future__ import annotations
@@ -86,6 +89,10 @@ CREATE TABLE IF NOT EXISTS events (
     environment TEXT,
     actor TEXT NOT NULL DEFAULT '',
     detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS notify_cursor (
+    sink TEXT PRIMARY KEY,
+    event_id INTEGER NOT NULL
 );
 """
 
@@ -168,15 +175,54 @@ class Database:
                 "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (keep,),
             ).rowcount
 
-    def events(self, limit: int = 100, release_id: int | None = None) -> list[Event]:
-        if release_id is None:
-            rows = self._db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
-        else:
-            rows = self._db.execute(
-                "SELECT * FROM events WHERE release_id = ? ORDER BY id DESC LIMIT ?",
-                (release_id, limit),
-            )
+    def events(self, limit: int = 100, release_id: int | None = None,
+               environment: str | None = None, before: int | None = None) -> list[Event]:
+        """Newest first (older than event `before`, if given). An event journaled
+        without an environment (`release.failed`) belongs to its release's, so
+        `environment` filters on either."""
+        where: list[str] = []
+        args: list[Any] = []
+        if before is not None:
+            where.append("e.id < ?")
+            args.append(before)
+        if release_id is not None:
+            where.append("e.release_id = ?")
+            args.append(release_id)
+        if environment is not None:
+            where.append("COALESCE(e.environment, r.environment) = ?")
+            args.append(environment)
+        rows = self._db.execute(
+            "SELECT e.* FROM events e LEFT JOIN releases r ON r.id = e.release_id"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY e.id DESC LIMIT ?", (*args, limit),
+        )
         return [event_from_row(row) for row in rows]
+
+    # ------------------------------------------------ the notification outbox
+
+    def events_after(self, event_id: int, limit: int = 100) -> list[Event]:
+        """The events newer than `event_id`, oldest first: what a sink still owes."""
+        rows = self._db.execute("SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                                (event_id, limit))
+        return [event_from_row(row) for row in rows]
+
+    def notify_cursor(self, sink: str) -> int:
+        """The last event delivered to `sink`; a sink seen for the first time starts
+        at the newest event (it is told what happens from now on, not the past)."""
+        with self.transaction() as tx:
+            row = tx.execute("SELECT event_id FROM notify_cursor WHERE sink = ?",
+                             (sink,)).fetchone()
+            if row is not None:
+                return int(row["event_id"])
+            newest = tx.execute("SELECT COALESCE(MAX(id), 0) AS id FROM events").fetchone()
+            tx.execute("INSERT INTO notify_cursor (sink, event_id) VALUES (?, ?)",
+                       (sink, newest["id"]))
+            return int(newest["id"])
+
+    def set_notify_cursor(self, sink: str, event_id: int) -> None:
+        with self.transaction() as tx:
+            tx.execute("INSERT INTO notify_cursor (sink, event_id) VALUES (?, ?) ON CONFLICT"
+                       " (sink) DO UPDATE SET event_id = excluded.event_id", (sink, event_id))
 
 
 class Transaction:

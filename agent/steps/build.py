@@ -7,17 +7,17 @@ production (their fingerprint is a label of every image we build).
 
 from __future__ import annotations
 
-import contextlib
 import time
+from typing import Any
 
 from agent import faults
 from agent.config import AgentConfig
 from agent.image.build import BuildError, BuiltImage, build_image
 from agent.image.context import ContextError, assemble
 from agent.image.dockerfile import ImageSettings
-from agent.retry import retrying
 from agent.steps import REUSED, SKIPPED, Outcome, StepContext, StepFailed
-from agent.targets.docker.engine import engine_gone, engine_gone_error, local_engine
+from agent.targets.base import DeployError
+from agent.targets.docker.engine import local_engine, with_engine
 from agent.targets.docker.images import split_digest
 
 NAME = "build"
@@ -45,43 +45,30 @@ def run(ctx: StepContext) -> Outcome:
         raise StepFailed(str(exc)) from None
     production = ctx.production.image if ctx.production is not None else None
     production_ref = split_digest(production)[0] if production else None
-    engine = local_engine(ctx.config["image.docker_host"])
-    tried = 0
     deadline = time.monotonic() + ctx.timeout  # the retries share the step's timeout
 
-    def once() -> BuiltImage:
-        nonlocal tried
-        tried += 1
+    def build(client: Any) -> BuiltImage:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise StepFailed(f"docker build: the step's {ctx.timeout:.0f} s ran out "
-                             f"after {tried - 1} attempt(s)")
-        client = engine()
-        try:
-            return build_image(
-                client, context, repository=str(repository), commit=ctx.commit,
-                source=str(ctx.config["image.source"] or ctx.config.repo),
-                # Dies at the engine's first line: the build is under way inside dockerd.
-                log=faults.on_first_line(ctx.log, "build.running", skip=1),
-                production_ref=production_ref, timeout=left,
-                network_mode=ctx.config["image.build_network"],
-                background=ctx.config["pipeline.priority"] == "background",
-            )
-        finally:
-            with contextlib.suppress(Exception):  # a dead engine's client
-                client.close()
+            raise StepFailed(f"docker build: the step's {ctx.timeout:.0f} s ran out while "
+                             "the Docker engine was gone")
+        return build_image(
+            client, context, repository=str(repository), commit=ctx.commit,
+            source=str(ctx.config["image.source"] or ctx.config.repo),
+            # Dies at the engine's first line: the build is under way inside dockerd.
+            log=faults.on_first_line(ctx.log, "build.running", skip=1),
+            production_ref=production_ref, timeout=left,
+            network_mode=ctx.config["image.build_network"],
+            background=ctx.config["pipeline.priority"] == "background",
+        )
 
     try:
         # dockerd restarting: the build is started again from its context (layers
         # already built come from the engine's cache).
-        built = retrying(once, what="docker build", transient=engine_gone, log=ctx.log)
-    except BuildError as exc:
+        built = with_engine(local_engine(ctx.config["image.docker_host"]), build,
+                            what="docker build", log=ctx.log)
+    except (BuildError, DeployError) as exc:
         raise StepFailed(str(exc)) from None
-    except Exception as exc:
-        error = engine_gone_error(exc, tried)
-        if error is None:
-            raise
-        raise StepFailed(str(error)) from None
     if built.reused:
         ctx.journal.update_release(ctx.release_id, image=production)
         ctx.notes["image_reused"] = "yes"

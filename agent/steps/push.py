@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from agent import faults
-from agent.image.push import Credentials, PushError, push_image
-from agent.retry import retrying
+from agent.image.push import Credentials, Pushed, PushError, push_image
 from agent.steps import SKIPPED, Outcome, StepContext, StepFailed
 from agent.steps.build import uses_images
 from agent.targets.base import DeployError
-from agent.targets.docker.engine import engine_gone, engine_gone_error, local_engine
+from agent.targets.docker.engine import local_engine, with_engine
 from agent.targets.docker.images import split_digest
 
 NAME = "push"
@@ -40,27 +39,19 @@ def run(ctx: StepContext) -> Outcome:
         return Outcome(f"{ref} is already in the registry as {digest}", SKIPPED)
     if not ctx.config["image.push"]:
         return Outcome("pushing is turned off (image.push: false)", SKIPPED)
-    tried = 0
 
-    def connect() -> Any:
-        nonlocal tried
-        tried += 1
-        return local_engine(ctx.config["image.docker_host"])()
-
-    try:
-        # dockerd restarting: its socket answers again within a few seconds.
-        client = retrying(connect, what="connecting to the Docker engine",
-                          transient=engine_gone, log=ctx.log)
-    except DeployError as exc:
-        raise StepFailed(str(engine_gone_error(exc, tried) or exc)) from None
-    try:
+    def push(client: Any) -> Pushed:
         # Dies at the engine's first line: dockerd is pushing (`skip` passes "pushing ...").
-        pushed = push_image(client, ref, faults.on_first_line(ctx.log, "push.running", skip=1),
-                            credentials=credentials(ctx),
-                            attempts=int(ctx.config["image.push_attempts"]))
-    except PushError as exc:
+        return push_image(client, ref, faults.on_first_line(ctx.log, "push.running", skip=1),
+                          credentials=credentials(ctx),
+                          attempts=int(ctx.config["image.push_attempts"]))
+
+    try:
+        # dockerd restarting: its socket answers again within a few seconds. A registry
+        # failing is retried inside push_image, with its own attempts.
+        pushed = with_engine(local_engine(ctx.config["image.docker_host"]), push,
+                             what="connecting to the Docker engine", log=ctx.log)
+    except (PushError, DeployError) as exc:
         raise StepFailed(str(exc)) from None
-    finally:
-        client.close()
     ctx.journal.update_release(ctx.release_id, image=f"{ref}@{pushed.digest}")
     return Outcome(f"pushed {ref} as {pushed.digest}")

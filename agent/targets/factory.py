@@ -102,6 +102,18 @@ def _slot_runner(config: AgentConfig, state_dir: Path) -> SlotRunner:
         tracker_dir=state_dir / "tracker"))
 
 
+def standby(config: AgentConfig) -> bool:
+    """model.standby, else on for Rasa processes; containers have no standby yet
+    (not tested there, and the engine's restart policy is what restarts them)."""
+    configured = config["model.standby"]
+    docker = config["model.runtime"] == "docker"
+    if configured and docker:
+        raise ConfigError(config.path, "model.standby",
+                          "runtime docker has no warm standby yet; remove the key or set "
+                          "it to false")
+    return (not docker) if configured is None else bool(configured)
+
+
 def _blue_green(config: AgentConfig, action_url: str) -> ModelTarget:
     state_dir = Path(config.work_dir / "rasa-blue-green")
     return BlueGreenRasaTarget(
@@ -115,6 +127,7 @@ def _blue_green(config: AgentConfig, action_url: str) -> ModelTarget:
         warmup=warmup_messages(config),
         haproxy=str(config["model.haproxy"]),
         agent_env=agent_secret_env(config),
+        standby=standby(config),
     )
 
 

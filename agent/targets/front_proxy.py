@@ -5,8 +5,9 @@ upgrades (socket.io) and kept-alive connections, its runtime API switches and
 drains without a reload, and Debian packages it. This module only writes its
 config and talks to its admin socket.
 
-Layout: one frontend on the stable port; one backend per slot (`blue`,
-`green`), each with one server `rasa`. Which backend takes requests is one
+Layout (the config: agent/targets/haproxy_config.py): one frontend on the
+stable port; one backend per slot (`blue`, `green`), each with its server
+`rasa` and, with a warm standby, a `backup` entry `standby`. Which backend takes requests is one
 entry of a map file (`live -> blue|green`) that the frontend reads for every
 request, so `set map` moves every NEW request at once, also those on kept-alive
 client connections, and no request can go to both slots in between. The old
@@ -27,30 +28,20 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from agent.owned import marker_env
 from agent.targets.base import DEAD, DeployError, Health, LogSink
+from agent.targets.haproxy_config import SERVER, STANDBY, Routes, parse, render
+from agent.targets.haproxy_config import SLOTS as SLOTS
+from agent.targets.haproxy_config import Upstream as Upstream
 from agent.targets.probe import probe
 from hooks.core.process import alive, stop
 
-SLOTS = ("blue", "green")
-SERVER = "rasa"  # the one server of each slot's backend
 SOCKET_TIMEOUT = 5.0
-# Requests a slot's server gets at once; more wait in HAProxy's queue. Rasa
-# answers one conversation's messages one by one anyway (its lock store).
-SERVER_MAXCONN = 64
 START_TIMEOUT = 10.0
 MAX_SOCKET_PATH = 97  # HAProxy 2.6 refuses a longer `stats socket` path ("max 97")
 REFUSALS = ("unknown", "no such", "require", "invalid", "not found", "permission denied")
-
-
-@dataclass(frozen=True)
-class Upstream:
-    slot: str
-    host: str
-    port: int
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -81,8 +72,11 @@ def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
 
 class FrontProxy:
     def __init__(self, *, listen_host: str, listen_port: int, state_dir: Path,
-                 haproxy: str = "haproxy") -> None:
+                 haproxy: str = "haproxy", standby: bool = False) -> None:
+        """`standby`: each backend gets a backup entry for a warm standby
+        (agent/targets/haproxy_config.py)."""
         self.listen_host = listen_host
+        self.standby = standby
         self.listen_port = listen_port
         self.state_dir = state_dir
         self.haproxy = haproxy
@@ -118,57 +112,22 @@ class FrontProxy:
 
     # ------------------------------------------------------------ config
 
-    def _render(self, live: Upstream | None, other: Upstream | None) -> str:
-        """The whole config; `live` is ready, `other` (if known) stays in maint."""
-        servers = []
-        for slot in SLOTS:
-            known = live if live and live.slot == slot else (
-                other if other and other.slot == slot else None)
-            # A slot never started points at a closed port, in maint: HAProxy
-            # needs an address to start with; `set server ... addr` changes it.
-            addr = f"{known.host}:{known.port}" if known else "127.0.0.1:1"
-            state = "" if live and live.slot == slot else " disabled"
-            # maxconn: past it, requests wait in HAProxy's queue (timeout queue)
-            # instead of overfilling Rasa's accept backlog, where a connect
-            # times out and the client gets a 503.
-            servers.append(f"backend {slot}\n    server {SERVER} {addr} maxconn {SERVER_MAXCONN}"
-                           f"{state}\n")
-        return (
-            "# Written by the rasa-gitops agent at every switch; edits are lost.\n"
-            "global\n"
-            f'    stats socket "{self.socket_path}" mode 600 level admin\n'
-            "    stats timeout 30s\n"
-            # One thread is plenty for a bot's traffic and keeps the switch a
-            # single step; noreuseport makes a taken port fail instead of sharing it.
-            "    nbthread 1\n"
-            "    noreuseport\n"
-            "    maxconn 4096\n"
-            "defaults\n"
-            "    mode http\n"
-            "    option http-keep-alive\n"
-            "    timeout connect 5s\n"
-            # Rasa may take a while for a reply (custom actions, a cold model).
-            "    timeout client 15m\n"
-            "    timeout server 15m\n"
-            "    timeout http-request 60s\n"
-            "    timeout http-keep-alive 60s\n"
-            # A request queued behind a busy server (maxconn) waits this long.
-            "    timeout queue 120s\n"
-            # socket.io websockets live long after their upgrade.
-            "    timeout tunnel 24h\n"
-            "    timeout client-fin 30s\n"
-            "    retries 3\n"
-            f"frontend stable\n"
-            f"    bind {self.listen_host}:{self.listen_port}\n"
-            f'    use_backend %[str(live),map("{self.map_file}",blue)]\n'
-            "    default_backend blue\n"
-            + "".join(servers)
-        )
-
-    def _write_files(self, live: Upstream | None, other: Upstream | None) -> None:
+    def _write_files(self, routes: Routes) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(self.map_file, f"live {live.slot if live else SLOTS[0]}\n")
-        _write_atomically(self.config_file, self._render(live, other))
+        live = routes.live.slot if routes.live else SLOTS[0]
+        _write_atomically(self.map_file, f"live {live}\n")
+        _write_atomically(self.config_file, render(
+            socket_path=self.socket_path, listen_host=self.listen_host,
+            listen_port=self.listen_port, map_file=self.map_file, routes=routes,
+            standby=self.standby))
+
+    def _written_routes(self) -> Routes:
+        """The routes of the config last written (the live slot as last switched)."""
+        if not self.config_file.is_file() or not self.map_file.is_file():
+            return Routes()
+        words = self.map_file.read_text(encoding="utf-8").split()
+        routed = words[1] if len(words) > 1 and words[1] in SLOTS else SLOTS[0]
+        return parse(self.config_file.read_text(encoding="utf-8"), routed)
 
     def _check_paths(self) -> None:
         text = str(self.socket_path)
@@ -211,13 +170,9 @@ class FrontProxy:
             raise DeployError(
                 f"port {self.listen_port} on {self.listen_host} is already in use by another "
                 "program; the front proxy needs it. Free it or set model.url to another port.")
-        if not self.config_file.is_file() or not self.map_file.is_file():
-            self._write_files(None, None)
-        else:  # the live slot as last switched; the stable port as configured now
-            lines = self.config_file.read_text(encoding="utf-8").splitlines()
-            bind = f"    bind {self.listen_host}:{self.listen_port}"
-            _write_atomically(self.config_file, "".join(
-                (bind if line.startswith("    bind ") else line) + "\n" for line in lines))
+        # The routes as last switched; the stable port and the standby setting
+        # as configured now.
+        self._write_files(self._written_routes())
         self._validate()
         self.socket_path.unlink(missing_ok=True)
         log(f"starting the front proxy (HAProxy) on {self.listen_host}:{self.listen_port}")
@@ -305,9 +260,10 @@ class FrontProxy:
             raise DeployError(f"front proxy refused `{command}`: {answer.strip()[:300]}")
         return answer
 
-    def _servers(self) -> dict[str, tuple[Upstream, str]]:
-        """Each slot's server address and admin state, from `show servers state`."""
-        found: dict[str, tuple[Upstream, str]] = {}
+    def _servers(self) -> dict[tuple[str, str], tuple[Upstream, str]]:
+        """Each backend's servers ((slot, name) -> address, admin state), from
+        `show servers state`; a standby entry's address is the other slot's."""
+        found: dict[tuple[str, str], tuple[Upstream, str]] = {}
         for slot in SLOTS:
             lines = self._command(f"show servers state {slot}").splitlines()
             header = next((line[2:].split() for line in lines if line.startswith("# be_id")), [])
@@ -315,13 +271,16 @@ class FrontProxy:
                 if not line or line.startswith("#") or line[0].isalpha():
                     continue
                 row = dict(zip(header, line.split(), strict=False))
-                if row.get("srv_name") != SERVER:
+                name = row.get("srv_name", "")
+                if name not in (SERVER, STANDBY):
                     continue
                 # srv_admin_state bit 0x01/0x02/0x20 = maint (forced, inherited, resolution),
                 # 0x08 = drain forced.
                 admin = int(row.get("srv_admin_state", "0"))
                 state = "maint" if admin & 0x23 else ("drain" if admin & 0x08 else "ready")
-                found[slot] = (Upstream(slot, row["srv_addr"], int(row["srv_port"])), state)
+                owner = slot if name == SERVER else next(s for s in SLOTS if s != slot)
+                found[(slot, name)] = (Upstream(owner, row["srv_addr"], int(row["srv_port"])),
+                                       state)
         return found
 
     def _routed_slot(self) -> str:
@@ -332,14 +291,47 @@ class FrontProxy:
                 return parts[2]
         return SLOTS[0]  # the frontend's default
 
-    def live(self) -> Upstream | None:
+    def routes(self) -> tuple[Upstream | None, Upstream | None]:
+        """(the live slot's server, the standby armed behind it), from HAProxy;
+        (None, None) when it does not run."""
         if not self.running():
-            return None
+            return None, None
         slot = self._routed_slot()
-        server = self._servers().get(slot)
+        servers = self._servers()
+        server, standby = servers.get((slot, SERVER)), servers.get((slot, STANDBY))
         if server is None or server[1] == "maint":
-            return None
-        return server[0]
+            return None, None
+        return server[0], (standby[0] if standby and standby[1] == "ready" else None)
+
+    def live(self) -> Upstream | None:
+        return self.routes()[0]
+
+    def has_standby_entries(self) -> bool:
+        """Whether the running HAProxy has the backup entries (see switch)."""
+        return any(name == STANDBY for _, name in self._servers())
+
+    def set_standby(self, standby: Upstream | None, log: LogSink) -> None:
+        """Arm `standby` (the idle slot's server) as the live backend's backup, or
+        disarm it (None). DeployError when nothing is live or HAProxy refuses."""
+        if not self.standby or not self.has_standby_entries():
+            raise DeployError("the running front proxy has no standby entries: it gets them "
+                              "at its next start (model.standby on)")
+        live, armed = self.routes()
+        if live is None:
+            raise DeployError("the front proxy routes to no server: no standby to arm")
+        entry = f"{live.slot}/{STANDBY}"
+        if standby is None:
+            self._command(f"set server {entry} state maint")
+        else:
+            self._command(f"set server {entry} addr {standby.host} port {standby.port}")
+            self._command(f"set server {entry} state ready")
+        other = self._servers().get((standby.slot if standby else "", SERVER))
+        self._write_files(Routes(live, other[0] if other else None, standby))
+        if standby is not None:
+            log(f"front proxy: standby {standby.slot} ({standby.host}:{standby.port}) takes "
+                f"{live.slot}'s requests if it dies")
+        elif armed is not None:
+            log(f"front proxy: standby {armed.slot} ({armed.host}:{armed.port}) disarmed")
 
     def sessions(self, slot: str) -> int:
         """Requests a slot's server still owes an answer: in flight (scur) plus
@@ -357,14 +349,22 @@ class FrontProxy:
             raise DeployError(f"front proxy: unknown slot {to.slot!r}")
         self.ensure_running(log)
         old = self.live()
+        # A HAProxy started before model.standby was on has no backup entries
+        # (they come with its next start, from the config rewritten below).
+        backups = self.standby and self.has_standby_entries()
         self._command(f"set server {to.slot}/{SERVER} addr {to.host} port {to.port}")
         self._command(f"set server {to.slot}/{SERVER} state ready")
+        if backups:  # no backup behind the new slot until one is armed for it
+            self._command(f"set server {to.slot}/{STANDBY} state maint")
         # The one step that moves traffic: every request from now on, also on
         # kept-alive connections, is routed by this entry.
         self._command(f"set map {self.map_file} live {to.slot}")
         if old is not None and old.slot != to.slot:
             self._command(f"set server {old.slot}/{SERVER} state drain")
-        self._write_files(to, old if old is not None and old.slot != to.slot else None)
+        if backups:
+            other = next(s for s in SLOTS if s != to.slot)
+            self._command(f"set server {other}/{STANDBY} state maint")
+        self._write_files(Routes(to, old if old is not None and old.slot != to.slot else None))
         log(f"front proxy: new requests go to {to.slot} ({to.host}:{to.port})"
             + (f"; {old.slot} ({old.host}:{old.port}) drains" if old and old != to else ""))
         return old if old is not None and old.slot != to.slot else None

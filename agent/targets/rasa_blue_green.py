@@ -16,16 +16,20 @@ The served server gets the bot's own endpoints.yml and credentials.yml from the
 release's checkout (agent/targets/rasa_config.py) and, of the agent's
 environment, only the ${VAR} names those files use: its own secrets never do.
 
-State in `state_dir`: `<slot>.json` for each server this target started (so a
-crash never leaves one untracked), `live.json` for the one switched to last
-(what a restart serves again). The truth about which slot serves is HAProxy's.
+The warm standby (`model.standby`, agent/targets/rasa_standby.py): between
+releases the idle slot holds a second server with the live model, which
+HAProxy sends traffic to the moment the live one dies; the restart repair then
+makes it the live slot. A release's new server needs the idle slot, so the
+standby is stopped first, and the daemon starts a new one after the switch.
+
+State in `state_dir` (agent/targets/rasa_slot_servers.py): `<slot>.json` for
+each server, `live.json` for the one switched to last (what a restart serves
+again). The truth about which slot serves is HAProxy's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -38,77 +42,35 @@ from agent.targets.base import DEAD, DeployError, Health, LogSink, ModelRef
 from agent.targets.front_proxy import SLOTS, FrontProxy, Upstream
 from agent.targets.probe import accepts, probe
 from agent.targets.rasa_api import RasaApi, local_token, model_id_of
-from agent.targets.rasa_config import ServerConfig, check_reachable, render_server_config
-from agent.targets.rasa_slots import ProcessSlotRunner, SlotRunner, SlotServer
-
-WARMUP_SENDER = "rasa-gitops-warmup"
+from agent.targets.rasa_slots import ProcessSlotRunner, SlotRunner
+from agent.targets.rasa_standby import StandbyServers, idle_slot
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-class BlueGreenRasaTarget:
+class BlueGreenRasaTarget(StandbyServers):
     name = "rasa_blue_green"
 
     def __init__(self, *, url: str, token: Secret | None, state_dir: Path,
                  action_endpoint: str, runner: SlotRunner | None = None,
                  rasa_argv: Sequence[str] = ("rasa",), load_timeout: float = 900.0,
                  drain_timeout: float = 30.0, warmup: Sequence[str] = ("hello",),
-                 haproxy: str = "haproxy", agent_env: Mapping[str, str] | None = None) -> None:
+                 haproxy: str = "haproxy", agent_env: Mapping[str, str] | None = None,
+                 standby: bool = False) -> None:
         """`runner` runs the slots' servers; without one, `rasa_argv` processes on
-        this host (ProcessSlotRunner)."""
+        this host (ProcessSlotRunner). `standby`: keep a warm standby server."""
         self.url = url.rstrip("/")
-        # The variables the agent reads its own secrets from (name -> config
-        # key): a bot's ${VAR} naming one is refused (rasa_config).
-        self.agent_env = dict(agent_env or {})
-        self.state_dir = state_dir
-        self.runner: SlotRunner = runner or ProcessSlotRunner(rasa_argv, state_dir)
-        self.action_endpoint = action_endpoint
-        self.load_timeout = load_timeout
-        self.drain_timeout = drain_timeout
-        self.warmup = list(warmup) or ["hello"]
-        self._token = token if token is not None else local_token(state_dir)
-        self._api = RasaApi(self.url, self._token)  # through the proxy, as users reach it
+        token = token if token is not None else local_token(state_dir)
         parts = urlsplit(self.url)
-        self.proxy = FrontProxy(listen_host=parts.hostname or "127.0.0.1",
-                                listen_port=parts.port or 5005,
-                                state_dir=state_dir / "proxy", haproxy=haproxy)
+        proxy = FrontProxy(listen_host=parts.hostname or "127.0.0.1",
+                           listen_port=parts.port or 5005, state_dir=state_dir / "proxy",
+                           haproxy=haproxy, standby=standby)
+        super().__init__(state_dir=state_dir, proxy=proxy,
+                         runner=runner or ProcessSlotRunner(rasa_argv, state_dir),
+                         token=token, action_endpoint=action_endpoint,
+                         load_timeout=load_timeout, warmup=warmup, agent_env=agent_env or {})
+        self.drain_timeout = drain_timeout
+        self._api = RasaApi(self.url, self._token)  # through the proxy, as users reach it
 
     # ------------------------------------------------------------- records
-
-    def _record_file(self, slot: str) -> Path:
-        return self.state_dir / f"{slot}.json"
-
-    @property
-    def live_file(self) -> Path:
-        return self.state_dir / "live.json"
-
-    def _read(self, path: Path) -> SlotServer | None:
-        try:
-            return SlotServer.from_json(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError, TypeError, KeyError, AttributeError):
-            return None
-
-    def _write(self, path: Path, server: SlotServer) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, server.to_json())
-
-    def _serving(self, live: Upstream | None) -> SlotServer | None:
-        """The record of the server HAProxy routes to, if that server still runs."""
-        if live is None:
-            return None
-        server = self._read(self._record_file(live.slot))
-        if (server is None or (server.host, server.port) != (live.host, live.port)
-                or not self.runner.alive(server)):
-            return None
-        return server
-
-    def _stop_slot(self, slot: str, log: LogSink) -> None:
-        self.runner.stop(slot, self._read(self._record_file(slot)), log)
-        self._record_file(slot).unlink(missing_ok=True)
 
     def _stop_unless_live(self, new: Upstream, log: LogSink) -> None:
         """After a failed switch: stop the new server if the old one still serves."""
@@ -120,80 +82,12 @@ class BlueGreenRasaTarget:
             self._stop_slot(new.slot, log)
 
     def _reap(self, live: Upstream | None, log: LogSink) -> None:
-        """Stop what a crash left in the slot HAProxy doesn't route to."""
+        """Stop what a crash left in the slot HAProxy doesn't route to (but a
+        standby of the live model, loading or armed)."""
+        keep = self._fitting_standby(live)
         for slot in SLOTS:
-            if live is None or slot != live.slot:
+            if (live is None or slot != live.slot) and (keep is None or slot != keep.slot):
                 self._stop_slot(slot, log)
-
-    # ------------------------------------------------------------- servers
-
-    def _render(self, ref: ModelRef, folder: str) -> tuple[ServerConfig, str]:
-        config = render_server_config(
-            Path(ref.bot_dir) if ref.bot_dir else None, self.state_dir / folder,
-            action_url=self.action_endpoint, default_tracker_db=self.runner.tracker_db(),
-            agent_env=self.agent_env)
-        digest = hashlib.sha256(config.endpoints.read_bytes()
-                                + config.credentials.read_bytes()).hexdigest()
-        return config, digest
-
-    def _start(self, ref: ModelRef, slot: str, config: ServerConfig, digest: str,
-               log: LogSink) -> SlotServer:
-        check_reachable(config)
-        started = self.runner.start(ref, slot, config, self._token, log)
-        faults.kill_point("rasa.spawned")  # unrecorded: reaped by its mark (agent/owned.py)
-        server = SlotServer(slot, started.host, started.port, ref.release_id, ref.model_id,
-                            ref.location, ref.bot_dir, digest, started.handle)
-        self._write(self._record_file(slot), server)
-        faults.kill_point("rasa.started")
-        return server
-
-    def _direct(self, server: SlotServer) -> RasaApi:
-        return RasaApi(f"http://{server.host}:{server.port}", self._token)
-
-    def _wait_loaded(self, server: SlotServer) -> None:
-        api = self._direct(server)
-        deadline = time.monotonic() + self.load_timeout
-        while True:
-            if not self.runner.alive(server):
-                raise DeployError(api.scrub(
-                    f"the new Rasa server (slot {server.slot}) exited while loading the model "
-                    f"of release {server.release_id}:\n{self.runner.log_tail(server)}"))
-            try:
-                # Rasa answers HTTP only once it tried to load its model.
-                loaded = api.model_id(attempts=1)
-            except DeployError:
-                loaded = ""
-            if loaded == server.model_id:
-                return
-            if loaded is None or loaded:
-                raise DeployError(api.scrub(
-                    f"the new Rasa server (slot {server.slot}) could not load the model of "
-                    f"release {server.release_id} ({server.location}); it reports "
-                    f"{loaded or 'no model'}:\n{self.runner.log_tail(server)}"))
-            if time.monotonic() > deadline:
-                raise DeployError(f"the new Rasa server (slot {server.slot}) did not load the "
-                                  f"model within {self.load_timeout:.0f} s (model.load_timeout)")
-            time.sleep(0.25)
-
-    def _warm(self, server: SlotServer, log: LogSink) -> None:
-        """A parse and the warm-up messages, before any user reaches it: the first
-        requests of a fresh Rasa process are slow (lazy imports, graph caches)."""
-        api = self._direct(server)
-        try:
-            answer = api.request("POST", "/model/parse", self.load_timeout,
-                                 json={"text": self.warmup[0]})
-        except DeployError as exc:
-            raise DeployError(f"warm-up failed: POST /model/parse: {exc}") from None
-        if answer.status_code != 200:
-            raise DeployError(f"warm-up failed: {api.explain(answer, 'POST /model/parse')}")
-        sender = f"{WARMUP_SENDER}-{server.release_id}-{server.slot}"
-        for message in self.warmup:
-            try:
-                api.talk(sender, message, timeout=self.load_timeout)
-            except DeployError as exc:
-                raise DeployError(f"warm-up failed: {message!r}: {exc}") from None
-        log(f"the new Rasa server answered a parse and {len(self.warmup)} warm-up message(s)")
-        self.runner.restore_priority(server, log)
 
     # ------------------------------------------------------------ protocol
 
@@ -210,10 +104,11 @@ class BlueGreenRasaTarget:
         # YAML, unknown stores) before anything starts, the proxy included.
         self._render(ref, "config-check")
         self.proxy.ensure_running(log)
+        self._take_over(log)  # a dead live server with an armed standby: the standby serves
         live = self.proxy.live()
         self._reap(live, log)
         current = self._serving(live)
-        slot = next(s for s in SLOTS if live is None or s != live.slot)
+        slot = idle_slot(live.slot) if live is not None else SLOTS[0]
         config, digest = self._render(ref, f"config-{slot}")
         if (current is not None and current.model_id == ref.model_id
                 and current.config_hash == digest):
@@ -221,6 +116,8 @@ class BlueGreenRasaTarget:
             self._write(self.live_file, replace(current, release_id=ref.release_id,
                                                 location=ref.location, bot_dir=ref.bot_dir))
             return
+        if live is not None:
+            self._drop_standby(log)  # the idle slot is the new server's
         server = self._start(ref, slot, config, digest, log)
         try:
             self._wait_loaded(server)
@@ -264,11 +161,34 @@ class BlueGreenRasaTarget:
             log(f"could not stop the old Rasa server (slot {old.slot}): {exc.strerror}; "
                 "the next switch or agent start stops it")
 
+    def _take_over(self, log: LogSink) -> bool:
+        """The live server is dead and an armed standby runs (HAProxy already
+        sends it the requests): make its slot the live one. Whether it did."""
+        live, armed = self.proxy.routes()
+        spare = self._armed(live, armed)
+        if live is None or spare is None or self._serving(live) is not None:
+            return False
+        if accepts(spare.host, spare.port) is False:
+            return False
+        old = self.proxy.switch(Upstream(spare.slot, spare.host, spare.port), log)
+        production = self._read(self.live_file)
+        self._write(self.live_file, spare if production is None else replace(
+            spare, release_id=production.release_id, location=production.location,
+            bot_dir=production.bot_dir))
+        log(f"the standby Rasa server (slot {spare.slot}, release {spare.release_id}) "
+            f"took over from the dead one in slot {live.slot}")
+        if old is not None:
+            self._retire(old, log)
+        return True
+
     def serves(self, ref: ModelRef) -> bool:
         # What HAProxy routes to, by the record of the server there: its model
         # was confirmed loaded before the switch, and its config is the hash of
         # what it was started with (a config-only release is a switch too).
-        current = self._serving(self.proxy.live())
+        live, armed = self.proxy.routes()
+        # While the live server is dead, its armed standby (same model and
+        # config) is what answers.
+        current = self._serving(live) or self._armed(live, armed)
         if current is None or current.model_id != ref.model_id:
             return False
         try:
@@ -288,8 +208,7 @@ class BlueGreenRasaTarget:
 
     def ensure_server(self, log: LogSink) -> bool:
         started = self.proxy.ensure_running(log)
-        live = self.proxy.live()
-        self._reap(live, log)
+        live, armed = self.proxy.routes()
         serving = self._serving(live)
         # Only a refused connection is death: a busy server (even one that
         # takes seconds to accept) keeps its slot, and no second one starts.
@@ -298,8 +217,12 @@ class BlueGreenRasaTarget:
                 "connections: replacing it")
             self._stop_slot(serving.slot, log)
             serving = None
+        if serving is None and self._take_over(log):
+            return True
+        repaired = self._disarm_stale(live, armed, log)
+        self._reap(live, log)
         if serving is not None:
-            return started
+            return started or repaired
         production = self._read(self.live_file)
         if production is None or not Path(production.location).is_file():
             return started  # no model was ever switched to: nothing to serve yet
@@ -317,19 +240,21 @@ class BlueGreenRasaTarget:
         if production is None:
             return [proxy]
         where: Upstream | None = Upstream(production.slot, production.host, production.port)
+        armed = None
         if proxy.state != DEAD:
             with contextlib.suppress(DeployError):  # HAProxy's truth, when it answers
-                where = self.proxy.live()
+                where, armed = self.proxy.routes()
         if where is None:
             return [proxy, Health("rasa server", DEAD, "the front proxy routes to no server")]
         record = self._read(self._record_file(where.slot))
         running = (record is not None and (record.host, record.port) == (where.host, where.port)
                    and self.runner.alive(record))
         server = probe("rasa server", where.host, where.port, process_alive=running)
-        return [proxy, replace(server, detail=f"slot {where.slot}: {server.detail}")]
+        found = [proxy, replace(server, detail=f"slot {where.slot}: {server.detail}")]
+        return found + self._standby_health(where, armed)
 
     def stop_all(self, log: LogSink) -> None:
-        for slot in SLOTS:
+        for slot in SLOTS:  # the standby's slot included
             self._stop_slot(slot, log)
         self.proxy.stop(log)
 

@@ -164,8 +164,12 @@ class ProcessSlotRunner:
             f"{config.lock_store})")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # A fresh log per start, appended to (O_APPEND), so the agent's log
-        # bound (agent/prune.py) can trim it while the server writes.
-        self._log_file(slot).unlink(missing_ok=True)
+        # bound (agent/prune.py) can trim it while the server writes. The last
+        # server's log is kept as `.previous`: after a crash, a new server (the
+        # next standby) starts in the dead one's slot, and its log says why it died.
+        previous = self._log_file(slot)
+        if previous.exists():
+            previous.replace(previous.with_name(previous.name + ".previous"))
         with open(self._log_file(slot), "ab") as out:
             try:
                 # Its own session, as every server the agent starts: it outlives

@@ -9,6 +9,7 @@ the `repo:` URL) in what it prints. Target cost: under 15 s (no Rasa: a fake
 from __future__ import annotations
 
 import secrets
+import socket
 import stat
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from tests.support.git import git, init_repo
 from tests.support.services import Registry, SshServer
 
 ALL_ROWS = {"config", "work dir", "git", "rasa", "rasa server", "haproxy", "action port",
-            "registry", "ssh key", "ssh host key", "ssh", "docker"}
+            "registry", "ssh key", "ssh host key", "ssh", "notify", "docker"}
 
 
 def _doctor(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, str], str]:
@@ -188,3 +189,33 @@ def test_the_ssh_checks_tell_host_key_and_passphrase_problems_apart(
                           **with_passphrase)
     code, rows, out = _doctor(allowed, capsys)
     assert rows["ssh host key"] == "WARN" and rows["ssh"] == "OK", out
+
+
+def test_the_notify_check_connects_to_each_sink_and_never_prints_the_webhook_secret(
+        tmp_path: Path, base: dict[str, object], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts; nothing is sent to it
+    port = listener.getsockname()[1]
+    hook = f"http://127.0.0.1:{port}/hooks/T0-{secrets.token_hex(8)}"
+    monkeypatch.setenv("HOOK_URL", hook)
+    monkeypatch.setenv("GH_TOKEN", "gh-" + secrets.token_hex(8))
+    sinks = [{"type": "webhook", "url_env": "HOOK_URL"},
+             {"type": "github", "repository": "acme/bot", "token_env": "GH_TOKEN",
+              "api_url": f"http://127.0.0.1:{free_port()}"}]
+    try:
+        code, rows, out = _doctor(agent_config(tmp_path / "a.yml", **base, notify=sinks), capsys)
+        assert code == 1 and rows["notify"] == "FAIL", out
+        assert "cannot connect to github (127.0.0.1:" in out, out
+        assert "webhook" not in out.split("notify", 1)[1].splitlines()[0], out  # it answered
+        code, rows, out = _doctor(agent_config(tmp_path / "b.yml", **base, notify=sinks[:1]),
+                                  capsys)
+        assert rows["notify"] == "OK", out
+        assert f"1 sink(s) reachable: 127.0.0.1:{port}" in out, out
+    finally:
+        listener.close()
+    assert hook.rsplit("/", 1)[1] not in out and "/hooks/" not in out
+    monkeypatch.delenv("HOOK_URL")
+    code, rows, out = _doctor(agent_config(tmp_path / "c.yml", **base, notify=sinks[:1]), capsys)
+    assert rows["notify"] == "FAIL" and "HOOK_URL is not set" in out, out
+    code, rows, out = _doctor(agent_config(tmp_path / "d.yml", **base), capsys)
+    assert rows["notify"] == "SKIP", out

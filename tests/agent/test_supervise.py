@@ -265,3 +265,48 @@ def test_a_round_revives_through_the_switch_only_when_no_switch_runs(tmp_path: P
     assert world.serving.live_server.release_id == str(live)
     kinds = [e.kind for e in world.journal.events(limit=50)]
     assert kinds[:2] == ["server.restarted", "server.dead"]  # newest first
+
+
+def test_a_round_keeps_a_warm_standby_journals_it_and_backs_off_a_failing_one(
+        tmp_path: Path) -> None:
+    """A model target with a standby gets one keep_standby step per round in
+    which nothing is dead and no standby shows in its health; a failed step is
+    journaled and the next waits (backoff); an armed one is journaled once."""
+    from agent.journal import PROMOTED
+    from agent.supervise import Supervisor
+    from agent.targets.base import Health
+    from agent.targets.rasa_standby import FAILED, NOTHING, READY, STANDBY_PART, STARTED
+    from tests.support.memory_targets import memory_world
+
+    world = memory_world(tmp_path)
+    world.release(model_id="m1", calls=set(), code="c1", status=PROMOTED, live=True)
+    steps = [(FAILED, "the standby exited: boom"), (STARTED, "slot green"), (NOTHING, ""),
+             (READY, "slot green (127.0.0.1:7001), release 1, model m1")]
+    clock = {"now": 100.0}
+    calls: list[float] = []
+
+    def keep_standby(log: object) -> tuple[str, str]:
+        calls.append(clock["now"])
+        return steps.pop(0)
+
+    world.model.standby = True  # type: ignore[attr-defined]
+    world.model.keep_standby = keep_standby  # type: ignore[attr-defined]
+    supervisor = Supervisor(world.agent, clock=lambda: clock["now"])
+    assert supervisor.round(world.agent) == []
+    events = world.journal.events(limit=50)
+    assert [(e.kind, e.detail) for e in events[:1]] == [
+        ("server.standby_failed", "the standby exited: boom")]
+    clock["now"] = 100.5
+    supervisor.round(world.agent)  # within the backoff: no step
+    assert calls == [100.0]
+    for now in (101.5, 102.5, 103.5):
+        clock["now"] = now
+        supervisor.round(world.agent)
+    assert calls == [100.0, 101.5, 102.5, 103.5] and steps == []
+    kinds = [e.kind for e in world.journal.events(limit=50)]
+    assert kinds.count("server.standby") == 1 and kinds.count("server.standby_failed") == 1
+    # Armed (its health shows it): no more steps.
+    world.model.health = lambda: [Health(STANDBY_PART, ALIVE, "slot green")]  # type: ignore[method-assign]
+    clock["now"] = 104.5
+    assert supervisor.round(world.agent) == []
+    assert calls == [100.0, 101.5, 102.5, 103.5]

@@ -411,3 +411,20 @@ def test_blue_green_is_the_default_for_a_managed_server_and_refused_for_another(
     assert mode(serving="put_model") == "put_model"
     with pytest.raises(ConfigError, match=r"with model\.manage_server: false use put_model"):
         mode(serving="blue_green", manage_server=False)
+
+
+def test_the_warm_standby_is_on_for_rasa_processes_off_and_refused_for_containers(
+        tmp_path: Path) -> None:
+    from agent.targets.factory import standby
+
+    def keeps(**model: object) -> bool:
+        cfg = agent_config(tmp_path / "agent.yml", repo=tmp_path / "repo.git",
+                           model={"serving": "blue_green", **model})
+        return standby(load_config(cfg))
+
+    assert keeps() is True
+    assert keeps(standby=False) is False
+    assert keeps(runtime="docker") is False
+    assert keeps(runtime="docker", standby=False) is False
+    with pytest.raises(ConfigError, match=r"model\.standby.*runtime docker has no warm standby"):
+        keeps(runtime="docker", standby=True)

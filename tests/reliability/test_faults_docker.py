@@ -20,6 +20,7 @@ action server answers with are production's), the journal sound and readable
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from agent.journal import INTERRUPTED, PROMOTED
@@ -46,6 +48,8 @@ from tests.support.docker_faults import (
     stop_dockerd,
     wait_for_step,
 )
+from tests.support.docker_spy import files_holding, spy_release
+from tests.support.env_dump_bot import DUMP_VARIABLE
 from tests.support.services import DockerEngine, stop_process, wait_for
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(900)]
@@ -207,3 +211,41 @@ def test_dockerd_restarted_mid_release_fails_the_release_after_retries(
              "production's action server after the dockerd restart", timeout=90)
     host.production_is(before.id)
     host.readable()
+
+
+def test_a_release_that_used_every_secret_over_docker_ssh_shows_none_of_them(
+        fault_host: FaultHost) -> None:
+    """Issue 13's secrets check on the Docker path, last in the module (its model has
+    the spy's component). The spy bot's custom NLU component and action code report
+    their environment and command line from every process they run in, the action
+    server's inside its container (given `action_server.env` by the engine's API);
+    the release used the Rasa token, the registry password (push, pull over SSH)
+    and an SSH key passphrase (tests/support/docker_spy.py). Its cost is one
+    training run more than the module's other releases."""
+    host = fault_host
+    spy = spy_release(host)
+    print(f"spy release over docker_ssh: {spy.seconds:.0f} s ({spy.steps}), "
+          f"{spy.samples} looks at ps")
+    assert spy.release is not None and spy.release.status == PROMOTED, (
+        spy.release, spy.outputs[0][-3000:])
+    with pytest.raises(paramiko.PasswordRequiredException):  # the passphrase was needed
+        paramiko.Ed25519Key.from_private_key_file(str(spy.key))
+    assert spy.samples > 10 and spy.seen == [], spy.seen
+    # Each place the commit's code ran reported, so got pipeline.env / action_server.env:
+    # training and the Rasa server on this host, the action server in its container.
+    where = {(r["role"], " ".join(r["cmdline"])) for r in spy.records}
+    assert any(role == "component-create" and " train " in cmd for role, cmd in where), where
+    assert any(role == "component-create" and "--enable-api" in cmd for role, cmd in where)
+    assert any(role == "action-server" and "rasa_sdk" in cmd for role, cmd in where), where
+    assert any(role == "action-test" for role, _ in where), where
+    assert any(item.startswith(f"{DUMP_VARIABLE}=") for item in spy.container_env)
+    for record in spy.records:
+        for name, value in spy.leaks.items():
+            assert value not in json.dumps(record), f"{name}'s value reached {record['role']}"
+            assert name not in record["environ"], f"{name} reached {record['role']}"
+    for name, value in spy.leaks.items():
+        assert not any(value in item for item in spy.container_env), name
+        assert not any(value in output for output in spy.outputs), name
+    token_file = host.root / "work" / "rasa-server" / "auth-token"  # 0600, the server's own
+    assert files_holding(host.root / "work", spy.leaks.values(), skip={token_file}) == []
+    host.production_is(spy.release.id)

@@ -3,20 +3,26 @@
 One blue/green host (real HAProxy, real `rasa run` with the light model, a real
 `rasa run actions` behind the forwarder), one daemon, one release; then:
 
+- Once the first release serves, the daemon arms a warm standby
+  (`server.standby`, `model.standby` is on by default): a second `rasa run`
+  with the live model in the idle slot, HAProxy's backup.
 - SIGKILL the live Rasa server, the action server, HAProxy and the forwarder,
   one after the other. Each death is journaled (`server.dead`) within 5 s and
-  each restart (`server.restarted`); HAProxy, the action server and the
-  forwarder answer again within 5 s. A Rasa server can't: a new `rasa run`
-  loads its model first (tens of seconds here), so its bound is the start-up.
+  each restart (`server.restarted`); each answers again within 5 s: for Rasa,
+  `/status` and a chat message through the REST channel on the stable port,
+  answered by the standby (HAProxy fails over by itself; the daemon then makes
+  its slot the live one), and later a new standby is armed again.
 - A Rasa server made slow (SIGSTOP: its port still accepts connections, it
   answers nothing, as under a flood or with its event loop busy) is reported
-  (`server.slow`) and never restarted or doubled: the same pid, one server.
+  (`server.slow`) and never restarted or doubled, and its standby never takes
+  over: the same pids, the same live server.
 - The daemon stopped, a config-only release (the model is reused, a new
   server starts in the other slot) is SIGKILLed right after its Rasa server was
   spawned, before any record names it. `agent stop` then leaves no process
   whose command line, environment mark or working folder names the work dir.
 
-Target cost: under 2 minutes (one light training, three Rasa starts).
+Target cost: under 2 minutes (one light training, four Rasa starts: the
+first release's, two standbys, the crashed config-only release's).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,8 +48,8 @@ from tests.support.procs import processes_of
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(900)]
 
 NOTICED = 5.0  # a death is journaled within this many seconds
-ANSWERS = 5.0  # HAProxy, the action server and the forwarder answer again within this
-RASA_START = 180.0  # a new Rasa server loads its model first
+ANSWERS = 5.0  # every killed server answers again within this
+RASA_START = 180.0  # a new Rasa server (a standby) loads its model first
 
 
 def _wait(check: Callable[[], bool], timeout: float, what: str) -> float:
@@ -74,16 +81,27 @@ def _pid(path: Path) -> int:
     return int(path.read_text(encoding="utf-8").split()[0])
 
 
-def _kill_and_watch(host: BlueGreenHost, pid: int, part: str, url: str,
-                    bound: float) -> tuple[float, float]:
-    """SIGKILL `pid`; (s until its death was journaled, s until `url` answered again)."""
+def _chats(host: BlueGreenHost, sender: str) -> bool:
+    """`/status` and a chat message through the REST channel, on the stable port."""
+    try:
+        token = (host.state / "auth-token").read_text(encoding="utf-8").strip()
+        status = requests.get(f"{host.url}/status", params={"token": token}, timeout=2)
+        return (status.status_code == 200
+                and host.say("hello", sender) == [host.expected[_production_commit(host)]])
+    except requests.RequestException:
+        return False
+
+
+def _kill_and_watch(host: BlueGreenHost, pid: int, part: str,
+                    answers: Callable[[], bool]) -> tuple[float, float]:
+    """SIGKILL `pid`; (s until its death was journaled, s until `answers()` held)."""
     dead_before = len(_events(host, "server.dead"))
     restarted_before = len(_events(host, "server.restarted"))
     killed_at = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     noticed = _wait(lambda: len(_events(host, "server.dead")) > dead_before, NOTICED,
                     f"the {part}'s death journaled")
-    _wait(lambda: _answers(url), bound, f"the {part} answers again")
+    _wait(answers, ANSWERS, f"the {part} answers again")
     answered = time.monotonic() - killed_at
     _wait(lambda: len(_events(host, "server.restarted")) > restarted_before, 30,
           f"the {part}'s restart journaled")
@@ -115,37 +133,50 @@ def _daemon_log(host: BlueGreenHost) -> str:
     return (host.root / "daemon.log").read_text(encoding="utf-8", errors="replace")[-4000:]
 
 
+def _standby_armed(host: BlueGreenHost, before: int) -> int:
+    """The pid of the standby armed after the `before`-th `server.standby` event."""
+    _wait(lambda: len(_events(host, "server.standby")) > before, RASA_START,
+          "a warm standby armed")
+    standby = host.standby_server()
+    assert standby is not None
+    return standby
+
+
 def _supervised(host: BlueGreenHost, action_port: int) -> None:
     work = host.root / "work"
     forwarder = f"http://127.0.0.1:{action_port}/health"  # through to the live action server
     rasa = f"{host.url}/"  # through HAProxy
     timings = {}
 
-    (old_rasa,) = host.servers()
-    timings["rasa server"] = _kill_and_watch(host, old_rasa, "rasa server", rasa, RASA_START)
-    (new_rasa,) = _wait_one_server(host)
-    assert new_rasa != old_rasa
+    standby = _standby_armed(host, 0)
+    old_rasa = host.live_server()
+    assert old_rasa is not None and sorted(host.servers()) == sorted([old_rasa, standby])
+    armed = len(_events(host, "server.standby"))
+    timings["rasa server"] = _kill_and_watch(
+        host, old_rasa, "rasa server",
+        lambda: _chats(host, f"after-the-kill-{time.monotonic_ns()}"))
+    # The standby answered, and its slot became the live one: no Rasa started.
+    _wait(lambda: host.live_server() == standby, NOTICED, "the standby made the live server")
+    assert old_rasa not in host.servers()
 
     live = json.loads((work / "action-server" / "live.json").read_text(encoding="utf-8"))
     timings["action server"] = _kill_and_watch(host, int(live["handle"]["pid"]),
-                                               "action server", forwarder, ANSWERS)
+                                               "action server", lambda: _answers(forwarder))
     timings["front proxy"] = _kill_and_watch(
-        host, _pid(work / "rasa-blue-green" / "proxy" / "haproxy.pid"), "front proxy", rasa,
-        ANSWERS)
+        host, _pid(work / "rasa-blue-green" / "proxy" / "haproxy.pid"), "front proxy",
+        lambda: _answers(rasa))
     timings["forwarder"] = _kill_and_watch(host, _pid(work / "action-server" / "forwarder.pid"),
-                                           "forwarder", forwarder, ANSWERS)
+                                           "forwarder", lambda: _answers(forwarder))
+    # Later, the freed slot holds a new standby of the live model.
+    new_standby = _standby_armed(host, armed)
     print("seconds to (journaled, answering):", timings)
     for part, (noticed, answered) in timings.items():
         assert noticed <= NOTICED, (part, noticed)
-        if part != "rasa server":
-            assert answered <= ANSWERS, (part, answered)
-    assert host.servers() == [new_rasa]
+        assert answered <= ANSWERS, (part, answered)
+    assert new_standby not in (standby, old_rasa)
+    assert host.live_server() == standby
+    assert sorted(host.servers()) == sorted([standby, new_standby])
     assert host.say("hello", "after-the-kills") == [host.expected[_production_commit(host)]]
-
-
-def _wait_one_server(host: BlueGreenHost) -> list[int]:
-    _wait(lambda: len(host.servers()) == 1, 60, "the dead Rasa server's slot reaped")
-    return host.servers()
 
 
 def _production_commit(host: BlueGreenHost) -> str:
@@ -159,19 +190,26 @@ def _production_commit(host: BlueGreenHost) -> str:
 
 
 def _busy_is_not_dead(host: BlueGreenHost) -> None:
-    (pid,) = host.servers()
+    pid, servers = host.live_server(), sorted(host.servers())
+    assert pid is not None and pid in servers and len(servers) == 2  # live and standby
     dead, slow = len(_events(host, "server.dead")), len(_events(host, "server.slow"))
+    to_standby = host.standby_requests()
     os.kill(pid, signal.SIGSTOP)  # accepts connections (the kernel does), answers nothing
+    waiting = threading.Thread(target=_answers, args=(f"{host.url}/", 60.0), daemon=True)
+    waiting.start()  # a user's request meanwhile waits for the live server
     try:
         _wait(lambda: len(_events(host, "server.slow")) > slow, 15, "the slow server reported")
         time.sleep(6)  # several more looks of the supervisor, each one slow
-        assert host.servers() == [pid]
+        assert sorted(host.servers()) == servers
     finally:
         os.kill(pid, signal.SIGCONT)
     _wait(lambda: _answers(f"{host.url}/"), 30, "the Rasa server answers again")
     assert "rasa server" in _events(host, "server.slow")[slow]
     assert len(_events(host, "server.dead")) == dead  # never taken for dead
-    assert host.servers() == [pid]  # never restarted, never doubled
+    assert sorted(host.servers()) == servers  # never restarted, never doubled
+    waiting.join(60)
+    assert host.live_server() == pid  # and its standby never took over,
+    assert host.standby_requests() == to_standby  # not even one request
 
 
 def _crash_then_stop(host: BlueGreenHost) -> None:

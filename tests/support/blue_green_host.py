@@ -13,8 +13,10 @@ later release of it (retries included) reuses that model through the journal
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from pathlib import Path
 import requests
 
 from agent.journal import Journal
+from agent.targets.front_proxy import SLOTS, FrontProxy
 from agent.targets.local_process import free_port
 from tests.support.agent_config import agent_config
 from tests.support.bots import deploy_repo
@@ -77,6 +80,35 @@ class BlueGreenHost:
     def servers(self) -> list[int]:
         """Pids of every `rasa run` of this host's target still alive."""
         return rasa_servers_of(self.state)
+
+    def _pid_in(self, record: str) -> int | None:
+        try:
+            data = json.loads((self.state / record).read_text(encoding="utf-8"))
+            return int(data["handle"]["pid"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
+    def live_server(self) -> int | None:
+        """Pid of the server switched to last (`live.json`)."""
+        return self._pid_in("live.json")
+
+    def standby_server(self) -> int | None:
+        """Pid of the other slot's server: the warm standby between releases."""
+        live = self.live_server()
+        pids = [self._pid_in(f"{slot}.json") for slot in SLOTS]
+        return next((pid for pid in pids if pid is not None and pid != live), None)
+
+    def standby_requests(self) -> int:
+        """Requests HAProxy sent to a standby so far (`stot` of the backup entries)."""
+        proxy = FrontProxy(listen_host="127.0.0.1", listen_port=0, state_dir=self.state / "proxy")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as admin:
+            admin.connect(str(proxy.socket_path))
+            admin.sendall(b"show stat\n")
+            answer = b"".join(iter(lambda: admin.recv(65536), b"")).decode()
+        lines = answer.splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
+        return sum(int(row["stot"] or 0) for row in rows if row.get("svname") == "standby")
 
     def live_model_id(self) -> str | None:
         """The model_id on /status through the stable port (the proxy)."""

@@ -8,6 +8,12 @@ commit changes only the action code (the opening hours), so it reuses the model
 and builds, pushes and deploys a new image. The agent runs as the real
 `agent once` process; `serving()` tells which release serves by the live
 model's id and the hours its action server answers with.
+
+The last test releases the spy bot (tests/support/docker_spy.py), whose custom
+component the running Rasa server must load: every agent here runs with
+`PYTHONPATH` naming `spy_path` (empty until then) and with `RGT_DUMP_DIR`
+(`pipeline.env`), so the server the first release starts finds the component
+and reports its own environment, with no restart of its own (~25 s).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from tests.support.agent_config import agent_config
 from tests.support.bots import deploy_repo, push_all, set_hours
 from tests.support.deploy_host import assert_journal_settled
 from tests.support.docker_faults import RegistryGate
+from tests.support.env_dump_bot import DUMP_VARIABLE
 from tests.support.git import git
 from tests.support.services import (
     DockerEngine,
@@ -64,36 +71,55 @@ class FaultHost:
     hours: dict[str, str] = field(default_factory=dict)  # commit: what the action answers
     changes: int = 0
 
-    def env(self, kill_at: str | None = None) -> dict[str, str]:
+    def env(self, kill_at: str | None = None, **extra: str) -> dict[str, str]:
         env = {**os.environ, "PATH": f"{self.rasa_bin.parent}{os.pathsep}{os.environ['PATH']}",
-               "RASA_TELEMETRY_ENABLED": "false", PASSWORD_VARIABLE: self.password}
+               "RASA_TELEMETRY_ENABLED": "false", PASSWORD_VARIABLE: self.password,
+               DUMP_VARIABLE: str(self.spy_dumps), "PYTHONPATH": os.pathsep.join(
+                   filter(None, [str(self.spy_path), os.environ.get("PYTHONPATH")]))}
         env.pop("RASA_GITOPS_KILL_AT", None)
         if kill_at:
             env["RASA_GITOPS_KILL_AT"] = kill_at
-        return env
+        return {**env, **extra}
 
-    def agent(self, *args: str, kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    def agent(self, *args: str, kill_at: str | None = None, config: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """`agent ARGS` run to its end; `config` and `env` (over `self.env()`): a variant."""
         return subprocess.run(
-            [sys.executable, "-m", "agent.cli", "-c", str(self.config), *args],
-            capture_output=True, text=True, env=self.env(kill_at), timeout=600,
+            [sys.executable, "-m", "agent.cli", "-c", str(config or self.config), *args],
+            capture_output=True, text=True, env=self.env(kill_at, **(env or {})), timeout=600,
             start_new_session=True,  # the agent leads its group, as under systemd
         )
 
-    def spawn_agent(self, *args: str) -> subprocess.Popen[str]:
+    def spawn_agent(self, *args: str, config: Path | None = None,
+                    env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """The agent started, not waited for (a watcher may pause it)."""
         return subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "-c", str(self.config), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(),
-            start_new_session=True)
+            [sys.executable, "-m", "agent.cli", "-c", str(config or self.config), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=self.env(**(env or {})), start_new_session=True)
 
-    def push_actions_change(self, message: str) -> str:
-        """A commit that changes only the action code: the model is reused, the image not."""
+    def push_actions_change(self, message: str,
+                            also: Callable[[Path], None] | None = None) -> str:
+        """A commit that changes only the action code: the model is reused, the image not.
+        `also(src)` changes more (the spy bot: its component makes a training run)."""
         self.changes += 1
         hours = f"Open from {self.changes} am, fault commit {self.changes}."
         set_hours(self.src, hours)
+        if also is not None:
+            also(self.src)
         sha = push_all(self.src, message)
         self.hours[sha] = hours
         return sha
+
+    @property
+    def spy_path(self) -> Path:
+        """On the agent's PYTHONPATH: where the spy bot's component is put for the server."""
+        return self.root / "spy-path"
+
+    @property
+    def spy_dumps(self) -> Path:
+        """$RGT_DUMP_DIR: where the spy bot's code reports what it sees."""
+        return self.root / "spy-dumps"
 
     def journal(self) -> Journal:
         return Journal(self.root / "work" / "journal.sqlite")
@@ -201,7 +227,7 @@ def running_fault_host(root: Path, rasa_bin: Path, docker_engine: DockerEngine,
         sshd = stack.enter_context(running_sshd(root / "sshd"))
         config = agent_config(
             root / "agent.yml", repo=bare, branch="main", rasa_command=rasa_bin,
-            pipeline={"test_stories": "tests/none_*.yml"},
+            pipeline={"test_stories": "tests/none_*.yml", "env": [DUMP_VARIABLE]},
             action_server={
                 "target": "docker_ssh", "port": action_port,
                 "backend_ports": [free_port(), free_port()], "instance": instance,
@@ -219,6 +245,8 @@ def running_fault_host(root: Path, rasa_bin: Path, docker_engine: DockerEngine,
         host = FaultHost(root, src, config, f"http://127.0.0.1:{rasa_port}", registry_root,
                          registry_port, gate, registry, sshd, docker_engine, password, rasa_bin,
                          instance)
+        host.spy_path.mkdir()
+        host.spy_dumps.mkdir()
         # The host's current registry and gate (a test restarts them), then its
         # containers and its agent's servers, are stopped in that order, last first.
         stack.callback(host.stop_registry)

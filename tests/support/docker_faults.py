@@ -43,7 +43,11 @@ def stop_dockerd(engine: DockerEngine) -> None:
 
 
 def start_dockerd_again(engine: DockerEngine) -> None:
-    """dockerd on the same socket, data root and exec root; healthy when this returns."""
+    """dockerd on the same socket, data root and exec root; healthy when this returns.
+    Nothing when it still runs (a test that failed before stopping it): a second
+    one would fail on the data root, and the first would outlive the session."""
+    if engine.process is not None and engine.process.poll() is None:
+        return
     again, process = start_dockerd(engine.socket.parent)
     assert again.base_url == engine.base_url
     engine.process = process
@@ -75,14 +79,31 @@ def cut_sshd(server: SshServer) -> int:
     """SIGKILL sshd and all its sessions; how many session processes were cut."""
     assert server.process is not None
     sessions = descendants(server.process.pid)
+    rehashing = any(b"pyenv-rehash" in _cmdline(pid) for pid in sessions)
     for pid in [server.process.pid, *sessions]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     server.process.wait()
+    if rehashing:
+        # A session's shell (root's .bashrc runs `pyenv init`) killed inside `pyenv
+        # rehash` leaves its lock file behind, and every later session's shell then
+        # waits 60 s for it: each Docker request over SSH took a minute.
+        shims = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "shims"
+        (shims / ".pyenv-shim").unlink(missing_ok=True)
     return len(sessions)
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""  # gone already
+
+
 def start_sshd_again(server: SshServer) -> None:
+    """sshd on the same port and host key; nothing when it still runs (see above)."""
+    if server.process is not None and server.process.poll() is None:
+        return
     root = server.key_file.parent
     log = (root / "sshd.log").open("ab")
     process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(root / "sshd_config")],

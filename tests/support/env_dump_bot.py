@@ -39,6 +39,7 @@ def _dump_env(role):
               "environ": dict(_os.environ), "proc_environ": read("environ"),
               "cmdline": read("cmdline")}
     name = f"{role}-{_os.getpid()}-{_time.monotonic_ns()}.json"
+    _os.makedirs(folder, exist_ok=True)  # in an action server's container: its own /tmp
     with open(_os.path.join(folder, name), "w", encoding="utf-8") as f:
         _json.dump(record, f)
 '''
@@ -84,6 +85,12 @@ print("action tests: environment reported")
 def env_dump_repo(root: Path) -> tuple[Path, Path]:
     """(bare repo, source folder) of the spy bot, committed but not pushed."""
     bare, src = deploy_repo(root)
+    add_spy(src)
+    return bare, src
+
+
+def add_spy(src: Path) -> None:
+    """Make the example bot in `src` the spy bot (the Docker fault host's bot too)."""
     (src / "components").mkdir()
     (src / "components" / "__init__.py").write_text("", encoding="utf-8")
     (src / "components" / "env_dump.py").write_text(COMPONENT, encoding="utf-8")
@@ -98,4 +105,3 @@ def env_dump_repo(root: Path) -> tuple[Path, Path]:
     actions.write_text(code + "\n" + DUMP_CODE + '\n_dump_env("action-server")\n',
                        encoding="utf-8")
     (src / "action_test.py").write_text(ACTION_TEST, encoding="utf-8")
-    return bare, src

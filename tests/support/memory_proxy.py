@@ -1,17 +1,20 @@
 """The front proxy in memory, for the blue/green target's fast unit tests.
 
 It has `agent.targets.front_proxy.FrontProxy`'s interface (ensure_running,
-live, switch, drain, stop, running) without HAProxy: `live` is the upstream
-switched to last. A test makes one method raise DeployError, as HAProxy's
-runtime API can fail, with `fail = {"drain"}`. What the target does with
+live, routes, switch, set_standby, drain, stop, running, health) without
+HAProxy: `live` is the upstream switched to last, `routes` adds the armed
+standby. A test makes one method raise DeployError, as HAProxy's runtime API
+can fail, with `fail = {"drain"}`. What the target does with
 the real HAProxy is tests/agent/targets/test_rasa_blue_green.py's.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from agent.targets.base import DeployError, LogSink
+from agent.targets.base import ALIVE, DEAD, DeployError, Health, LogSink
 from agent.targets.front_proxy import Upstream
 
 
@@ -21,6 +24,8 @@ class MemoryProxy:
     up: bool = False
     fail: set[str] = field(default_factory=set)
     drained: list[Upstream] = field(default_factory=list)
+    standby: bool = False  # FrontProxy(standby=...): whether it has backup entries
+    armed: Upstream | None = None  # the standby armed behind the live slot
 
     def _call(self, method: str) -> None:
         if method in self.fail:
@@ -35,9 +40,22 @@ class MemoryProxy:
         self._call("live")
         return self.upstream
 
+    def routes(self) -> tuple[Upstream | None, Upstream | None]:
+        self._call("live")
+        return self.upstream, self.armed
+
+    def has_standby_entries(self) -> bool:
+        return self.standby
+
+    def set_standby(self, standby: Upstream | None, log: LogSink) -> None:
+        self._call("set_standby")
+        if not self.standby or self.upstream is None:
+            raise DeployError("no standby entry, or nothing live")
+        self.armed = standby
+
     def switch(self, to: Upstream, log: LogSink) -> Upstream | None:
         self._call("switch")
-        old, self.upstream = self.upstream, to
+        old, self.upstream, self.armed = self.upstream, to, None
         return old
 
     def drain(self, old: Upstream, timeout: float, log: LogSink) -> None:
@@ -49,3 +67,10 @@ class MemoryProxy:
 
     def running(self) -> bool:
         return self.up
+
+    @property
+    def pid_file(self) -> Path:
+        return Path(os.devnull)  # "exists": the target asks its health
+
+    def health(self) -> Health:
+        return Health("front proxy", ALIVE if self.up else DEAD, "in memory")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from agent.retry import retrying
 from agent.targets.base import (
     ActionServerDeployment,
     ActionServerSpec,
@@ -15,10 +12,22 @@ from agent.targets.base import (
     Health,
     LogSink,
 )
-from agent.targets.docker.engine import EngineFactory, engine_gone, engine_gone_error
+from agent.targets.docker.engine import EngineFactory, with_engine
 from agent.targets.docker.images import normalized
+from hooks.core.child_env import passed_env
 
-T = TypeVar("T")
+
+def container_environment(names: tuple[str, ...], where: str, log: LogSink) -> dict[str, str]:
+    """The `action_server.env` variables of the agent's environment, for the bot's
+    container (docker-py `environment=`, never a command line). Values may be
+    secrets of the bot: only the names are logged."""
+    environment = passed_env(names)
+    if environment:
+        log(f"passing {', '.join(sorted(environment))} (action_server.env) to {where}")
+    missing = sorted(set(names) - set(environment))
+    if missing:
+        log(f"not set in the agent's environment, so not passed: {', '.join(missing)}")
+    return environment
 
 
 class EngineTarget:
@@ -44,35 +53,12 @@ class EngineTarget:
         # A whole rollout is tried again when the engine went away (dockerd restarting,
         # the SSH connection cut): it starts by removing its own half-started container,
         # and the router still points at the live one until the new one is healthy.
-        return self._with_engine(f"deploy to {self.name}", log,
-                                 lambda client: self._deploy(client, wanted, log))
+        return with_engine(self._engine, lambda client: self._deploy(client, wanted, log),
+                           what=f"deploy to {self.name}", log=log)
 
     def live(self) -> ActionServerDeployment | None:
-        return self._with_engine(f"{self.name}: reading what serves", lambda line: None,
-                                 self._live)
-
-    def _with_engine(self, what: str, log: LogSink, work: Callable[[Any], T]) -> T:
-        """`work(client)` on a fresh engine connection, retried with backoff while the
-        engine is unreachable; giving up raises a DeployError naming the attempts."""
-        tried = 0
-
-        def once() -> T:
-            nonlocal tried
-            tried += 1
-            client = self._engine()
-            try:
-                return work(client)
-            finally:
-                with contextlib.suppress(Exception):  # a dead engine's client
-                    client.close()
-
-        try:
-            return retrying(once, what=what, transient=engine_gone, log=log)
-        except Exception as exc:
-            error = engine_gone_error(exc, tried)
-            if error is None:
-                raise
-            raise error from None
+        return with_engine(self._engine, self._live, what=f"{self.name}: reading what serves",
+                           log=lambda line: None)
 
     def served_actions(self) -> frozenset[str]:
         live = self.live()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from agent.targets.base import DeployError
+from agent.retry import ENGINE, Backoff, retrying
+from agent.targets.base import DeployError, LogSink
 
 EngineFactory = Callable[[], Any]  # returns a connected docker.DockerClient
+T = TypeVar("T")
 
 
 class EngineUnreachable(DeployError):
@@ -35,6 +38,33 @@ def engine_gone_error(exc: Exception, tried: int) -> DeployError | None:
     detail = str(exc) if isinstance(exc, DeployError) else (
         f"the connection to the Docker engine broke: {type(exc).__name__}: {exc}")
     return DeployError(f"{detail} (gave up after {tried} attempt(s))")
+
+
+def with_engine(engine: EngineFactory, work: Callable[[Any], T], *, what: str,
+                log: LogSink, backoff: Backoff = ENGINE) -> T:
+    """`work(client)` on a fresh connection from `engine`, closed after it, and tried
+    again with backoff (agent.retry) while the engine is gone: dockerd restarting,
+    the SSH connection cut. Giving up raises a DeployError naming the attempts;
+    any other failure of `work` is raised unchanged, for the caller's own handling."""
+    tried = 0
+
+    def once() -> T:
+        nonlocal tried
+        tried += 1
+        client = engine()
+        try:
+            return work(client)
+        finally:
+            with contextlib.suppress(Exception):  # a dead engine's client
+                client.close()
+
+    try:
+        return retrying(once, what=what, transient=engine_gone, log=log, backoff=backoff)
+    except Exception as exc:
+        error = engine_gone_error(exc, tried)
+        if error is None:
+            raise
+        raise error from None
 
 
 def local_engine(base_url: str | None = None, timeout: int = 300) -> EngineFactory:

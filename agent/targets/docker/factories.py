@@ -33,12 +33,18 @@ def _command(config: AgentConfig) -> tuple[str, ...] | None:
     return tuple(str(part) for part in command) if command else None
 
 
+def _env_names(config: AgentConfig) -> tuple[str, ...]:
+    """action_server.env: the variables the bot's containers get from the agent's."""
+    return tuple(str(name) for name in config["action_server.env"] or ())
+
+
 def _host_settings(config: AgentConfig, public_host: str) -> HostSettings:
     return HostSettings(
         instance=str(config["action_server.instance"]), port=int(config["action_server.port"]),
         backend_ports=_backend_ports(config), public_host=public_host,
         start_timeout=float(config["action_server.start_timeout"]),
         keep_images=int(config["action_server.keep_images"]), command=_command(config),
+        env_names=_env_names(config),
     )
 
 
@@ -82,4 +88,5 @@ def swarm(config: AgentConfig) -> ActionServerTarget:
         backend_ports=_backend_ports(config), replicas=int(config["action_server.replicas"]),
         public_host=str(public), start_timeout=float(config["action_server.start_timeout"]),
         monitor=float(config["action_server.monitor"]), command=_command(config),
+        env_names=_env_names(config),
     ))

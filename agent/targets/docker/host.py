@@ -22,7 +22,7 @@ from agent.targets.base import (
     DeployError,
     LogSink,
 )
-from agent.targets.docker.common import EngineTarget
+from agent.targets.docker.common import EngineTarget, container_environment
 from agent.targets.docker.engine import EngineFactory, engine_gone
 from agent.targets.docker.images import pull_ref, repository_of, start_command
 from agent.targets.docker.probe import PORT_IN_USE, http_get, parse_actions
@@ -44,6 +44,7 @@ class HostSettings:
     start_timeout: float = 120.0
     keep_images: int = 3
     command: tuple[str, ...] | None = None  # default: by image label, `{port}` filled in
+    env_names: tuple[str, ...] = ()  # action_server.env: the container's variables
 
 
 class DockerHostTarget(EngineTarget):
@@ -75,9 +76,11 @@ class DockerHostTarget(EngineTarget):
         command = start_command(client, image, port, self.settings.command)
         log(f"starting {name} from {image} on port {port}"
             + (f" beside {old.name} (port {old_port})" if old is not None else ""))
+        environment = container_environment(self.settings.env_names, name, log)
         try:
             container = client.containers.run(
                 image, command=command, name=name, detach=True, network_mode="host",
+                environment=environment,
                 labels={LABEL_TARGET: self.prefix, LABEL_ROLE: "action-server",
                         LABEL_RELEASE: spec.release_id, LABEL_PORT: str(port),
                         LABEL_COMMIT: spec.commit, "io.rasa-gitops.image": image,

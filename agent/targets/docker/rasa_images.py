@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from agent.secrets import Secret
+from agent.secrets import Redactor, Secret
 from agent.targets.base import DeployError, LogSink, ModelRef
 from agent.targets.rasa_config import ServerConfig
 
@@ -116,4 +116,4 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def explain(exc: Exception, token: Secret | None = None) -> str:
     text = str(getattr(exc, "explanation", None) or exc)
     # An error about the container may quote its command line, token included.
-    return text.replace(token.reveal(), "***") if token is not None else text
+    return Redactor([token.reveal()] if token is not None else [])(text)

@@ -22,6 +22,7 @@ from typing import Any
 
 import paramiko
 
+from agent.secrets import Redactor
 from agent.targets.base import DeployError
 from agent.targets.docker.engine import EngineUnreachable
 
@@ -43,6 +44,10 @@ class SshSettings:
 
     def __repr__(self) -> str:
         return f"SshSettings({self.user}@{self.host}:{self.port})"
+
+    def scrub(self, text: str) -> str:
+        """`text` (a paramiko message, say) with the key's passphrase blanked out."""
+        return Redactor([self.key_passphrase or ""])(text)
 
 
 def connect_ssh(settings: SshSettings) -> paramiko.SSHClient:
@@ -74,7 +79,7 @@ def connect_ssh(settings: SshSettings) -> paramiko.SSHClient:
     except paramiko.AuthenticationException as exc:
         client.close()
         raise DeployError(f"SSH to {settings.user}@{settings.host}:{settings.port} failed: "
-                          f"{_scrub(str(exc), settings)}") from None
+                          f"{settings.scrub(str(exc))}") from None
     except paramiko.SSHException as exc:
         client.close()
         if "not found in known_hosts" in str(exc):
@@ -86,18 +91,12 @@ def connect_ssh(settings: SshSettings) -> paramiko.SSHClient:
         dropped = any(word in str(exc).lower() for word in DROPPED)
         raise (EngineUnreachable if dropped else DeployError)(
             f"SSH to {settings.user}@{settings.host}:{settings.port} failed: "
-            f"{_scrub(str(exc), settings)}") from None
+            f"{settings.scrub(str(exc))}") from None
     except OSError as exc:
         client.close()
         raise EngineUnreachable(f"cannot reach {settings.host}:{settings.port} over SSH: "
                                 f"{exc.strerror or exc}") from None
     return client
-
-
-def _scrub(text: str, settings: SshSettings) -> str:
-    if settings.key_passphrase:
-        text = text.replace(settings.key_passphrase, "***")
-    return text
 
 
 class SshEngine:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.targets.base import ActionServerDeployment, ActionServerSpec, DeployError, LogSink
-from agent.targets.docker.common import EngineTarget
+from agent.targets.docker.common import EngineTarget, container_environment
 from agent.targets.docker.engine import EngineFactory
 from agent.targets.docker.images import pull_ref, start_command
 from agent.targets.docker.probe import http_get, parse_actions
@@ -51,6 +51,7 @@ class SwarmSettings:
     start_timeout: float = 180.0
     monitor: float = 5.0  # seconds Swarm watches new tasks before the update counts
     command: tuple[str, ...] | None = None  # default: rasa-sdk's, with `{port}` filled in
+    env_names: tuple[str, ...] = ()  # action_server.env: the tasks' variables
 
 
 class SwarmTarget(EngineTarget):
@@ -101,8 +102,11 @@ class SwarmTarget(EngineTarget):
         labels = {LABEL_PORT: str(port), LABEL_RELEASE: spec.release_id,
                   "io.rasa-gitops.image": spec.image, "io.rasa-gitops.digest": spec.digest or "",
                   "io.rasa-gitops.commit": spec.commit}
+        environment = container_environment(self.settings.env_names,
+                                            f"the tasks of {self.service_name}", log)
         kwargs: dict[str, Any] = dict(
             image=image, args=command, name=self.service_name, labels=labels,
+            env=[f"{name}={value}" for name, value in environment.items()],
             container_labels={LABEL_PORT: str(port), LABEL_RELEASE: spec.release_id},
             networks=["host"], mode={"Replicated": {"Replicas": self.settings.replicas}},
             endpoint_spec=EndpointSpec(mode="dnsrr"),

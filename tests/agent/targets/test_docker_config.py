@@ -13,6 +13,7 @@ from agent.targets.base import DeployError
 from agent.targets.docker.common import container_environment
 from agent.targets.docker.engine import EngineUnreachable, with_engine
 from agent.targets.docker.host import DockerHostTarget
+from agent.targets.docker.ssh import SshSettings
 from agent.targets.docker.swarm import SwarmTarget
 from agent.targets.factory import ACTION_SERVER_TARGETS
 
@@ -140,3 +141,9 @@ def test_with_engine_retries_a_gone_engine_closes_every_client_and_names_the_att
         with_engine(engine, refused, what="deploy", log=lines.append, backoff=fast)
     assert str(caught.value) == "port 5056 is already in use"
     assert len(closed) == 6  # not retried: another failure is the caller's
+
+
+def test_an_ssh_error_message_never_shows_the_key_passphrase() -> None:
+    settings = SshSettings(host="actions.internal", key_passphrase="key-secret")
+    assert settings.scrub("bad passphrase key-secret for key") == "bad passphrase *** for key"
+    assert SshSettings(host="actions.internal").scrub("no passphrase") == "no passphrase"

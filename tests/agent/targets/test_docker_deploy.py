@@ -28,6 +28,7 @@ from tests.support.paths import COFFEEBOT
 from tests.support.services import DockerEngine, Registry, SshServer, free_port
 
 OPENING_HOURS = "action_tell_opening_hours"
+BOT_VARIABLE = "RGT_TEST_BOT_VARIABLE"  # action_server.env of the targets below
 SECOND_ACTION = '''
 
 class ActionTellMenu(Action):
@@ -96,7 +97,8 @@ def local_target(docker_engine: DockerEngine) -> Iterator[DockerHostTarget]:
     port, backends = three_ports()
     target = DockerHostTarget("docker", local_engine(docker_engine.base_url),
                               HostSettings(instance=f"local{port}", port=port,
-                                           backend_ports=backends, start_timeout=90))
+                                           backend_ports=backends, start_timeout=90,
+                                           env_names=(BOT_VARIABLE,)))
     yield target
     remove_instance(docker_engine, target.prefix)
 
@@ -111,11 +113,30 @@ def remove_instance(engine: DockerEngine, prefix: str) -> None:
         client.close()
 
 
+def container_env(engine: DockerEngine, name: str) -> list[str]:
+    """The container's environment as `docker inspect` shows it (`NAME=value`)."""
+    client = engine.client()
+    try:
+        return list(client.containers.get(name).attrs["Config"]["Env"] or [])
+    finally:
+        client.close()
+
+
 def test_local_release_starts_beside_the_old_one_and_switches_on_the_stable_port(
-        local_target: DockerHostTarget, images: dict[str, str]) -> None:
+        local_target: DockerHostTarget, images: dict[str, str], docker_engine: DockerEngine,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     port = local_target.settings.port
     lines: list[str] = []
+    monkeypatch.setenv(BOT_VARIABLE, "bot-value-42")
+    monkeypatch.setenv("RGT_TEST_NOT_NAMED", "agent-only")
     first = local_target.deploy(spec("1", images["v1"], OPENING_HOURS), lines.append)
+    # action_server.env: the named variable is in the container, by the engine's API,
+    # and nothing else of the agent's environment; the log names it without its value.
+    env = container_env(docker_engine, first.handle["container"])
+    assert f"{BOT_VARIABLE}=bot-value-42" in env
+    assert not any(item.startswith("RGT_TEST_NOT_NAMED=") for item in env)
+    assert any(BOT_VARIABLE in line for line in lines)
+    assert "bot-value-42" not in "\n".join(lines)
     assert first.url == f"http://127.0.0.1:{port}/webhook"
     assert requests.get(f"http://127.0.0.1:{port}/health", timeout=10).json() == {"status": "ok"}
     assert actions_at(port) == {OPENING_HOURS}
@@ -306,14 +327,19 @@ def swarm(docker_engine: DockerEngine) -> Iterator[Any]:
 
 
 def test_swarm_service_updates_start_first_and_rolls_back_a_missing_action(
-        swarm: Any, docker_engine: DockerEngine, images: dict[str, str]) -> None:
+        swarm: Any, docker_engine: DockerEngine, images: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     port, backends = three_ports()
     target = SwarmTarget("swarm", local_engine(docker_engine.base_url), SwarmSettings(
-        instance=f"swarm{port}", port=port, backend_ports=backends, monitor=3))
+        instance=f"swarm{port}", port=port, backend_ports=backends, monitor=3,
+        env_names=(BOT_VARIABLE,)))
     lines: list[str] = []
+    monkeypatch.setenv(BOT_VARIABLE, "swarm-value-7")
     try:
         first = target.deploy(spec("1", images["v1"], OPENING_HOURS), lines.append)
         assert first.served_actions == {OPENING_HOURS}
+        task_spec = swarm.services.get(target.service_name).attrs["Spec"]["TaskTemplate"]
+        assert task_spec["ContainerSpec"]["Env"] == [f"{BOT_VARIABLE}=swarm-value-7"]
         assert actions_at(port) == {OPENING_HOURS}
         update = swarm.services.get(target.service_name).attrs["Spec"]["UpdateConfig"]
         assert update["Order"] == "start-first" and update["FailureAction"] == "rollback"

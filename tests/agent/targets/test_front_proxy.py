@@ -19,6 +19,7 @@ import requests
 
 from agent.targets.base import DeployError
 from agent.targets.front_proxy import FrontProxy, Upstream
+from agent.targets.haproxy_config import Routes, parse, render
 from agent.targets.local_process import free_port
 from tests.support.ci import need
 from tests.support.tiny_http import tiny_server
@@ -27,9 +28,10 @@ HOST = "127.0.0.1"
 
 
 @contextmanager
-def running_proxy(state_dir: Path) -> Iterator[FrontProxy]:
+def running_proxy(state_dir: Path, *, standby: bool = False) -> Iterator[FrontProxy]:
     need(shutil.which("haproxy") is not None, "HAProxy is not installed (apt-get install haproxy)")
-    proxy = FrontProxy(listen_host=HOST, listen_port=free_port(), state_dir=state_dir)
+    proxy = FrontProxy(listen_host=HOST, listen_port=free_port(), state_dir=state_dir,
+                       standby=standby)
     assert proxy.ensure_running(lambda line: None)
     try:
         yield proxy
@@ -119,7 +121,7 @@ def test_a_slow_request_on_the_old_slot_completes_before_it_goes_to_maint(
         caller.join(timeout=10)
         assert slow == ["blue"]
         assert finished and finished[0] <= drained
-        assert proxy._servers()["blue"][1] == "maint"
+        assert proxy._servers()[("blue", "rasa")][1] == "maint"
         assert proxy.live() == Upstream("green", HOST, green)
 
 
@@ -222,3 +224,82 @@ def test_a_deep_work_dir_gets_its_admin_socket_in_a_short_private_folder(
         again = FrontProxy(listen_host=HOST, listen_port=proxy.listen_port, state_dir=deep)
         assert again.socket_path == proxy.socket_path
         assert again.live() == Upstream("blue", HOST, port)
+
+
+def test_a_standby_takes_the_requests_the_moment_the_live_server_dies_and_only_then(
+        tmp_path: Path) -> None:
+    with tiny_server("green") as green, \
+            running_proxy(tmp_path / "proxy", standby=True) as proxy:
+        url = f"http://{HOST}:{proxy.listen_port}/"
+        client = Client(url, keep_alive=False)
+        with tiny_server("blue") as blue:
+            proxy.switch(Upstream("blue", HOST, blue), print)
+            proxy.set_standby(Upstream("green", HOST, green), print)
+            assert proxy.routes() == (Upstream("blue", HOST, blue), Upstream("green", HOST, green))
+            client.start()
+            time.sleep(1.0)
+            assert {text for _, text in client.answers} == {"blue"}  # never both
+        died = time.monotonic()  # blue's port now refuses connections
+        time.sleep(2.0)
+        client.stop()
+        # Only the one request the dying server had taken may fail (HAProxy can't
+        # resend what was sent); none finds no server (503) or no answer.
+        assert client.failures in ([], ["HTTP 502"]), client.failures
+        took_over = min(at for at, text in client.answers if text == "green")
+        assert took_over - died < 1.5, took_over - died
+        assert {text for at, text in client.answers if at > took_over} == {"green"}
+        # A restarted HAProxy comes back with the standby armed (the config is
+        # rewritten at every change), and disarming it is kept too.
+        proxy.stop(print)
+        assert proxy.ensure_running(print) is True
+        assert proxy.routes() == (Upstream("blue", HOST, blue), Upstream("green", HOST, green))
+        proxy.set_standby(None, print)
+        assert proxy.routes()[1] is None
+        # A switch to the standby's slot (the agent's take-over) leaves no
+        # standby armed until the agent arms a new one.
+        proxy.switch(Upstream("green", HOST, green), print)
+        assert proxy.routes() == (Upstream("green", HOST, green), None)
+        assert requests.get(url, timeout=5).text == "green"
+
+
+def test_the_config_reads_back_what_it_was_written_with(tmp_path: Path) -> None:
+    live, old, spare = (Upstream("green", HOST, 7001), Upstream("blue", HOST, 7002),
+                        Upstream("blue", HOST, 7003))
+
+    def written(routes: Routes, standby: bool) -> str:
+        return render(socket_path=tmp_path / "admin.sock", listen_host=HOST, listen_port=7000,
+                      map_file=tmp_path / "route.map", routes=routes, standby=standby)
+
+    armed = written(Routes(live, old, spare), standby=True)
+    assert parse(armed, "green") == Routes(live, old, spare)
+    # Only the live backend's backup entry is out of maint; death is a refused
+    # connect (TCP checks, no HTTP check a busy Rasa would fail).
+    assert armed.count(" backup\n") == 1 and armed.count(" backup disabled\n") == 1
+    assert "httpchk" not in armed and "observe layer4" in armed
+    assert parse(written(Routes(live, old, None), standby=True), "green") == Routes(live, old)
+    plain = written(Routes(live, old, spare), standby=False)
+    assert "standby" not in plain and "check" not in plain and "redispatch" not in plain
+    assert parse(plain, "green") == Routes(live, old)
+    assert parse(written(Routes(), standby=True), "blue") == Routes()
+
+
+
+def test_a_proxy_started_without_standby_entries_switches_and_gets_them_at_its_restart(
+        tmp_path: Path) -> None:
+    # HAProxy outlives the agent: one started before model.standby was on keeps
+    # serving and switching; the backup entries come with its next start.
+    with tiny_server("blue") as blue, tiny_server("green") as green, \
+            running_proxy(tmp_path / "proxy") as old:
+        old.switch(Upstream("blue", HOST, blue), print)
+        new = FrontProxy(listen_host=HOST, listen_port=old.listen_port,
+                         state_dir=tmp_path / "proxy", standby=True)
+        assert new.ensure_running(print) is False and not new.has_standby_entries()
+        with pytest.raises(DeployError, match="no standby entries"):
+            new.set_standby(Upstream("green", HOST, green), print)
+        new.switch(Upstream("green", HOST, green), print)
+        new.switch(Upstream("blue", HOST, blue), print)
+        new.stop(print)
+        assert new.ensure_running(print) is True and new.has_standby_entries()
+        assert new.live() == Upstream("blue", HOST, blue)
+        new.set_standby(Upstream("green", HOST, green), print)
+        assert new.routes() == (Upstream("blue", HOST, blue), Upstream("green", HOST, green))

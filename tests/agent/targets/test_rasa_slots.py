@@ -4,15 +4,20 @@ records those servers leave (no engine, no Rasa needed)."""
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.config import ConfigError, load_config
+from agent.secrets import Secret
+from agent.targets.base import ModelRef
 from agent.targets.docker.rasa_slots import ContainerSlotRunner
 from agent.targets.docker.ssh import SshEngineFactory
 from agent.targets.factory import build_targets
 from agent.targets.rasa_blue_green import BlueGreenRasaTarget
+from agent.targets.rasa_config import ServerConfig
 from agent.targets.rasa_slots import ProcessSlotRunner, SlotServer
 
 
@@ -86,3 +91,36 @@ def test_slot_records_of_session_4_still_load_as_a_local_process() -> None:
     assert SlotServer.from_json(container.to_json()) == container
     # A container record is no process of this host: never signalled as one.
     assert not ProcessSlotRunner(["rasa"], Path("/nonexistent")).alive(container)
+
+
+def test_a_new_server_in_a_slot_keeps_the_last_ones_log_as_previous(tmp_path: Path) -> None:
+    """After a crash the next server (the new standby) starts in the dead one's
+    slot: the dead one's log, which says why it died, must survive that start."""
+    fake_rasa = tmp_path / "rasa"
+    fake_rasa.write_text(f"#!{sys.executable}\nimport sys, time\n"
+                         "print('serving', sys.argv[sys.argv.index('--model') + 1], flush=True)\n"
+                         "time.sleep(60)\n",
+                         encoding="utf-8")
+    fake_rasa.chmod(0o755)
+    runner = ProcessSlotRunner([str(fake_rasa)], tmp_path / "state")
+    config = ServerConfig(tmp_path / "endpoints.yml", tmp_path / "credentials.yml",
+                          frozenset(), "in-memory", "in-memory")
+    said: list[str] = []
+    log = tmp_path / "state" / "rasa-blue.log"
+    servers = []
+    try:
+        for release in ("1", "2"):
+            started = runner.start(ModelRef(release, f"m{release}", f"/models/{release}.tar.gz"),
+                                   "blue", config, Secret("tok", "test"), said.append)
+            servers.append(SlotServer("blue", started.host, started.port, release, f"m{release}",
+                                      f"/models/{release}.tar.gz", "", "h", started.handle))
+            deadline = time.monotonic() + 20
+            while "serving" not in (log.read_text() if log.exists() else ""):
+                assert time.monotonic() < deadline, "the fake server never wrote its log"
+                time.sleep(0.05)
+    finally:
+        for server in servers:
+            runner.stop("blue", server, said.append)
+    assert "/models/2.tar.gz" in log.read_text()
+    previous = log.with_name("rasa-blue.log.previous").read_text()
+    assert "/models/1.tar.gz" in previous and "/models/2.tar.gz" not in previous

@@ -1,0 +1,56 @@
+"""What serves now, read from the journal and the targets' health; changes nothing.
+
+The lookups agent/switch.py's restore and revive decide with, kept apart from
+the one module that changes what serves: which recorded action server runs a
+release's action code, which release a live model id belongs to, and whether
+the action server's process is up.
+"""
+
+from __future__ import annotations
+
+from agent.journal import Release
+from agent.runtime import Agent
+from agent.targets.base import DEAD, ActionServerDeployment
+from hooks.core.errors import FatalError
+
+# The part name (Health.part) of the action server itself, not its forwarder.
+ACTION_SERVER_PART = "action server"
+
+
+def action_server_running(agent: Agent) -> bool:
+    """Whether the action server's process is up (alive or slow), by its health."""
+    return any(h.part == ACTION_SERVER_PART and h.state != DEAD
+               for h in agent.targets.action_server.health())
+
+
+def same_action_code(agent: Agent, release: Release, live_release_id: str) -> bool:
+    """Whether the live action server runs `release`'s action code."""
+    try:
+        live_release = agent.journal.release(int(live_release_id))
+    except (ValueError, FatalError):
+        return False
+    return live_release.action_code_fingerprint == release.action_code_fingerprint
+
+
+def release_of_model(agent: Agent, model_id: str | None) -> Release | None:
+    if model_id is None:
+        return None
+    for release in agent.journal.releases(limit=500):
+        if release.model_id == model_id:
+            return release
+    return None
+
+
+def deployment_for(agent: Agent, production: Release) -> ActionServerDeployment | None:
+    """The newest recorded action server with production's action code."""
+    for release in agent.journal.releases(limit=500):
+        if release.id > production.id or not release.action_server:
+            continue
+        if release.action_code_fingerprint != production.action_code_fingerprint:
+            continue
+        server = release.action_server
+        return ActionServerDeployment(
+            str(release.id), str(server.get("url", "")),
+            frozenset(server.get("served_actions", [])), dict(server.get("handle", {})),
+        )
+    return None
