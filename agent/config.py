@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from agent.config_schema import BLOCKS, NUMBER, PROMOTION_POLICIES, REQUIRED, SCHEMA, Key, one_of
-from agent.secrets import Secret, SecretUnavailable, is_secret_name, read_secret
+from agent.notify_config import TYPES as NOTIFY_TYPES
+from agent.secrets import (
+    MIN_REDACTED_LENGTH,
+    Secret,
+    SecretUnavailable,
+    is_secret_name,
+    read_secret,
+)
 from hooks.core.errors import FatalError
 from hooks.core.yaml_lines import LDict, load_yaml
 
@@ -123,9 +130,29 @@ def _check_value(path: Path, dotted: str, key: Key, value: Any, line: int) -> An
 
 def _read_secret(path: Path, dotted: str, how: str, where: str, line: int) -> Secret:
     try:
-        return read_secret(how, where, path.parent)
+        secret = read_secret(how, where, path.parent)
     except SecretUnavailable as exc:
         raise ConfigError(path, dotted, str(exc), line) from None
+    if len(secret.reveal()) < MIN_REDACTED_LENGTH:
+        # The redactor can't blank so short a value out of logs (it would blank
+        # ordinary words): refused, rather than kept and maybe printed.
+        raise ConfigError(path, dotted, f"{secret.origin} holds fewer than "
+                          f"{MIN_REDACTED_LENGTH} characters; use a real secret", line)
+    return secret
+
+
+def _notify_secrets(path: Path, items: Any, line: int) -> dict[str, Secret]:
+    """The secret each `notify:` sink names (a webhook URL, an API token), read with
+    the others: so they are withheld from children, refused in `pipeline.env` and
+    redacted like every secret of the agent. Keyed `notify[N].url` / `.token`."""
+    found: dict[str, Secret] = {}
+    for number, item in enumerate(items or (), start=1):
+        name = NOTIFY_TYPES[item["type"]][0]
+        how = "env" if f"{name}_env" in item else "file"
+        dotted = f"notify[{number}].{name}_{how}"
+        found[f"notify[{number}].{name}"] = _read_secret(path, dotted, how,
+                                                         str(item[f"{name}_{how}"]), line)
+    return found
 
 
 def _environments(path: Path, raw: Any, line: int) -> tuple[Environment, ...]:
@@ -253,6 +280,7 @@ def load_config(path: Path) -> AgentConfig:
         if not repo.is_absolute():
             repo = (path.parent / repo).resolve()
         values["repo"] = str(repo)
+    secrets.update(_notify_secrets(path, values.get("notify"), line_of(doc, "notify")))
     _refuse_secret_variables(path, values, secrets, flat)
     env_line = line_of(doc, "environments")
     environments = _environments(path, values.pop("environments"), env_line)

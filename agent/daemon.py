@@ -113,9 +113,10 @@ def run_daemon(config: AgentConfig) -> int:
                             max_backoff=float(config["supervise.max_backoff"]))
     if config["supervise.enabled"]:
         supervisor.start()
+    # The pid file first: from then on CLI commands leave delivery to the daemon.
+    pid_file(config).write_text(f"{os.getpid()}\n", encoding="utf-8")
     if notifier is not None:  # on its own thread: a chat or forge being down never
         notifier.start()  # holds up a tick (agent/notify.py)
-    pid_file(config).write_text(f"{os.getpid()}\n", encoding="utf-8")
     how = "watching the bare repo" if local else f"polling every {config['poll_interval']} s"
     agent.progress.info(f"agent started: {public_url(config.repo)} branch {config.branch}, {how}")
     add_check(abandon_if_stopping)

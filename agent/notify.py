@@ -20,13 +20,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from agent.config import AgentConfig
 from agent.journal import Event, Journal, Release
 from agent.notify_sinks import Notice, SendFailed, Sink, Status, load_sinks
 from agent.retry import Backoff
-from agent.secrets import Redactor
+from agent.secrets import Redactor, url_secrets
 from hooks.core.errors import FatalError
 
 # Event kind -> (what happened, commit-status state or None, worth a chat message).
@@ -55,6 +56,7 @@ SAYS = {
 }
 RETRY = Backoff(attempts=0, first=1.0, cap=300.0)  # attempts unused: the daemon never gives up
 POLL = 1.0  # seconds between two looks at the journal for new events
+NOTIFY_LOCK = "notify"  # held by whichever process delivers now
 
 
 def notice_of(journal: Journal, event: Event) -> Notice | None:
@@ -135,7 +137,17 @@ class Notifier:
             self._cursor[sink.key] = journal.notify_cursor(sink.key)
 
     def deliver(self, journal: Journal, *, deadline: float | None = None) -> bool:
-        """One pass over every sink that is due; True when all are caught up."""
+        """One pass over every sink that is due; True when all are caught up. Two
+        processes never deliver at once (`agent once` from cron and a person's
+        `agent rollback`): the other's pass is left alone, as not caught up."""
+        if not journal.take_lock_unless_live(NOTIFY_LOCK, "notification delivery"):
+            return False
+        try:
+            return self._deliver_all(journal, deadline)
+        finally:
+            journal.release_lock(NOTIFY_LOCK)
+
+    def _deliver_all(self, journal: Journal, deadline: float | None) -> bool:
         caught_up = True
         for number, sink in enumerate(self.sinks):
             if self._next_try.get(sink.key, 0.0) > self.clock():
@@ -148,8 +160,9 @@ class Notifier:
         return caught_up
 
     def _deliver_to(self, journal: Journal, sink: Sink, deadline: float | None) -> bool:
-        if sink.key not in self._cursor:
-            self._cursor[sink.key] = journal.notify_cursor(sink.key)
+        # From the journal, not memory: another process may have delivered since.
+        self._cursor[sink.key] = max(self._cursor.get(sink.key, 0),
+                                     journal.notify_cursor(sink.key))
         while batch := journal.events_after(self._cursor[sink.key]):
             for event in batch:
                 sent = self._send(journal, sink, event, deadline)
@@ -172,6 +185,7 @@ class Notifier:
             return False
         if notice is None or not sink.wants(notice):
             return False
+        notice = self._scrubbed(notice)
         timeout = 10.0 if deadline is None else deadline - self.clock()
         if timeout <= 0:
             return None
@@ -190,6 +204,13 @@ class Notifier:
         self._failures.pop(sink.key, None)
         self._next_try.pop(sink.key, None)
         return True
+
+    def _scrubbed(self, notice: Notice) -> Notice:
+        """A journal detail may quote a server's error: what leaves the host goes
+        through the redactor of every secret the agent knows, as its logs do."""
+        return replace(notice, reason=self.redact(notice.reason), text=self.redact(notice.text),
+                       statuses=tuple(replace(status, description=self.redact(
+                           status.description)) for status in notice.statuses))
 
     def _failed(self, sink: Sink, event: Event, reason: str) -> None:
         failures = self._failures.get(sink.key, 0) + 1
@@ -253,6 +274,8 @@ def open_notifier(config: AgentConfig, journal: Journal,
     if not sinks:
         return None
     notifier = Notifier(config.work_dir / "journal.sqlite", sinks, log)
+    for secret in (*(s.reveal() for s in config.secrets.values()), *url_secrets(config.repo)):
+        notifier.redact.add(secret)
     notifier.prime(journal)
     return notifier
 

@@ -31,7 +31,7 @@ from urllib.parse import quote, urlsplit
 
 from agent.config import AgentConfig, ConfigError
 from agent.notify_config import DEFAULT_CONTEXT, GITHUB_API, GITLAB_API, TYPES, URL
-from agent.secrets import Secret, SecretUnavailable, read_secret
+from agent.secrets import Secret
 
 DESCRIPTION_MAX = 140  # GitHub's limit on a status description; GitLab's is longer
 
@@ -80,18 +80,30 @@ class Sink(Protocol):
     def send(self, notice: Notice, timeout: float) -> None: ...
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # urllib would follow a 30x as a GET, with the token header, to wherever it
+    # points, and take that GET's 200 for a delivered status: a 30x is an error.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def post_json(url: str, payload: Mapping[str, Any], headers: Mapping[str, str],
               timeout: float) -> None:
-    """POST `payload` as JSON; raise SendFailed (never naming the URL) unless 2xx."""
+    """POST `payload` as JSON; raise SendFailed (never naming the URL) unless 2xx;
+    a redirect is never followed (a refusal: check the configured URL)."""
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "rasa-gitops-agent",
                  **headers})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
+        with _OPENER.open(request, timeout=timeout) as answer:
             answer.read(65536)
     except urllib.error.HTTPError as exc:
-        # 408/429 and 5xx pass; any other 4xx is a request that will never be taken.
+        exc.close()  # it holds the connection
+        # 408/429 and 5xx pass; any other 4xx (or a 30x) will never be taken.
         raise SendFailed(f"HTTP {exc.code} {exc.reason}",
                          exc.code >= 500 or exc.code in (408, 429)) from None
     except urllib.error.URLError as exc:
@@ -220,8 +232,9 @@ SINKS: dict[str, Callable[[Mapping[str, Any], Secret], Sink]] = {
 
 
 def load_sinks(config: AgentConfig) -> list[Sink]:
-    """The sinks of `notify`, their secrets read; `file: notify[N].key: problem` when
-    a secret can't be read or an item names an unknown environment."""
+    """The sinks of `notify`, with the secrets the config read for them
+    (agent.config: `notify[N].url` / `.token`); `file: notify[N].key: problem`
+    when an item names an unknown environment or a webhook secret is no URL."""
     sinks: list[Sink] = []
     known = {env.name for env in config.environments}
     for number, item in enumerate(config["notify"] or (), start=1):
@@ -229,12 +242,10 @@ def load_sinks(config: AgentConfig) -> list[Sink]:
         for unknown in sorted(set(item.get("environments") or ()) - known):
             raise ConfigError(config.path, f"notify[{number}].environments",
                               f"no environment {unknown!r} (known: {', '.join(sorted(known))})")
-        how = "env" if f"{secret_name}_env" in item else "file"
-        key = f"{secret_name}_{how}"
-        try:
-            secret = read_secret(how, str(item[key]), config.path.parent)
-        except SecretUnavailable as exc:
-            raise ConfigError(config.path, f"notify[{number}].{key}", str(exc)) from None
+        key = f"{secret_name}_env" if f"{secret_name}_env" in item else f"{secret_name}_file"
+        secret = config.secret(f"notify[{number}].{secret_name}")
+        if secret is None:  # a config built without load_config
+            raise ConfigError(config.path, f"notify[{number}].{key}", "was not read")
         if item["type"] == "webhook" and not URL.match(secret.reveal()):
             raise ConfigError(config.path, f"notify[{number}].{key}",
                               f"{secret.origin} does not hold an http(s) URL")

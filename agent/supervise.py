@@ -31,27 +31,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
 
 from agent import switch
-from agent.deploy_lock import release_deploy_lock, try_deploy_lock
 from agent.journal import Journal
 from agent.prune import prune
 from agent.runtime import Agent
-from agent.targets.base import ALIVE, DEAD, SLOW, DeployError, Health, LogSink
+from agent.targets.base import ALIVE, DEAD, SLOW, Health
 from agent.targets.rasa_standby import FAILED, READY, STANDBY_PART
 
 PRUNE_EVERY = 600.0  # seconds
 STABLE = 60.0  # seconds up after a restart that forgive the crashes before it
-
-
-@runtime_checkable
-class KeepsStandby(Protocol):
-    """A model target with a warm standby (BlueGreenRasaTarget)."""
-
-    standby: bool
-
-    def keep_standby(self, log: LogSink) -> tuple[str, str]: ...
+STANDBY_STEP = "warm standby step"  # the backoff of keep_standby, apart from STANDBY_PART's
 
 
 @dataclass
@@ -173,19 +163,14 @@ class Supervisor:
 
     def _keep_standby(self, agent: Agent) -> None:
         """One step toward an armed warm standby, if the model target keeps one."""
-        model = agent.targets.model
-        backoff = self._backoff(STANDBY_PART)
-        if (not isinstance(model, KeepsStandby) or not model.standby
-                or (backoff.due_at is not None and self.clock() < backoff.due_at)):
+        # Its own schedule: a failing standby must not delay a dead server's restart.
+        backoff = self._backoff(STANDBY_STEP)
+        if backoff.due_at is not None and self.clock() < backoff.due_at:
             return
-        if not try_deploy_lock(agent, "supervisor: warm standby"):
-            return  # a switch runs: it drops the standby; the next round starts one
-        try:
-            done, detail = model.keep_standby(agent.progress.info)
-        except DeployError as exc:
-            done, detail = FAILED, str(exc)
-        finally:
-            release_deploy_lock(agent)
+        step = switch.keep_standby(agent)
+        if step is None:
+            return  # no standby kept, or a switch runs: it drops the standby anyway
+        done, detail = step
         environment = agent.environment.name
         current = agent.journal.production_release(environment)
         release_id = current.id if current else None

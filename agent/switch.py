@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from agent import order
 from agent.deploy_lock import SWITCHING as SWITCHING
@@ -46,7 +46,8 @@ from agent.serving_state import (
     same_action_code,
 )
 from agent.steps import StepContext
-from agent.targets.base import DEAD, DeployError, Health, ModelRef
+from agent.targets.base import DEAD, DeployError, Health, LogSink, ModelRef
+from agent.targets.rasa_standby import FAILED as STANDBY_FAILED
 
 # What each switch step notes in `ctx.notes` once it changed what serves.
 SWITCHED = {order.ACTION_SERVER: "action_server_switched", order.MODEL: "model_switched"}
@@ -348,3 +349,32 @@ def _restart_server(agent: Agent, current: Release) -> str | None:
         return current.model_id
     agent.journal.event("rasa_server.restarted", current.id, detail=f"model {live}")
     return live
+
+
+@runtime_checkable
+class KeepsStandby(Protocol):
+    """A model target with a warm standby (BlueGreenRasaTarget)."""
+
+    standby: bool
+
+    def keep_standby(self, log: LogSink) -> tuple[str, str]: ...
+
+
+def keep_standby(agent: Agent) -> tuple[str, str] | None:
+    """One step toward an armed warm standby (agent/targets/rasa_standby.py): what
+    was done and its detail. Arming a standby decides what serves when the live
+    server dies, so it is done here, under the deploy lock, like a revive. None,
+    doing nothing, when the target keeps no standby or a switch holds the lock."""
+    model = agent.targets.model
+    if not isinstance(model, KeepsStandby) or not model.standby:
+        return None
+    if not try_deploy_lock(agent, "supervisor: warm standby"):
+        return None
+    try:
+        return model.keep_standby(agent.progress.info)
+    except DeployError as exc:
+        return STANDBY_FAILED, str(exc)
+    except Exception as exc:  # e.g. an odd /status answer: a failed step, backed off
+        return STANDBY_FAILED, f"{type(exc).__name__}: {exc}"
+    finally:
+        release_deploy_lock(agent)

@@ -70,10 +70,10 @@ def registry_of(repository: str) -> str:
 # Status codes as words: neither a registry's port (127.0.0.1:34013) nor a commit sha in
 # a tag or a URL (...0c7c...aa401a304) may read as a 401 or a 502.
 AUTH_WORDS = re.compile(r"unauthorized|authentication required|denied|no basic auth credentials"
-                        r"|(?<![\w.:/-])401(?![\w.:])|403 forbidden")
+                        r"|(?<![\w.:/-])401(?!\w)|403 forbidden")
 UNREACHABLE_WORDS = re.compile(r"connection refused|no such host|i/o timeout|timeout"
                                r"|connection reset|eof|dial tcp|server misbehaving"
-                               r"|network is unreachable|(?<![\w.:/-])50[23](?![\w.:])")
+                               r"|network is unreachable|(?<![\w.:/-])50[23](?!\w)")
 
 
 def classify(message: str) -> str:

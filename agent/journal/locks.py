@@ -81,6 +81,22 @@ class Locks(Database):
         row = self._db.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
         return dict(row) if row else None
 
+    def take_lock_unless_live(self, name: str, purpose: str) -> bool:
+        """Take the named lock unless a live owner (another process) holds it; a
+        stale one is taken over. Only for work a crash leaves nothing half-done of
+        (notification delivery: its cursor moves after each send)."""
+        with self.transaction() as tx:
+            row = tx.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
+            if row is not None and row["owner"] != owner_id() and owner_alive(row["owner"]):
+                return False
+            host, _, pid = owner_id().rpartition(":")
+            tx.execute(
+                "INSERT OR REPLACE INTO locks (name, owner, pid, host, acquired_at, purpose)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (name, owner_id(), int(pid), host, time.time(),
+                                               purpose),
+            )
+            return True
+
     def force_unlock(self, name: str, actor: str) -> dict[str, Any] | None:
         with self.transaction() as tx:
             row = tx.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()

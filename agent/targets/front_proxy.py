@@ -35,6 +35,7 @@ from agent.targets.base import DEAD, DeployError, Health, LogSink
 from agent.targets.haproxy_config import SERVER, STANDBY, Routes, parse, render
 from agent.targets.haproxy_config import SLOTS as SLOTS
 from agent.targets.haproxy_config import Upstream as Upstream
+from agent.targets.pidfile import write_atomically
 from agent.targets.probe import probe
 from hooks.core.process import alive, stop
 
@@ -60,14 +61,6 @@ def port_taken(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(tmp, path)
 
 
 class FrontProxy:
@@ -115,8 +108,8 @@ class FrontProxy:
     def _write_files(self, routes: Routes) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         live = routes.live.slot if routes.live else SLOTS[0]
-        _write_atomically(self.map_file, f"live {live}\n")
-        _write_atomically(self.config_file, render(
+        write_atomically(self.map_file, f"live {live}\n", mode=0o644)
+        write_atomically(self.config_file, mode=0o644, text=render(
             socket_path=self.socket_path, listen_host=self.listen_host,
             listen_port=self.listen_port, map_file=self.map_file, routes=routes,
             standby=self.standby))
@@ -189,7 +182,7 @@ class FrontProxy:
             except OSError as exc:
                 raise DeployError(f"cannot run {self.haproxy}: {exc.strerror}; install "
                                   "HAProxy (Debian: apt-get install haproxy)") from None
-        _write_atomically(self.pid_file, f"{proc.pid}\n")
+        write_atomically(self.pid_file, f"{proc.pid}\n", mode=0o644)
         deadline = time.monotonic() + START_TIMEOUT
         while not self.running():
             if proc.poll() is not None or time.monotonic() > deadline:

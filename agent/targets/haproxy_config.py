@@ -7,15 +7,21 @@ backend has the slot's own server `rasa` and, with a warm standby
 server, holding the same model. HAProxy sends a backend's requests to its
 backup only while its `rasa` server is down, so the standby takes traffic the
 moment the live server dies, without the agent, and never while the live one
-runs: no conversation is on both at once. Only the live backend's standby
-entry is ever out of maintenance.
+answers its checks. Only the live backend's standby entry is ever out of
+maintenance.
 
 Death, for HAProxy as for the agent (agent/targets/probe.py), is a refused
-connection: the checks are plain TCP connects (a busy Rasa still accepts
-them, its kernel does), never an HTTP request a busy server answers late.
-`observe layer4` also marks the live server down at the first connection a
-real request could not open, and `redispatch 1` retries that request on the
-standby, so even the requests in flight at the crash get an answer.
+connection: the checks are plain TCP connects, never an HTTP request a busy
+server answers late. A busy Rasa still accepts them: its kernel completes the
+handshake whatever its event loop does, and `maxconn` keeps HAProxy's own
+connections below Rasa's accept backlog (the rest queue in HAProxy), so a
+check's 0.5 s connect fails only when nothing listens, or when the host itself
+is starved: the one case where a live server could be taken for dead. A
+check-made failover then hands its requests to the standby until the live one
+answers a check again. `observe layer4` also marks the live server down at the
+first connection a real request could not open, and `redispatch 1` retries
+that request on the standby. A request the dead server had already accepted
+is lost with it: its client gets a 502, as with any crash.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ one untracked) and `live.json` for the one switched to last.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,17 +17,12 @@ from pathlib import Path
 from agent import faults
 from agent.secrets import Secret
 from agent.targets.base import DeployError, LogSink, ModelRef
+from agent.targets.pidfile import write_atomically
 from agent.targets.rasa_api import RasaApi
 from agent.targets.rasa_config import ServerConfig, check_reachable, render_server_config
 from agent.targets.rasa_slots import SlotRunner, SlotServer
 
 WARMUP_SENDER = "rasa-gitops-warmup"
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class SlotServers:
@@ -62,7 +56,7 @@ class SlotServers:
 
     def _write(self, path: Path, server: SlotServer) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, server.to_json())
+        write_atomically(path, server.to_json())
 
     def _stop_slot(self, slot: str, log: LogSink) -> None:
         self.runner.stop(slot, self._read(self._record_file(slot)), log)
@@ -118,12 +112,14 @@ class SlotServers:
                                   f"model within {self.load_timeout:.0f} s (model.load_timeout)")
             time.sleep(0.25)
 
-    def _warm(self, server: SlotServer, log: LogSink) -> None:
+    def _warm(self, server: SlotServer, log: LogSink, timeout: float | None = None) -> None:
         """A parse and the warm-up messages, before any user reaches it: the first
-        requests of a fresh Rasa process are slow (lazy imports, graph caches)."""
+        requests of a fresh Rasa process are slow (lazy imports, graph caches).
+        Each request waits up to `timeout` (default: model.load_timeout)."""
+        timeout = self.load_timeout if timeout is None else timeout
         api = self._direct(server)
         try:
-            answer = api.request("POST", "/model/parse", self.load_timeout,
+            answer = api.request("POST", "/model/parse", timeout,
                                  json={"text": self.warmup[0]})
         except DeployError as exc:
             raise DeployError(f"warm-up failed: POST /model/parse: {exc}") from None
@@ -132,7 +128,7 @@ class SlotServers:
         sender = f"{WARMUP_SENDER}-{server.release_id}-{server.slot}"
         for message in self.warmup:
             try:
-                api.talk(sender, message, timeout=self.load_timeout)
+                api.talk(sender, message, timeout=timeout)
             except DeployError as exc:
                 raise DeployError(f"warm-up failed: {message!r}: {exc}") from None
         log(f"the new Rasa server answered a parse and {len(self.warmup)} warm-up message(s)")

@@ -35,6 +35,7 @@ from agent.targets.rasa_slots import SlotRunner, SlotServer
 
 STANDBY_PART = "rasa standby"  # its Health.part
 PEEK_TIMEOUT = 0.5  # one look whether a loading standby answers, in a supervisor round
+WARM_TIMEOUT = 30.0  # seconds each warm-up request of a loaded standby may take
 # What keep_standby did: nothing to do (or still loading), a standby was
 # started, one is ready and armed, or one failed (the supervisor backs off).
 NOTHING, STARTED, READY, FAILED = "", "started", "ready", "failed"
@@ -172,13 +173,16 @@ class StandbyServers(SlotServers):
             return FAILED, self._direct(spare).scrub(
                 f"the standby Rasa server (slot {spare.slot}) {why}:\n{tail}")
         try:
-            loaded = answer.json().get("model_id")
+            status = answer.json()
+            loaded = status.get("model_id") if isinstance(status, dict) else str(status)
         except ValueError:
             loaded = "something that is not JSON"
         try:
             if loaded != spare.model_id:
                 raise DeployError(f"it reports model {loaded or 'none'}, not {spare.model_id}")
-            self._warm(spare, log)
+            # Loaded already; the warm-up runs under the deploy lock (keep_standby):
+            # bounded, so a release or rollback waits for it at most this long.
+            self._warm(spare, log, timeout=min(self.load_timeout, WARM_TIMEOUT))
             self.proxy.set_standby(Upstream(spare.slot, spare.host, spare.port), log)
         except DeployError as exc:
             self._stop_slot(spare.slot, log)

@@ -216,6 +216,8 @@ def test_the_notify_check_connects_to_each_sink_and_never_prints_the_webhook_sec
     assert hook.rsplit("/", 1)[1] not in out and "/hooks/" not in out
     monkeypatch.delenv("HOOK_URL")
     code, rows, out = _doctor(agent_config(tmp_path / "c.yml", **base, notify=sinks[:1]), capsys)
-    assert rows["notify"] == "FAIL" and "HOOK_URL is not set" in out, out
+    # Read with the config's other secrets: the config row says it, the rest can't run.
+    assert rows["config"] == "FAIL" and rows["notify"] == "SKIP", out
+    assert "notify[1].url_env: environment variable HOOK_URL is not set" in out, out
     code, rows, out = _doctor(agent_config(tmp_path / "d.yml", **base), capsys)
     assert rows["notify"] == "SKIP", out

@@ -9,15 +9,18 @@ refused nothing. The journal is a real one in tmp_path.
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig, ConfigError, load_config
+from agent.config import AgentConfig, load_config
 from agent.journal import FAILED, PROMOTED, STAGED, SUPERSEDED, Journal, Release
 from agent.notify import Notifier, deliver_briefly, notifying, open_notifier
 from agent.notify_sinks import GitHubSink, load_sinks
@@ -268,55 +271,6 @@ def test_delivery_at_the_end_of_a_command_is_bounded_and_never_fails_it(
     assert sent == []
 
 
-@pytest.mark.parametrize(("item", "problem"), [
-    ({"type": "webhook", "url": "https://hooks.slack.com/services/x"},
-     "notify: item 1 (webhook): url is never written inline; use url_env"),
-    ({"type": "github", "token_env": "GH_TOKEN"}, "item 1 (github): needs repository"),
-    ({"type": "github", "repository": "nope", "token_env": "GH_TOKEN"},
-     "repository 'nope' is not OWNER/NAME"),
-    ({"type": "gitlab", "project": 7, "token": "abc"}, "token is never written inline"),
-    ({"type": "teams", "url_env": "X"}, "type 'teams' is not one of: webhook, github, gitlab"),
-    ({"type": "webhook", "url_env": "HOOK_URL", "channel": "#ops"}, "unknown key 'channel'"),
-    ({"type": "github", "repository": "a/b", "token_env": "T", "api_url": "ftp://x"},
-     "api_url 'ftp://x' is not an http(s) URL"),
-    ({"type": "gitlab", "project": "g/p", "token_env": "T", "target_url": "https://x/{id}"},
-     "target_url 'https://x/{id}': the only placeholders are {release}, {commit} and"),
-])
-def test_a_bad_notify_item_is_refused_at_start_up_naming_file_and_key(
-    tmp_path: Path, item: dict[str, object], problem: str,
-) -> None:
-    path = agent_config(tmp_path / "agent.yml", repo=tmp_path / "bot.git", notify=[item])
-    with pytest.raises(ConfigError) as refused:
-        load_config(path)
-    assert str(refused.value).startswith(f"{path}: notify: ")
-    assert problem in str(refused.value)
-
-
-def test_an_unreadable_secret_or_unknown_environment_is_refused_when_sinks_load(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("NO_SUCH_HOOK", raising=False)
-    path = agent_config(tmp_path / "agent.yml", repo=tmp_path / "bot.git",
-                        notify=[{"type": "webhook", "url_env": "NO_SUCH_HOOK"}])
-    with pytest.raises(ConfigError, match=r"notify\[1\]\.url_env: environment variable "
-                       "NO_SUCH_HOOK is not set"):
-        load_sinks(load_config(path))
-    monkeypatch.setenv("NO_SUCH_HOOK", "http://127.0.0.1:9/hooks/x")
-    path = agent_config(tmp_path / "agent.yml", repo=tmp_path / "bot.git",
-                        notify=[{"type": "webhook", "url_env": "NO_SUCH_HOOK",
-                                 "environments": ["staging"]}])
-    with pytest.raises(ConfigError, match=r"notify\[1\]\.environments: no environment "
-                       "'staging'"):
-        load_sinks(load_config(path))
-    monkeypatch.setenv("NO_SUCH_HOOK", "hooks.slack.com/services/T1/B2/zzzSecret")
-    path = agent_config(tmp_path / "agent.yml", repo=tmp_path / "bot.git",
-                        notify=[{"type": "webhook", "url_env": "NO_SUCH_HOOK"}])
-    with pytest.raises(ConfigError, match=r"notify\[1\]\.url_env: \$NO_SUCH_HOOK does not "
-                       "hold an http\\(s\\) URL") as refused:
-        load_sinks(load_config(path))
-    assert "zzzSecret" not in str(refused.value)
-
-
 def test_a_journal_from_before_notifications_gains_the_cursor_table_on_open(
     tmp_path: Path,
 ) -> None:
@@ -372,3 +326,51 @@ def test_statuses_are_per_environment_and_a_sink_may_hear_only_some_environments
     assert [(r.body["context"], r.body["state"]) for r in forge.of("github")] == [
         ("rasa-gitops/staging", "pending"), ("rasa-gitops/staging", "success"),
         ("rasa-gitops/production", "success")]
+
+
+def test_two_processes_never_deliver_at_once_nor_send_an_event_twice(
+    config: AgentConfig, forge: Forge,
+) -> None:
+    """`agent once` from cron and a person's `agent rollback`, no daemon: each has
+    its notifier, primed before the event; the event goes out once."""
+    journal = _journal(config)
+    cron, person = (open_notifier(config, journal, print) for _ in range(2))
+    assert cron is not None and person is not None
+    _release(journal, "a", PROMOTED)
+    hold = ("import sys, time; from pathlib import Path; from agent.journal import Journal; "
+            "Journal(Path(sys.argv[1])).acquire_lock('notify', 'delivering'); "
+            "print('held', flush=True); time.sleep(60)")
+    other = subprocess.Popen([sys.executable, "-c", hold, str(journal.path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+        assert not cron.deliver(journal)  # another process delivers now: left to it
+        assert forge.of("webhook") == []
+    finally:
+        other.kill()
+        other.wait()
+    assert cron.deliver(journal)  # its lock died with it: taken over
+    assert person.deliver(journal)
+    assert [m.body["release"] for m in forge.of("webhook")] == [1]
+    assert journal.lock_holder("notify") is None and forge.rejected == []
+
+
+def test_a_secret_quoted_in_a_journal_detail_never_leaves_the_host(
+    tmp_path: Path, forge: Forge, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rasa_token = "rasa-token-0123456789"
+    monkeypatch.setenv("HOOK_URL", f"{forge.url}/hooks/{HOOK_KEY}")
+    monkeypatch.setenv("GH_TOKEN", GH_TOKEN)
+    monkeypatch.setenv("RASA_TOKEN_N", rasa_token)
+    (tmp_path / "gitlab-token").write_text(GL_TOKEN + "\n", encoding="utf-8")
+    config = load_config(agent_config(tmp_path / "agent.yml", repo=tmp_path / "bot.git",
+                                      model={"auth_token_env": "RASA_TOKEN_N"},
+                                      notify=notify_items(forge)))
+    journal = _journal(config)
+    notifier = open_notifier(config, journal, print)
+    assert notifier is not None
+    _release(journal, "a", FAILED, f"activate_model: server said 'bad token {rasa_token}'")
+    assert notifier.deliver(journal) and forge.rejected == []
+    sent = [json.dumps(r.body) for api in ("webhook", "github", "gitlab") for r in forge.of(api)]
+    assert sent and all(rasa_token not in body for body in sent)
+    assert any("bad token ***" in body for body in sent)

@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.config import load_config
+from agent.config import ConfigError, load_config
 from agent.journal import FAILED, PROMOTED, Journal
+from agent.runtime import Agent
+from agent.targets.factory import agent_secret_env
+from hooks.core.child_env import child_env
 from tests.support.agent_config import agent_config
 from tests.support.bots import copy_bot
 from tests.support.fake_forge import Forge, fake_forge
@@ -136,5 +139,32 @@ def test_a_notify_secret_that_cannot_be_read_stops_agent_once_before_anything_ru
     assert main(["-c", str(path), "once"]) != 0
     assert (f"{path}: notify[1].url_env: environment variable UNSET_HOOK_URL is not set"
             in capsys.readouterr().err)
-    journal = Journal(load_config(path).work_dir / "journal.sqlite")
-    assert journal.releases() == [] and journal.events() == []
+    # Read with the rest of the config's secrets: refused before the journal exists.
+    assert not (tmp_path / "work" / "journal.sqlite").exists()
+
+
+def test_a_notify_secret_is_withheld_refused_for_the_bot_and_redacted_like_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hook, token = "http://127.0.0.1:9/hooks/T0-notify-secret", "gh-notify-secret-token"
+    monkeypatch.setenv("HOOK_URL", hook)
+    monkeypatch.setenv("GH_TOKEN", token)
+    sinks = [{"type": "webhook", "url_env": "HOOK_URL"},
+             {"type": "github", "repository": "acme/bot", "token_env": "GH_TOKEN"}]
+    keys = {"repo": tmp_path / "bot.git", "notify": sinks,
+            "model": {"manage_server": False, "url": "http://127.0.0.1:9"}}
+    refused = agent_config(tmp_path / "a.yml", **keys, pipeline={"env": ["GH_TOKEN"]})
+    with pytest.raises(ConfigError, match=r"pipeline\.env: GH_TOKEN holds the agent's own "):
+        load_config(refused)
+    config = load_config(agent_config(tmp_path / "b.yml", **keys))
+    assert agent_secret_env(config) == {"HOOK_URL": "notify[1].url_env",
+                                        "GH_TOKEN": "notify[2].token_env"}
+    agent = Agent.open(config)
+    try:
+        assert agent.progress.redact(f"posting to {hook} with {token}") == \
+            "posting to *** with ***"
+        # What the agent runs for itself (git, the forwarder) never gets them.
+        env = child_env(None)
+        assert "HOOK_URL" not in env and "GH_TOKEN" not in env
+    finally:
+        agent.close()

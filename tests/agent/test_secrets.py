@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import ConfigError, load_config
 from agent.secrets import Redactor, Secret, SecretUnavailable, is_secret_name, read_secret
+from tests.support.agent_config import agent_config
 
 
 def test_secret_prints_its_origin_never_its_value() -> None:
@@ -52,3 +54,13 @@ def test_read_secret_from_env_or_file_and_why_it_cannot(
 def test_secret_names() -> None:
     assert is_secret_name("auth_token") and is_secret_name("registry_password")
     assert not is_secret_name("url") and not is_secret_name("ssh_user")
+
+
+def test_a_secret_too_short_to_redact_is_refused_when_the_config_loads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHORT_TOKEN", "abc")  # too short for the redactor: refused
+    path = agent_config(tmp_path / "agent.yml", repo=tmp_path / "bot.git",
+                        model={"auth_token_env": "SHORT_TOKEN"})
+    with pytest.raises(ConfigError, match=r"model\.auth_token_env: \$SHORT_TOKEN holds fewer "
+                                          "than 4 characters; use a real secret"):
+        load_config(path)
