@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agent.config_schema import BLOCKS, NUMBER, PROMOTION_POLICIES, REQUIRED, SCHEMA, Key, one_of
+from agent import environments
+from agent.config_schema import BLOCKS, NUMBER, REQUIRED, SCHEMA, Key
+from agent.environments import Environment as Environment
 from agent.notify_config import TYPES as NOTIFY_TYPES
 from agent.secrets import (
     MIN_REDACTED_LENGTH,
@@ -36,12 +38,6 @@ class ConfigError(FatalError):
         self.path, self.key, self.problem, self.line = path, key, problem, line
         where = f" (line {line})" if line else ""
         super().__init__(f"{path}: {key}: {problem}{where}")
-
-
-@dataclass(frozen=True)
-class Environment:
-    name: str
-    promote: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -69,11 +65,27 @@ class AgentConfig:
         return Path(self.values["work_dir"])
 
     @property
+    def state_dir(self) -> Path:
+        """Where this environment's servers keep their state (`for_environment`)."""
+        return Path(self.values.get("state_dir") or self.values["work_dir"])
+
+    @property
     def is_local_repo(self) -> bool:
         return is_local_path(self.repo)
 
     def secret(self, name: str) -> Secret | None:
         return self.secrets.get(name)
+
+    def for_environment(self, name: str) -> AgentConfig:
+        """This config as environment `name` sees it: its own action_server/model
+        keys over the top-level ones, and (for any but the first environment) its
+        servers' state under work_dir/environments/<name>. The journal, the mirror
+        and the secrets stay the agent's own."""
+        env = self.environment(name)
+        values = {**self.values, **env.overrides}
+        if env.name != self.environments[0].name:
+            values["state_dir"] = str(self.work_dir / "environments" / env.name)
+        return replace(self, values=values)
 
     def environment(self, name: str) -> Environment:
         for env in self.environments:
@@ -155,27 +167,23 @@ def _notify_secrets(path: Path, items: Any, line: int) -> dict[str, Secret]:
     return found
 
 
-def _environments(path: Path, raw: Any, line: int) -> tuple[Environment, ...]:
-    if raw is None:
-        return (Environment("production"),)
-    if not raw:
-        raise ConfigError(path, "environments", "needs at least one environment", line)
-    envs = []
-    for name, body in raw.items():
-        key_line = raw.line_of(name) if isinstance(raw, LDict) else line
-        body = body or {}
-        if not isinstance(body, dict):
-            raise ConfigError(path, f"environments.{name}", "must be a mapping", key_line)
-        for sub in body:
-            if sub != "promote":
-                raise ConfigError(path, f"environments.{name}.{sub}", "unknown key; "
-                                  "only `promote` is known", key_line)
-        promote = body.get("promote", "auto")
-        problem = one_of(*PROMOTION_POLICIES)(promote)
-        if problem:
-            raise ConfigError(path, f"environments.{name}.promote", problem, key_line)
-        envs.append(Environment(str(name), str(promote)))
-    return tuple(envs)
+def _environments(path: Path, raw: Any, line: int,
+                  values: Mapping[str, Any]) -> tuple[Environment, ...]:
+    """The environments (agent/environments.py), each place its own: two sharing a
+    port, or an order with a cycle, refused naming the file and key."""
+
+    def check(dotted: str, value: Any, key_line: int) -> Any:
+        return _check_value(path, dotted, SCHEMA[dotted.split(".", 2)[2]], value, key_line)
+
+    try:
+        found = environments.parse(raw, line, check)
+        clash = environments.places_clash({env.name: {**values, **env.overrides}
+                                           for env in found})
+    except environments.EnvProblem as problem:
+        raise ConfigError(path, problem.key, problem.problem, problem.line) from None
+    if clash is not None:
+        raise ConfigError(path, clash[0], clash[1], line)
+    return found
 
 
 def _refuse_secret_variables(path: Path, values: Mapping[str, Any],
@@ -283,5 +291,5 @@ def load_config(path: Path) -> AgentConfig:
     secrets.update(_notify_secrets(path, values.get("notify"), line_of(doc, "notify")))
     _refuse_secret_variables(path, values, secrets, flat)
     env_line = line_of(doc, "environments")
-    environments = _environments(path, values.pop("environments"), env_line)
+    environments = _environments(path, values.pop("environments"), env_line, values)
     return AgentConfig(path, values, environments, secrets, tuple(warnings), blocks)

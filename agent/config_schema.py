@@ -19,6 +19,8 @@ Check = Callable[[Any], "str | None"]
 REQUIRED = object()
 
 PROMOTION_POLICIES = ("auto", "auto_unless_action_code", "manual")
+# The keys of agent/targets/factory.py's ACTION_SERVER_TARGETS (a test keeps them equal).
+ACTION_SERVER_TARGET_NAMES = ("local", "docker", "docker_ssh", "swarm")
 BRANCH_NAME = re.compile(r"^(?!/|.*//|.*\.\.|.*@\{|.*\.lock$|.*/$)[A-Za-z0-9._/-]+$")
 
 
@@ -131,8 +133,8 @@ SCHEMA: dict[str, Key] = {
     "pipeline.priority": _key(str, "background", one_of("background", "normal"),
                               "background: training, tests and image builds run at nice 19 "
                               "and idle IO, so the live bot on this host keeps answering"),
-    "action_server.target": _key(str, "local", help="local (a process on this host), docker, "
-                                 "docker_ssh or swarm"),
+    "action_server.target": _key(str, "local", one_of(*ACTION_SERVER_TARGET_NAMES),
+                                 "local (a process on this host), docker, docker_ssh or swarm"),
     "action_server.host": _key(str, "127.0.0.1"),
     "action_server.port": _key(int, 5055, _port,
                                "stable port the Rasa server calls (the agent's forwarder)"),
@@ -239,7 +241,10 @@ SCHEMA: dict[str, Key] = {
                    "{type: github, repository: OWNER/NAME, token_env: VAR}, {type: gitlab, "
                    "project: ID or GROUP/NAME, token_env: VAR}] (README: Notifications)"),
     "environments": _key(dict, None, nullable=True,
-                         help="per environment: {promote: auto|auto_unless_action_code|manual}"),
+                         help="per environment, in promotion order: {promote: auto|"
+                         "auto_unless_action_code|manual, after: ENV, verify: {smoke, "
+                         "soak_seconds, nlu_gate}, action_server: {...}, model: {...}} "
+                         "(agent/environments.py)"),
 }
 
 BLOCKS = {key.split(".", 1)[0] for key in SCHEMA if "." in key}

@@ -35,7 +35,7 @@ def rasa_argv(config: AgentConfig) -> list[str]:
 
 def _local_action_server(config: AgentConfig) -> ActionServerTarget:
     return LocalActionServerTarget(
-        state_dir=config.work_dir / "action-server",
+        state_dir=config.state_dir / "action-server",
         rasa_argv=rasa_argv(config),
         host=str(config["action_server.host"]),
         port=int(config["action_server.port"]),
@@ -115,7 +115,7 @@ def standby(config: AgentConfig) -> bool:
 
 
 def _blue_green(config: AgentConfig, action_url: str) -> ModelTarget:
-    state_dir = Path(config.work_dir / "rasa-blue-green")
+    state_dir = Path(config.state_dir / "rasa-blue-green")
     return BlueGreenRasaTarget(
         url=str(config["model.url"]),
         token=config.secret("model.auth_token"),
@@ -166,7 +166,7 @@ def build_targets(config: AgentConfig) -> Targets:
         serving_mode(config) == "blue_green") else RasaHttpModelTarget(
         url=str(config["model.url"]),
         token=config.secret("model.auth_token"),
-        state_dir=Path(config.work_dir / "rasa-server"),
+        state_dir=Path(config.state_dir / "rasa-server"),
         rasa_argv=rasa_argv(config),
         manage_server=bool(config["model.manage_server"]),
         action_endpoint=action_server.url,

@@ -27,7 +27,7 @@ from agent.notify_sinks import GitHubSink, load_sinks
 from agent.retry import Backoff
 from agent.secrets import Secret
 from hooks.core.errors import FatalError
-from tests.support.agent_config import agent_config
+from tests.support.agent_config import STAGING_PLACE, agent_config
 from tests.support.fake_forge import Forge, fake_forge
 
 HOOK_KEY = "T0001/B0002/hookSecret42"
@@ -312,7 +312,7 @@ def test_statuses_are_per_environment_and_a_sink_may_hear_only_some_environments
     items[0]["environments"] = ["production"]
     config = load_config(agent_config(
         tmp_path / "agent.yml", repo=tmp_path / "bot.git", notify=items,
-        environments={"staging": {}, "production": {"promote": "manual"}}))
+        environments={"staging": STAGING_PLACE, "production": {"promote": "manual"}}))
     journal = _journal(config)
     notifier = open_notifier(config, journal, lambda _: None)
     assert notifier is not None

@@ -21,7 +21,7 @@ from agent.journal import FAILED, PROMOTED, Journal
 from agent.runtime import Agent
 from agent.targets.factory import agent_secret_env
 from hooks.core.child_env import child_env
-from tests.support.agent_config import agent_config
+from tests.support.agent_config import STAGING_PLACE, agent_config
 from tests.support.bots import copy_bot
 from tests.support.fake_forge import Forge, fake_forge
 from tests.support.git import git
@@ -40,7 +40,8 @@ def forge() -> Iterator[Forge]:
 
 def _two_environments(tmp_path: Path) -> Path:
     path = agent_config(tmp_path / "agent.yml", repo=tmp_path / "bot.git",
-                        environments={"staging": {}, "production": {"promote": "manual"}})
+                        environments={"staging": STAGING_PLACE,
+                                      "production": {"promote": "manual"}})
     journal = Journal(load_config(path).work_dir / "journal.sqlite")
     staged = journal.new_release(environment="staging", commit="a" * 40, branch="main",
                                  author="Ann", message="one")

@@ -24,6 +24,9 @@ from typing import Any
 import yaml
 
 DEFAULT_NAME = "agent.yml"
+# A second environment's own ports, apart from the defaults production takes
+# (agent/environments.py refuses two environments on one port).
+STAGING_PLACE = {"action_server": {"port": 5155}, "model": {"url": "http://127.0.0.1:5105"}}
 
 
 def _plain(value: Any) -> Any:

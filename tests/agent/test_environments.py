@@ -1,0 +1,105 @@
+"""Environments as places, at start-up (agent/environments.py through load_config):
+each names its own servers, two never share a port or containers of one host,
+the promotion order has no cycle; each refusal names the file, the key and the
+line. No servers run here: what a place serves is the end-to-end tests' job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_config
+from agent.config_schema import ACTION_SERVER_TARGET_NAMES
+from agent.environments import Verify
+from agent.targets.factory import ACTION_SERVER_TARGETS
+
+BASE = "repo: bot.git\nwork_dir: work\n"
+TWO = """environments:
+  staging:
+    action_server: {port: 5155}
+    model: {url: "http://127.0.0.1:5105"}
+    verify: {soak_seconds: 30, nlu_gate: true}
+  production:
+    promote: manual
+    verify: {smoke: true}
+"""
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.yml"
+    path.write_text(BASE + text, encoding="utf-8")
+    return path
+
+
+def test_each_environment_sees_its_own_servers_over_the_shared_defaults(tmp_path: Path) -> None:
+    config = load_config(_config(tmp_path, "action_server:\n  port: 5055\n" + TWO))
+    staging, production = config.environments
+    assert (staging.name, staging.after, staging.promote) == ("staging", None, "auto")
+    assert (production.name, production.after, production.promote) == (
+        "production", "staging", "manual")
+    assert staging.verify == Verify(smoke=True, soak_seconds=30.0, nlu_gate=True)
+    assert production.verify == Verify()
+    seen = config.for_environment("staging")
+    assert seen["action_server.port"] == 5155 and seen["model.url"] == "http://127.0.0.1:5105"
+    assert seen.state_dir == config.work_dir  # the first keeps the single-environment layout
+    prod = config.for_environment("production")
+    assert prod["action_server.port"] == 5055 and prod["model.url"] == "http://127.0.0.1:5005"
+    assert prod.state_dir == config.work_dir / "environments" / "production"
+    assert prod.work_dir == config.work_dir  # one journal, one mirror
+    assert config["action_server.port"] == 5055  # the top level is untouched
+
+
+def test_no_environments_key_is_one_production_environment(tmp_path: Path) -> None:
+    config = load_config(_config(tmp_path, ""))
+    assert [(e.name, e.after) for e in config.environments] == [("production", None)]
+    assert config.for_environment("production").values == config.values
+
+
+@pytest.mark.parametrize(("text", "key", "problem"), [
+    # Two environments on one port: the second's key is named, and the first's.
+    ("environments:\n  staging: {}\n  production: {}\n", "environments.production.action_server"
+     ".port", "port 5055 on this host is also environments.staging.action_server.port's"),
+    ("environments:\n  staging:\n    action_server: {port: 5155}\n"
+     "  production:\n    model: {url: 'http://127.0.0.1:5156'}\n",
+     "environments.production.model.url", "port 5156 on this host is also environments."
+     "staging.action_server.backend_ports's"),
+    # Docker containers of one name on one engine.
+    ("action_server: {target: docker}\nimage: {repository: r.example.com/bot}\n"
+     "environments:\n  staging:\n    action_server: {port: 5155}\n"
+     "    model: {url: 'http://127.0.0.1:5105'}\n  production: {}\n",
+     "environments.production.action_server.instance",
+     "containers rasa-actions-bot on this host is also environments.staging"),
+    ("environments:\n  staging:\n    action_server: {target: kubernetes}\n",
+     "environments.staging.action_server.target", "'kubernetes' is not one of"),
+    ("environments:\n  staging:\n    after: production\n    action_server: {port: 5155}\n"
+     "    model: {url: 'http://127.0.0.1:5105'}\n  production:\n    after: staging\n",
+     "environments.staging.after", "the promotion order has a cycle: staging -> production "
+     "-> staging"),
+    ("environments:\n  production:\n    after: qa\n", "environments.production.after",
+     "no environment 'qa' (known: production)"),
+    ("environments:\n  production:\n    model: {auth_token_env: T}\n",
+     "environments.production.model.auth_token_env", "secrets are set once, at the top level"),
+    ("environments:\n  production:\n    model: {colour: blue}\n",
+     "environments.production.model.colour", "unknown key"),
+    ("environments:\n  production:\n    verify: {soak_seconds: -1}\n",
+     "environments.production.verify.soak_seconds", "must be 0 or more"),
+    ("environments:\n  production:\n    verify: {smoke: 'yes please'}\n",
+     "environments.production.verify.smoke", "must be true or false"),
+    ("environments:\n  production:\n    region: eu\n", "environments.production.region",
+     "unknown key; known: promote, after, verify, action_server, model"),
+])
+def test_a_bad_environment_is_refused_naming_file_key_and_line(
+        tmp_path: Path, text: str, key: str, problem: str) -> None:
+    path = _config(tmp_path, text)
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: {key}: "), message
+    assert problem in message, message
+    assert "(line " in message, message
+
+
+def test_the_schema_knows_exactly_the_registered_action_server_targets() -> None:
+    assert set(ACTION_SERVER_TARGET_NAMES) == set(ACTION_SERVER_TARGETS)
