@@ -86,9 +86,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
                          "stop rasa-gitops-agent), or pass --daemon to stop it too")
     if running:
         stop_process(running, print, what="the agent daemon", grace=120.0)
-    targets = build_targets(config)
-    targets.action_server.stop_all(print)
-    targets.model.stop_all(print)
+    for environment in config.environments:  # each place's own servers
+        targets = build_targets(config.for_environment(environment.name))
+        targets.action_server.stop_all(print)
+        targets.model.stop_all(print)
     left = stop_owned(config.work_dir, print)
     if left:
         print(f"stopped {len(left)} more process(es) of {config.work_dir} that no record named")

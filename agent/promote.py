@@ -65,12 +65,13 @@ def switch_production(agent: Agent, release: Release, environment: str, *, kind:
     production = journal.production_release(environment)
     worktree = _usable(agent, release)
     try:
-        plan = switch.deploy_plan(agent, release, production)
+        plan = switch.deploy_plan(agent, release, production, environment)
     except order.NoSafeOrder as exc:
         journal.event(f"{kind}.refused", release.id, environment, actor(), str(exc))
         raise FatalError(f"refused: {exc}") from None
     ctx = StepContext(
-        config=agent.config, journal=journal, mirror=agent.mirror, targets=agent.targets,
+        config=agent.config.for_environment(environment), journal=journal,
+        mirror=agent.mirror, targets=agent.place(environment),
         release_id=release.id, commit=release.commit, rasa_argv=rasa_argv(agent.config),
         log=agent.progress.info, worktree=worktree, production=production,
         step_prefix=_step_prefix(agent, release, kind),

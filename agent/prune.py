@@ -88,9 +88,10 @@ def server_releases(agent: Agent) -> set[int]:
     older release's server (and a switch back reuses it: serving_state.deployment_for),
     and the target's report is None while a busy server answers late."""
     found: set[int] = set()
-    live = agent.targets.action_server.live()
-    if live is not None and live.release_id.isdigit():
-        found.add(int(live.release_id))
+    for place in agent.places.values():
+        live = place.action_server.live()
+        if live is not None and live.release_id.isdigit():
+            found.add(int(live.release_id))
     releases = agent.journal.releases(limit=500)  # newest first
     for environment in agent.config.environments:
         current = agent.journal.production_release(environment.name)

@@ -64,7 +64,8 @@ def run_release(agent: Agent, release: Release, guard: Guard | None = None) -> R
     env = agent.environment.name
     journal.start_release(release.id)
     ctx = StepContext(
-        config=agent.config, journal=journal, mirror=agent.mirror, targets=agent.targets,
+        config=agent.config.for_environment(env), journal=journal, mirror=agent.mirror,
+        targets=agent.place(env),
         release_id=release.id, commit=release.commit, rasa_argv=rasa_argv(agent.config),
         log=agent.progress.line, production=journal.production_release(env),
     )
@@ -143,7 +144,7 @@ def _switch(agent: Agent, ctx: StepContext, release: Release) -> ReleaseStatus:
             agent.progress.info(f"release {release.id} staged: {waiting}")
             return STAGED
         try:
-            plan = switch.deploy_plan(agent, current, production)
+            plan = switch.deploy_plan(agent, current, production, env)
         except order.NoSafeOrder as exc:
             journal.start_step(release.id, "order")
             journal.finish_step(release.id, "order", StepStatus.FAILED, str(exc), "")

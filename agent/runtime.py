@@ -12,7 +12,7 @@ everything that changes what serves (held only while it changes: see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.config import AgentConfig, Environment
 from agent.journal import Journal
@@ -21,6 +21,7 @@ from agent.repo import Mirror
 from agent.secrets import Redactor, url_secrets
 from agent.targets.factory import Targets, agent_secret_env, build_targets
 from hooks.core.child_env import withhold
+from hooks.core.errors import FatalError
 
 DEPLOY_LOCK = "deploy"
 PIPELINE_LOCK = "pipeline"
@@ -35,6 +36,12 @@ class Agent:
     progress: Progress
     stop_requested: bool = False  # SIGTERM: finish the switch in progress, start no long step
     in_long_step: bool = False  # SIGTERM may abandon the step that runs now
+    # Every environment's own servers (agent/environments.py); `targets` is the
+    # first environment's, where releases flow in.
+    places: dict[str, Targets] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.places.setdefault(self.config.environments[0].name, self.targets)
 
     @classmethod
     def open(cls, config: AgentConfig, progress: Progress | None = None) -> Agent:
@@ -46,19 +53,30 @@ class Agent:
         # Whatever the agent runs for itself (git, the forwarder) needs none of
         # the variables its secrets come from; the commit's code never gets them.
         withhold(agent_secret_env(config))
-        targets = build_targets(config)
-        for secret in (*targets.action_server.secrets(), *targets.model.secrets()):
-            redact.add(secret)
+        places = {env.name: build_targets(config.for_environment(env.name))
+                  for env in config.environments}
+        for targets in places.values():
+            for secret in (*targets.action_server.secrets(), *targets.model.secrets()):
+                redact.add(secret)
         work = config.work_dir
         work.mkdir(parents=True, exist_ok=True)
         journal = Journal(work / "journal.sqlite")
         mirror = Mirror(config.repo, config.branch, work / "repo.git")
-        return cls(config, journal, mirror, targets, progress)
+        first = places[config.environments[0].name]
+        return cls(config, journal, mirror, first, progress, places=places)
 
     @property
     def environment(self) -> Environment:
         # Releases flow into the first environment; later ones are promoted to.
         return self.config.environments[0]
+
+    def place(self, environment: str) -> Targets:
+        """The targets of `environment`: its own action server and Rasa server."""
+        try:
+            return self.places[environment]
+        except KeyError:
+            raise FatalError(f"{self.config.path}: environments: no environment "
+                             f"{environment!r} (known: {', '.join(self.places)})") from None
 
     def close(self) -> None:
         self.journal.close()

@@ -11,16 +11,17 @@ from __future__ import annotations
 from agent.journal import Release
 from agent.runtime import Agent
 from agent.targets.base import DEAD, ActionServerDeployment
+from agent.targets.factory import Targets
 from hooks.core.errors import FatalError
 
 # The part name (Health.part) of the action server itself, not its forwarder.
 ACTION_SERVER_PART = "action server"
 
 
-def action_server_running(agent: Agent) -> bool:
+def action_server_running(targets: Targets) -> bool:
     """Whether the action server's process is up (alive or slow), by its health."""
     return any(h.part == ACTION_SERVER_PART and h.state != DEAD
-               for h in agent.targets.action_server.health())
+               for h in targets.action_server.health())
 
 
 def same_action_code(agent: Agent, release: Release, live_release_id: str) -> bool:

@@ -167,7 +167,7 @@ class Supervisor:
         backoff = self._backoff(STANDBY_STEP)
         if backoff.due_at is not None and self.clock() < backoff.due_at:
             return
-        step = switch.keep_standby(agent)
+        step = switch.keep_standby(agent, agent.environment.name)
         if step is None:
             return  # no standby kept, or a switch runs: it drops the standby anyway
         done, detail = step

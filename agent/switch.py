@@ -47,6 +47,7 @@ from agent.serving_state import (
 )
 from agent.steps import StepContext
 from agent.targets.base import DEAD, DeployError, Health, LogSink, ModelRef
+from agent.targets.factory import Targets
 from agent.targets.rasa_standby import FAILED as STANDBY_FAILED
 
 # What each switch step notes in `ctx.notes` once it changed what serves.
@@ -65,9 +66,10 @@ def _exclusive(func: Callable[_P, _R]) -> Callable[_P, _R]:
     return switching
 
 
-def deploy_plan(agent: Agent, release: Release, production: Release | None) -> order.Plan:
-    """The order to make `release` serve where `production` serves now."""
-    live_server = agent.targets.action_server.live()
+def deploy_plan(agent: Agent, release: Release, production: Release | None,
+                environment: str) -> order.Plan:
+    """The order to make `release` serve in `environment`, where `production` serves now."""
+    live_server = agent.place(environment).action_server.live()
     served = live_server.served_actions if live_server else frozenset()
     new_served: frozenset[str] | None = frozenset(release.required_actions)
     if live_server is not None and same_action_code(agent, release, live_server.release_id):
@@ -128,7 +130,7 @@ def undo(agent: Agent, ctx: StepContext, plan: order.Plan, production: Release |
         if not ctx.notes.get(SWITCHED[switch]):
             continue
         back = (_undo_model(agent, production, environment) if switch == order.MODEL
-                else _undo_server(agent, production))
+                else _undo_server(agent, production, environment))
         if not back:
             agent.journal.event("production.undo_stopped", production.id, environment,
                                 detail=f"the {switch} could not be put back; the rest of "
@@ -140,9 +142,9 @@ def _undo_model(agent: Agent, production: Release, environment: str) -> bool:
     """Whether production's model is live again (or never stopped being)."""
     if not production.model_path or not production.model_id:
         return True  # production had no model of ours: nothing to put back
-    model = agent.targets.model
+    model = agent.place(environment).model
     try:
-        ref = _upload(agent, production)
+        ref = _upload(agent, production, environment)
     except DeployError as exc:
         return _restore_failed(agent, production, environment, exc)
     try:
@@ -176,13 +178,13 @@ def _restore_failed(agent: Agent, production: Release, environment: str,
     return False
 
 
-def _undo_server(agent: Agent, production: Release) -> bool:
+def _undo_server(agent: Agent, production: Release, environment: str) -> bool:
     """Whether production's action server serves again, or its model needs none."""
     deployment = deployment_for(agent, production)
     if deployment is None:
         return not production.required_actions
     try:
-        agent.targets.action_server.reactivate(deployment, agent.progress.info)
+        agent.place(environment).action_server.reactivate(deployment, agent.progress.info)
     except DeployError as exc:
         agent.journal.event("action_server.restore_failed", production.id, detail=str(exc))
         return False
@@ -190,25 +192,27 @@ def _undo_server(agent: Agent, production: Release) -> bool:
     return True
 
 
-def _upload(agent: Agent, release: Release) -> ModelRef:
+def _upload(agent: Agent, release: Release, environment: str) -> ModelRef:
     assert release.model_path is not None
     bot_dir = Path(release.worktree) if release.worktree else None
-    return agent.targets.model.upload(str(release.id), Path(release.model_path),
+    return agent.place(environment).model.upload(str(release.id), Path(release.model_path),
                                       agent.progress.info, bot_dir)
 
 
-def _load_model(agent: Agent, release: Release) -> None:
-    agent.targets.model.activate(_upload(agent, release), agent.progress.info)
+def _load_model(agent: Agent, release: Release, environment: str) -> None:
+    agent.place(environment).model.activate(_upload(agent, release, environment),
+                                            agent.progress.info)
 
 
-def _model_drifted(agent: Agent, current: Release, live_model: str | None) -> bool:
+def _model_drifted(agent: Agent, current: Release, live_model: str | None,
+                   environment: str) -> bool:
     """Whether what serves is not `current`'s model with its bot config."""
     if not current.model_path or not current.model_id:
         return False
     if live_model != current.model_id:
         return True
     try:
-        return not agent.targets.model.serves(_upload(agent, current))
+        return not agent.place(environment).model.serves(_upload(agent, current, environment))
     except DeployError as exc:
         # The live model_id is production's; only its config can't be checked now.
         agent.progress.info(f"could not check which bot config serves: {exc}")
@@ -232,18 +236,19 @@ def restore(agent: Agent, environment: str) -> list[str]:
     current = journal.production_release(environment)
     if current is None:
         return []
-    model_target, server_target = agent.targets.model, agent.targets.action_server
+    place = agent.place(environment)
+    model_target, server_target = place.model, place.action_server
     try:
         live_model = model_target.live_model_id()
     except DeployError:
-        live_model = _restart_server(agent, current)
+        live_model = _restart_server(agent, current, place)
     live_server = server_target.live()
     has_actions = current.action_code_fingerprint is not None or bool(current.required_actions)
-    if live_server is None and has_actions and action_server_running(agent):
+    if live_server is None and has_actions and action_server_running(place):
         progress.info("the action server runs but did not list its actions in time: "
                       "busy, left alone; the next tick's restore checks again")
         return []
-    model_drift = _model_drifted(agent, current, live_model)
+    model_drift = _model_drifted(agent, current, live_model, environment)
     deployment = None
     if has_actions and (live_server is None
                         or not same_action_code(agent, current, live_server.release_id)):
@@ -266,7 +271,7 @@ def restore(agent: Agent, environment: str) -> list[str]:
     for switch in plan.switches:
         try:
             if switch == order.MODEL:
-                _load_model(agent, current)
+                _load_model(agent, current, environment)
                 done.append(f"model (was {live_model})")
             elif deployment is not None:
                 server_target.reactivate(deployment, progress.info)
@@ -303,6 +308,7 @@ def revive(agent: Agent, environment: str,
 def _revive(agent: Agent, environment: str, model_dead: list[Health],
             action_dead: list[Health]) -> list[str]:
     journal, log = agent.journal, agent.progress.info
+    place = agent.place(environment)
     current = journal.production_release(environment)
     release_id = current.id if current else None
     died = "; ".join(f"{h.part} ({h.detail})" for h in (*action_dead, *model_dead))
@@ -312,16 +318,16 @@ def _revive(agent: Agent, environment: str, model_dead: list[Health],
     try:
         # Actions first: a restarted Rasa server's warm-up may call them.
         if action_dead:
-            done += agent.targets.action_server.revive(log)  # its forwarder
+            done += place.action_server.revive(log)  # its forwarder
         # Only a DEAD server is replaced: live() is also None when a busy one
         # answers GET /actions late, and that one must keep its requests.
         server_dead = any(h.part == ACTION_SERVER_PART for h in action_dead)
         deployment = deployment_for(agent, current) if current and server_dead else None
         if deployment is not None:
-            agent.targets.action_server.reactivate(deployment, log)
+            place.action_server.reactivate(deployment, log)
             done.append(f"action server of release {deployment.release_id}")
-        if model_dead and agent.targets.model.ensure_server(log):
-            now = [f"{h.part} {h.detail}" for h in agent.targets.model.health() if h.state != DEAD]
+        if model_dead and place.model.ensure_server(log):
+            now = [f"{h.part} {h.detail}" for h in place.model.health() if h.state != DEAD]
             done.append(f"Rasa server / front proxy (the last switched-to model; now: "
                         f"{', '.join(now) or 'none'})")  # which slot serves: a standby took over?
         done += restore(agent, environment)  # what serves = what the journal says
@@ -336,9 +342,9 @@ def _revive(agent: Agent, environment: str, model_dead: list[Health],
     return done
 
 
-def _restart_server(agent: Agent, current: Release) -> str | None:
+def _restart_server(agent: Agent, current: Release, place: Targets) -> str | None:
     """A managed Rasa server that died is started again, on the production link."""
-    model = agent.targets.model
+    model = place.model
     try:
         if not model.ensure_server(agent.progress.info):
             return current.model_id  # not ours to start; nothing to compare with
@@ -360,12 +366,12 @@ class KeepsStandby(Protocol):
     def keep_standby(self, log: LogSink) -> tuple[str, str]: ...
 
 
-def keep_standby(agent: Agent) -> tuple[str, str] | None:
+def keep_standby(agent: Agent, environment: str) -> tuple[str, str] | None:
     """One step toward an armed warm standby (agent/targets/rasa_standby.py): what
     was done and its detail. Arming a standby decides what serves when the live
     server dies, so it is done here, under the deploy lock, like a revive. None,
     doing nothing, when the target keeps no standby or a switch holds the lock."""
-    model = agent.targets.model
+    model = agent.place(environment).model
     if not isinstance(model, KeepsStandby) or not model.standby:
         return None
     if not try_deploy_lock(agent, "supervisor: warm standby"):

@@ -75,7 +75,8 @@ def tick(agent: Agent, guard: Guard | None = None) -> TickResult:
                 journal.interrupt_stray_steps("the agent process stopped during this switch")
                 # Every tick (not only after a crash of a release: also after a crashed
                 # `agent promote`) puts what serves back to what the journal says.
-                switch.restore(agent, agent.environment.name)
+                for environment in agent.config.environments:
+                    switch.restore(agent, environment.name)
         except LockHeld as exc:  # stale: `agent unlock`
             return TickResult("busy", message=str(exc))
         skipped: list[int] = []

@@ -13,7 +13,9 @@ import pytest
 from agent.config import ConfigError, load_config
 from agent.config_schema import ACTION_SERVER_TARGET_NAMES
 from agent.environments import Verify
+from agent.runtime import Agent
 from agent.targets.factory import ACTION_SERVER_TARGETS
+from hooks.core.errors import FatalError
 
 BASE = "repo: bot.git\nwork_dir: work\n"
 TWO = """environments:
@@ -103,3 +105,18 @@ def test_a_bad_environment_is_refused_naming_file_key_and_line(
 
 def test_the_schema_knows_exactly_the_registered_action_server_targets() -> None:
     assert set(ACTION_SERVER_TARGET_NAMES) == set(ACTION_SERVER_TARGETS)
+
+
+def test_the_agent_builds_each_environments_own_servers(tmp_path: Path) -> None:
+    config = load_config(_config(tmp_path, TWO))
+    agent = Agent.open(config)
+    try:
+        staging, production = agent.place("staging"), agent.place("production")
+        assert agent.targets is staging  # releases flow into the first environment
+        assert staging.action_server.url != production.action_server.url
+        assert ":5155" in staging.action_server.url and ":5055" in production.action_server.url
+        with pytest.raises(FatalError, match="no environment 'qa' "
+                                             r"\(known: staging, production\)"):
+            agent.place("qa")
+    finally:
+        agent.close()

@@ -174,19 +174,20 @@ def test_deploy_plan_takes_the_server_first_unless_it_drops_a_live_action(
                         status=PROMOTED, live=True)
     production = world.journal.release(old)
     adds = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
-    plan = switch.deploy_plan(world.agent, world.journal.release(adds), production)
+    plan = switch.deploy_plan(world.agent, world.journal.release(adds), production, "production")
     assert plan.switches == (order.ACTION_SERVER, order.MODEL)
     same_code = world.release(model_id="model-3", calls={"action_a"}, code="code-1")
-    plan = switch.deploy_plan(world.agent, world.journal.release(same_code), production)
+    plan = switch.deploy_plan(world.agent, world.journal.release(same_code), production,
+                              "production")
     assert plan.switches == (order.MODEL,)  # the live server keeps serving
     drops = world.release(model_id="model-4", calls=set(), code="code-4")
-    plan = switch.deploy_plan(world.agent, world.journal.release(drops), production)
+    plan = switch.deploy_plan(world.agent, world.journal.release(drops), production, "production")
     assert plan.switches == (order.MODEL, order.ACTION_SERVER)
     needs_both = world.release(model_id="model-5", calls={"action_y"}, code="code-5")
     with pytest.raises(order.NoSafeOrder, match="no order is safe"):
         # The live model calls action_a, which the new server drops; the new
         # model calls action_y, which the live server lacks.
-        switch.deploy_plan(world.agent, world.journal.release(needs_both), production)
+        switch.deploy_plan(world.agent, world.journal.release(needs_both), production, "production")
 
 
 def test_a_first_release_switches_the_server_first_and_has_nothing_to_undo(
@@ -194,7 +195,7 @@ def test_a_first_release_switches_the_server_first_and_has_nothing_to_undo(
 ) -> None:
     world = memory_world(tmp_path, SMOKE)
     first = world.release(model_id="model-1", calls={"action_a"}, code="code-1")
-    plan = switch.deploy_plan(world.agent, world.journal.release(first), None)
+    plan = switch.deploy_plan(world.agent, world.journal.release(first), None, "production")
     assert plan.switches == (order.ACTION_SERVER, order.MODEL)
     world.model.answers["model-1"] = ["Bye"]
     ctx = world.context(first)
@@ -220,7 +221,7 @@ def test_a_release_that_fails_its_smoke_test_is_undone_in_reverse_order(
         new = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
     world.model.answers["model-2"] = ["Bye"]
     production = world.journal.release(old)
-    plan = switch.deploy_plan(world.agent, world.journal.release(new), production)
+    plan = switch.deploy_plan(world.agent, world.journal.release(new), production, "production")
     with pytest.raises(ReleaseStopped) as stopped:
         switch.go_live(world.agent, world.context(new), plan, production, "production",
                        rolled_back_event="release.rolled_back")
@@ -244,7 +245,7 @@ def test_a_failed_second_switch_undoes_only_the_first(tmp_path: Path) -> None:
     new = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
     world.model.failures.fail_at["activate"] = {1}
     production = world.journal.release(old)
-    plan = switch.deploy_plan(world.agent, world.journal.release(new), production)
+    plan = switch.deploy_plan(world.agent, world.journal.release(new), production, "production")
     with pytest.raises(ReleaseStopped) as stopped:
         switch.go_live(world.agent, world.context(new), plan, production, "production")
     assert stopped.value.step == "activate_model"
@@ -260,7 +261,7 @@ def test_a_smoke_failure_is_kept_when_smoke_rollback_is_off(tmp_path: Path) -> N
     new = world.release(model_id="model-2", calls={"action_a"}, code="code-2")
     world.model.answers["model-2"] = ["Bye"]
     production = world.journal.release(old)
-    plan = switch.deploy_plan(world.agent, world.journal.release(new), production)
+    plan = switch.deploy_plan(world.agent, world.journal.release(new), production, "production")
     kept = switch.go_live(world.agent, world.context(new), plan, production, "production",
                           rolled_back_event="release.rolled_back")
     assert kept.startswith("smoke test failed (kept: smoke.rollback is off): conversation 1")
@@ -335,7 +336,7 @@ def test_an_undo_that_cannot_put_the_model_back_leaves_the_new_action_server(
     world.model.answers["model-2"] = ["Bye"]
     world.model.failures.fail_at["activate"] = {2}  # the undo's activation fails
     production = world.journal.release(old)
-    plan = switch.deploy_plan(world.agent, world.journal.release(new), production)
+    plan = switch.deploy_plan(world.agent, world.journal.release(new), production, "production")
     assert plan.switches == (order.ACTION_SERVER, order.MODEL)
     with pytest.raises(ReleaseStopped):
         switch.go_live(world.agent, world.context(new), plan, production, "production")
