@@ -17,7 +17,7 @@ from agent import daemon, notify, views
 from agent.config import AgentConfig, config_path, load_config
 from agent.journal import owner_alive
 from agent.progress import Progress
-from agent.runtime import DEPLOY_LOCK, PIPELINE_LOCK, Agent
+from agent.runtime import PIPELINE_LOCK, Agent
 from agent.watch import request_sync
 from hooks.core.errors import FatalError, fatal_errors_to_exit_codes
 
@@ -146,11 +146,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
+    from agent.deploy_lock import lock_name
     from agent.promote import actor
 
-    journal = views.open_journal(_load(args))
-    held = [(name, h) for name in (DEPLOY_LOCK, PIPELINE_LOCK)
-            if (h := journal.lock_holder(name)) is not None]
+    config = _load(args)
+    journal = views.open_journal(config)
+    names = [*(lock_name(config, env.name) for env in config.environments), PIPELINE_LOCK]
+    held = [(name, h) for name in names if (h := journal.lock_holder(name)) is not None]
     if not held:
         print("the deploy lock is free")
         return 0

@@ -46,11 +46,19 @@ def switch_wait(config: AgentConfig) -> float:
     return 2 * one_way + MARGIN
 
 
-def take_deploy_lock(agent: Agent, purpose: str, check: Callable[[], None] | None = None
-                     ) -> None:
-    """Take SWITCHING, then DEPLOY_LOCK, waiting for a switch (or the supervisor's
-    restart) in progress; LockHeld if stale or too long. `check` may raise to stop
-    waiting for another process's lock. `release_deploy_lock` ends it."""
+def lock_name(config: AgentConfig, environment: str | None) -> str:
+    """The deploy lock of `environment` (None: the first): each environment has its
+    own, so production never waits for a switch in staging. The first keeps the
+    name a single-environment agent always had."""
+    first = config.environments[0].name
+    return DEPLOY_LOCK if environment in (None, first) else f"{DEPLOY_LOCK}:{environment}"
+
+
+def take_deploy_lock(agent: Agent, purpose: str, check: Callable[[], None] | None = None,
+                     environment: str | None = None) -> None:
+    """Take SWITCHING, then `environment`'s deploy lock, waiting for a switch (or the
+    supervisor's restart) in progress; LockHeld if stale or too long. `check` may
+    raise to stop waiting for another process's lock. `release_deploy_lock` ends it."""
     timeout = switch_wait(agent.config)
     if not SWITCHING.acquire(blocking=False):
         agent.progress.info(f"waiting for a server restart of this agent to end ({purpose})")
@@ -58,20 +66,20 @@ def take_deploy_lock(agent: Agent, purpose: str, check: Callable[[], None] | Non
             raise LockHeld(f"a switch or server restart of this agent did not end within "
                            f"{timeout:.0f} s; try again when it is done.")
     try:
-        agent.journal.wait_for_lock(DEPLOY_LOCK, purpose, timeout=timeout,
+        agent.journal.wait_for_lock(lock_name(agent.config, environment), purpose, timeout=timeout,
                                     say=agent.progress.info, check=check)
     except BaseException:
         SWITCHING.release()
         raise
 
 
-def try_deploy_lock(agent: Agent, purpose: str) -> bool:
+def try_deploy_lock(agent: Agent, purpose: str, environment: str | None = None) -> bool:
     """Take SWITCHING and DEPLOY_LOCK now, or neither (False): a switch of this
     process or another, or a stale lock, holds one of them."""
     if not SWITCHING.acquire(blocking=False):
         return False
     try:
-        agent.journal.acquire_lock(DEPLOY_LOCK, purpose)
+        agent.journal.acquire_lock(lock_name(agent.config, environment), purpose)
     except LockHeld:
         SWITCHING.release()
         return False
@@ -81,21 +89,21 @@ def try_deploy_lock(agent: Agent, purpose: str) -> bool:
     return True
 
 
-def release_deploy_lock(agent: Agent) -> None:
+def release_deploy_lock(agent: Agent, environment: str | None = None) -> None:
     """End what take_deploy_lock/try_deploy_lock took: the journal lock first."""
     try:
-        agent.journal.release_lock(DEPLOY_LOCK)
+        agent.journal.release_lock(lock_name(agent.config, environment))
     finally:
         SWITCHING.release()
 
 
 @contextmanager
-def deploy_lock(agent: Agent, purpose: str, check: Callable[[], None] | None = None
-                ) -> Iterator[None]:
-    """Hold DEPLOY_LOCK for the block, waiting for a switch in progress to finish
-    (`check` as for take_deploy_lock)."""
-    take_deploy_lock(agent, purpose, check)
+def deploy_lock(agent: Agent, purpose: str, check: Callable[[], None] | None = None,
+                environment: str | None = None) -> Iterator[None]:
+    """Hold `environment`'s deploy lock for the block, waiting for a switch in
+    progress to finish (`check` as for take_deploy_lock)."""
+    take_deploy_lock(agent, purpose, check, environment)
     try:
         yield
     finally:
-        release_deploy_lock(agent)
+        release_deploy_lock(agent, environment)

@@ -91,7 +91,7 @@ def switch_production(agent: Agent, release: Release, environment: str, *, kind:
 def promote(agent: Agent, release_id: int, environment: str, reason: str = "") -> order.Plan:
     release = agent.journal.release(release_id)
     agent.config.environment(environment)  # an unknown environment is a clean error
-    with deploy_lock(agent, f"promote of release {release.id}"):
+    with deploy_lock(agent, f"promote of release {release.id}", environment=environment):
         release = agent.journal.release(release_id)  # as the switch we waited for left it
         if release.status not in {STAGED, PROMOTED}:
             raise FatalError(f"release {release.id} is {release.status}; only a staged or an "
@@ -109,7 +109,7 @@ def rollback(agent: Agent, environment: str, to: int | None, reason: str) -> Rel
         agent.journal.release(to)  # an unknown release is a clean error, without waiting
     # The target is chosen under the lock: production is what a switch we waited
     # for left, not what it was when the command started.
-    with deploy_lock(agent, "rollback"):
+    with deploy_lock(agent, "rollback", environment=environment):
         current = agent.journal.production(environment)
         if current is None:
             raise FatalError(f"nothing is in {environment} yet; there is nothing to roll back")

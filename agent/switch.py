@@ -294,7 +294,7 @@ def revive(agent: Agent, environment: str,
     doing nothing, while a switch runs in this process or another holds the
     deploy lock (the supervisor asks again next round). The restart holds the
     deploy lock: a promote/rollback started meanwhile waits for it."""
-    if not try_deploy_lock(agent, "supervisor: restart of a dead server"):
+    if not try_deploy_lock(agent, "supervisor: restart of a dead server", environment):
         return None  # a switch, or `agent promote`/`rollback`: it repairs, or we do after
     try:
         model_dead, action_dead = dead_now()
@@ -302,7 +302,7 @@ def revive(agent: Agent, environment: str,
             return []
         return _revive(agent, environment, model_dead, action_dead)
     finally:
-        release_deploy_lock(agent)
+        release_deploy_lock(agent, environment)
 
 
 def _revive(agent: Agent, environment: str, model_dead: list[Health],
@@ -374,7 +374,7 @@ def keep_standby(agent: Agent, environment: str) -> tuple[str, str] | None:
     model = agent.place(environment).model
     if not isinstance(model, KeepsStandby) or not model.standby:
         return None
-    if not try_deploy_lock(agent, "supervisor: warm standby"):
+    if not try_deploy_lock(agent, "supervisor: warm standby", environment):
         return None
     try:
         return model.keep_standby(agent.progress.info)
@@ -383,4 +383,4 @@ def keep_standby(agent: Agent, environment: str) -> tuple[str, str] | None:
     except Exception as exc:  # e.g. an odd /status answer: a failed step, backed off
         return STANDBY_FAILED, f"{type(exc).__name__}: {exc}"
     finally:
-        release_deploy_lock(agent)
+        release_deploy_lock(agent, environment)

@@ -17,6 +17,7 @@ call it. A tick:
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
 from agent import switch
@@ -71,7 +72,13 @@ def tick(agent: Agent, guard: Guard | None = None) -> TickResult:
         return TickResult("busy", message=str(exc))
     try:
         try:
-            with deploy_lock(agent, "restore production"):
+            with ExitStack() as locks:
+                # Every environment's lock, always in config order (nobody else
+                # holds two): no promote of any environment is mid-switch, so a
+                # running step is a crashed one.
+                for environment in agent.config.environments:
+                    locks.enter_context(deploy_lock(agent, "restore production",
+                                                    environment=environment.name))
                 journal.interrupt_stray_steps("the agent process stopped during this switch")
                 # Every tick (not only after a crash of a release: also after a crashed
                 # `agent promote`) puts what serves back to what the journal says.

@@ -6,12 +6,16 @@ line. No servers run here: what a place serves is the end-to-end tests' job.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.config import ConfigError, load_config
 from agent.config_schema import ACTION_SERVER_TARGET_NAMES
+from agent.deploy_lock import deploy_lock, lock_name, try_deploy_lock
 from agent.environments import Verify
 from agent.runtime import Agent
 from agent.targets.factory import ACTION_SERVER_TARGETS
@@ -119,4 +123,29 @@ def test_the_agent_builds_each_environments_own_servers(tmp_path: Path) -> None:
                                              r"\(known: staging, production\)"):
             agent.place("qa")
     finally:
+        agent.close()
+
+
+def test_each_environment_has_its_own_deploy_lock(tmp_path: Path) -> None:
+    """A switch in production (another process) never makes staging wait."""
+    config = load_config(_config(tmp_path, TWO))
+    assert [lock_name(config, e.name) for e in config.environments] == [
+        "deploy", "deploy:production"]  # the first keeps the single-environment name
+    agent = Agent.open(config)
+    hold = ("import sys, time; from pathlib import Path; from agent.journal import Journal; "
+            "Journal(Path(sys.argv[1])).acquire_lock('deploy:production', 'a promote'); "
+            "print('held', flush=True); time.sleep(60)")
+    other = subprocess.Popen([sys.executable, "-c", hold, str(agent.journal.path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with deploy_lock(agent, "a switch in staging", environment="staging"):
+            holder = agent.journal.lock_holder("deploy")
+            assert holder is not None and holder["purpose"] == "a switch in staging"
+        assert time.monotonic() - started < 1
+        assert not try_deploy_lock(agent, "supervisor", "production")
+    finally:
+        other.kill()
+        other.wait()
         agent.close()
