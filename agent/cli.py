@@ -97,7 +97,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from agent.promote import promote
+    from agent.placement import promote_through
 
     config = _load(args)
     agent = Agent.open(config, Progress())
@@ -105,10 +105,13 @@ def cmd_promote(args: argparse.Namespace) -> int:
         env = _env_name(config, args.env)
         with notify.notifying(config, agent.journal, agent.progress.info,
                               daemon_pid=daemon.daemon_running(config)):
-            plan = promote(agent, views.release_number(args.release), env, args.reason or "")
+            plan, onward = promote_through(agent, views.release_number(args.release), env,
+                                           args.reason or "", force=args.force)
     finally:
         agent.close()
     print(f"release {args.release} is in {env} ({' then '.join(plan.switches) or 'no switch'})")
+    for line in onward:
+        print(line)
     return 0
 
 
@@ -203,6 +206,9 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("release")
     promote.add_argument("--env", help="environment (default: the first one)")
     promote.add_argument("--reason", help="recorded in the journal")
+    promote.add_argument("--force", action="store_true",
+                         help="promote although the environment before did not verify it "
+                         "(needs --reason; journaled)")
     rollback = sub.add_parser("rollback", help="go back to an earlier release; pauses "
                               "auto-promotion until `agent resume`")
     rollback.add_argument("--env", help="environment (default: the first one)")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from agent import faults, order, pipeline, switch
+from agent import faults, order, pipeline, placement, switch
 from agent.deploy_lock import deploy_lock, release_deploy_lock, take_deploy_lock
 from agent.journal import (
     FAILED,
@@ -87,7 +87,12 @@ def run_release(agent: Agent, release: Release, guard: Guard | None = None) -> R
         finally:
             if guard is not None:
                 guard.disarm()  # from here on, the release is finished, never abandoned
-        return _switch(agent, ctx, release)
+        status = _switch(agent, ctx, release)
+        if status == PROMOTED and placement.goes_on(agent, env):
+            # Out of the deploy lock: a soak must not hold up a rollback.
+            for line in placement.onward(agent, release.id, env):
+                agent.progress.info(line)
+        return status
     except ReleaseStopped as stop:  # go_live has undone what it switched
         journal.finish_release(release.id, FAILED, f"{stop.step}: {stop.summary}")
         agent.progress.info(f"release {release.id} failed at {stop.step}; "

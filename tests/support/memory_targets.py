@@ -276,3 +276,10 @@ def memory_world(root: Path, config: str = "") -> World:
                   Mirror(cfg.repo, cfg.branch, cfg.work_dir / "repo.git"),
                   Targets(actions, model), Progress(quiet=True))
     return World(agent, serving, actions, model, root)
+
+
+def add_memory_place(world: World, environment: str) -> Serving:
+    """Another environment's own servers, in memory: what serves there."""
+    serving = Serving()
+    world.agent.places[environment] = Targets(MemoryActionServer(serving), MemoryModel(serving))
+    return serving

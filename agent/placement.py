@@ -1,0 +1,139 @@
+"""A release's way through the environments, after the gates put it in the first.
+
+Each environment names the one a release must pass first (`after`,
+agent/environments.py). A release live in an environment is verified there:
+the switch already ran the smoke conversations; `verify.soak_seconds` then
+watches the place's servers, and a death fails the verification. A verified
+release is journaled `release.verified` (release, environment); only then is
+it a candidate for the environments after that one, each by its own policy:
+
+- auto: promoted there at once (promote.switch_production, under that
+  environment's own deploy lock), then verified there in turn;
+- auto_unless_action_code: the same, unless the release's action code differs
+  from what that environment serves;
+- manual: `release.waiting` with the command that promotes it.
+
+A failure in a later environment is undone by the switch and journaled there;
+the environments before keep the release. `agent promote N --env E`
+(`promote_through`) refuses a release not verified in E's `after` unless
+forced with a reason (`production.forced`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from agent import order
+from agent.deploy_lock import deploy_lock
+from agent.environments import Environment
+from agent.journal import Journal, LockHeld, Release
+from agent.promote import actor, promote, switch_production
+from agent.runtime import Agent
+from agent.targets.base import DEAD
+from hooks.core.errors import FatalError
+
+VERIFIED = "release.verified"
+WAITING = "release.waiting"
+SOAK_EVERY = 1.0  # seconds between two looks at the servers during a soak
+
+
+def verified_in(journal: Journal, release_id: int, environment: str) -> bool:
+    return any(e.kind == VERIFIED and e.release_id == release_id
+               and e.environment == environment for e in journal.events(limit=100_000))
+
+
+def next_environments(agent: Agent, environment: str) -> list[Environment]:
+    return [env for env in agent.config.environments if env.after == environment]
+
+
+def goes_on(agent: Agent, environment: str) -> bool:
+    """Whether a release live in `environment` has more to do: a soak there, or
+    environments after it. A single environment without a soak: nothing (and no
+    `release.verified` event, as before environments were places)."""
+    soak = agent.config.environment(environment).verify.soak_seconds
+    return soak > 0 or bool(next_environments(agent, environment))
+
+
+def verify(agent: Agent, release: Release, environment: str,
+           sleep: Callable[[float], None] = time.sleep) -> str | None:
+    """Soak `release` in `environment`: None when it held, else why not."""
+    env = agent.config.environment(environment)
+    place = agent.place(environment)
+    deadline = time.monotonic() + env.verify.soak_seconds
+    while time.monotonic() < deadline:
+        dead = [h for h in (*place.model.health(), *place.action_server.health())
+                if h.state == DEAD]
+        if dead:
+            return "; ".join(f"{h.part} died ({h.detail})" for h in dead)
+        sleep(min(SOAK_EVERY, max(0.0, deadline - time.monotonic())))
+    agent.journal.event(VERIFIED, release.id, environment,
+                        detail=f"soaked {env.verify.soak_seconds:g} s" if
+                        env.verify.soak_seconds else "smoke conversations passed")
+    return None
+
+
+def onward(agent: Agent, release_id: int, environment: str) -> list[str]:
+    """After `release_id` went live in `environment`: verify it there, then carry
+    it into the environments after, as their policies say; what happened, one
+    line each. Never raises for a later environment's trouble: it is journaled."""
+    journal, done = agent.journal, []
+    release = journal.release(release_id)
+    failed = verify(agent, release, environment)
+    if failed is not None:
+        journal.event("release.verify_failed", release.id, environment, detail=failed)
+        return [f"release {release.id} not verified in {environment}: {failed}"]
+    done.append(f"release {release.id} verified in {environment}")
+    for env in next_environments(agent, environment):
+        waiting = _waits(agent, release, env)
+        if waiting is not None:
+            journal.event(WAITING, release.id, env.name, detail=waiting)
+            done.append(f"release {release.id} waits for {env.name}: {waiting}")
+            continue
+        try:
+            with deploy_lock(agent, f"promotion of release {release.id}",
+                             environment=env.name):
+                switch_production(agent, release, env.name, kind="production.promoted",
+                                  reason=f"verified in {environment}")
+        except (FatalError, LockHeld) as exc:
+            journal.event("release.promote_failed", release.id, env.name, detail=str(exc))
+            done.append(f"release {release.id} not promoted to {env.name}: {exc}")
+            continue
+        done.append(f"release {release.id} is in {env.name}")
+        done += onward(agent, release.id, env.name)
+    return done
+
+
+def _waits(agent: Agent, release: Release, env: Environment) -> str | None:
+    """Why `release` waits for `env` instead of going there now; None: it goes."""
+    pointer = agent.journal.production(env.name)
+    if pointer is not None and pointer.paused:
+        return f"auto-promotion of {env.name} is paused; `agent promote {release.id} " \
+               f"--env {env.name}`"
+    if env.promote == "manual":
+        return f"{env.name} is promoted manually; `agent promote {release.id} --env {env.name}`"
+    live = agent.journal.production_release(env.name)
+    if env.promote == "auto_unless_action_code" and live is not None and (
+            live.action_code_fingerprint != release.action_code_fingerprint):
+        return (f"the release changes action code and {env.name} auto-promotes only "
+                f"without such changes; `agent promote {release.id} --env {env.name}`")
+    return None
+
+
+def promote_through(agent: Agent, release_id: int, environment: str, reason: str = "", *,
+                    force: bool = False) -> tuple[order.Plan, list[str]]:
+    """`agent promote`: into `environment` only once verified in the one before it
+    (or `force` with a reason, journaled); then verified there and carried on."""
+    env = agent.config.environment(environment)  # an unknown environment: a clean error
+    if env.after is not None and not verified_in(agent.journal, release_id, env.after):
+        if not force:
+            raise FatalError(f"release {release_id} has not passed {env.after}, which comes "
+                             f"before {environment}; promote it there first, or pass "
+                             "--force --reason WHY")
+        if not reason:
+            raise FatalError("--force needs --reason: why skip "
+                             f"{env.after} is recorded in the journal")
+        agent.journal.event("production.forced", release_id, environment, actor(),
+                            f"not verified in {env.after}: {reason}")
+    plan = promote(agent, release_id, environment, reason)
+    return plan, onward(agent, release_id, environment)

@@ -1,0 +1,77 @@
+"""A release's way through the environments (agent/placement.py), fast: a real
+journal, in-memory servers for each environment, no gates (the release is
+queued as its gates leave it). The end-to-end proof with real servers is the
+next session's (issue 14 is open)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent import pipeline
+from agent.journal import PROMOTED, QUEUED
+from agent.placement import VERIFIED, WAITING, promote_through
+from agent.release import run_release
+from hooks.core.errors import FatalError
+from tests.support.memory_targets import World, add_memory_place, memory_world
+
+ENVS = """environments:
+  staging:
+    action_server: {port: 5155}
+    model: {url: "http://127.0.0.1:5105"}
+  production:
+    promote: %s
+"""
+
+
+def _world(tmp_path: Path, policy: str, monkeypatch: pytest.MonkeyPatch) -> tuple[World, object]:
+    monkeypatch.setattr(pipeline, "gates", lambda config: ())  # as the gates left it
+    world = memory_world(tmp_path, ENVS % policy)
+    return world, add_memory_place(world, "production")
+
+
+def _kinds(world: World, release: int) -> list[tuple[str, str | None]]:
+    return [(e.kind, e.environment) for e in reversed(world.journal.events(limit=1000))
+            if e.release_id == release]
+
+
+def test_a_release_verified_in_staging_goes_on_to_an_auto_production(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world, production = _world(tmp_path, "auto", monkeypatch)
+    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
+                           environment="staging")
+    assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
+    assert world.serving.live_model == "model-1"  # staging's own servers
+    assert production.live_model == "model-1"  # production's own servers
+    assert world.journal.production_release("production").id == queued  # type: ignore[union-attr]
+    kinds = _kinds(world, queued)
+    assert (VERIFIED, "staging") in kinds and (VERIFIED, "production") in kinds
+    assert kinds.index((VERIFIED, "staging")) < kinds.index(("production.promoted",
+                                                             "production"))
+
+
+def test_a_manual_production_waits_and_promote_refuses_what_staging_did_not_verify(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world, production = _world(tmp_path, "manual", monkeypatch)
+    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
+                           environment="staging")
+    assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
+    assert production.live_model is None
+    waiting = [e for e in world.journal.events() if e.kind == WAITING]
+    assert waiting and f"`agent promote {queued} --env production`" in waiting[0].detail
+    _, onward = promote_through(world.agent, queued, "production", "looks good")
+    assert production.live_model == "model-1"
+    assert onward == [f"release {queued} verified in production"]
+    # A release staging never saw: refused, then forced only with a reason.
+    other = world.release(model_id="model-2", calls=set(), code="c1", status=PROMOTED,
+                          environment="staging")
+    with pytest.raises(FatalError, match=f"release {other} has not passed staging"):
+        promote_through(world.agent, other, "production")
+    with pytest.raises(FatalError, match="--force needs --reason"):
+        promote_through(world.agent, other, "production", force=True)
+    assert production.live_model == "model-1"  # nothing changed
+    promote_through(world.agent, other, "production", "hotfix, staging is down", force=True)
+    assert production.live_model == "model-2"
+    forced = [e for e in world.journal.events() if e.kind == "production.forced"]
+    assert forced and "hotfix, staging is down" in forced[0].detail
