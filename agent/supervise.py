@@ -119,59 +119,73 @@ class Supervisor:
         finally:
             journal.close()
 
-    def _backoff(self, part: str) -> Backoff:
-        return self.backoffs.setdefault(part, Backoff(cap=self.max_backoff))
+    def _backoff(self, environment: str, part: str) -> Backoff:
+        return self.backoffs.setdefault(f"{environment}/{part}", Backoff(cap=self.max_backoff))
 
-    def _note(self, agent: Agent, seen: list[Health]) -> None:
+    def _note(self, agent: Agent, environment: str, seen: list[Health]) -> None:
         """Slow servers reported once per episode; live ones' backoff forgiven in time."""
         now = self.clock()
         for health in seen:
+            key = f"{environment}/{health.part}"
             if health.state == ALIVE:
-                self._backoff(health.part).alive(now)
-            if health.state == SLOW and health.part not in self.slow:
-                self.slow.add(health.part)
-                agent.journal.event("server.slow", None, agent.environment.name,
+                self._backoff(environment, health.part).alive(now)
+            if health.state == SLOW and key not in self.slow:
+                self.slow.add(key)
+                agent.journal.event("server.slow", None, environment,
                                     detail=f"{health.part}: {health.detail}")
-                agent.progress.info(f"supervisor: {health.part} is slow ({health.detail}); "
-                                    "busy is not dead: it is left alone")
-            elif health.state != SLOW and health.part in self.slow:
-                self.slow.discard(health.part)
-                agent.progress.info(f"supervisor: {health.part} is {health.state} again")
+                agent.progress.info(f"supervisor: {health.part} ({environment}) is slow "
+                                    f"({health.detail}); busy is not dead: it is left alone")
+            elif health.state != SLOW and key in self.slow:
+                self.slow.discard(key)
+                agent.progress.info(f"supervisor: {health.part} ({environment}) is "
+                                    f"{health.state} again")
 
-    def _dead(self, seen: list[Health]) -> list[Health]:
+    def _dead(self, environment: str, seen: list[Health]) -> list[Health]:
         now = self.clock()
-        due = [h for h in seen if h.state == DEAD and self._backoff(h.part).dead(now)]
+        due = [h for h in seen
+               if h.state == DEAD and self._backoff(environment, h.part).dead(now)]
         for health in due:
-            self._backoff(health.part).restarting()
+            self._backoff(environment, health.part).restarting()
         return due
 
     def round(self, agent: Agent) -> list[str] | None:
-        """One look; what was restarted ([]: nothing was dead; None: a switch ran)."""
-        model, action = agent.targets.model.health(), agent.targets.action_server.health()
-        self._note(agent, [*model, *action])
+        """One look at every environment's servers; what was restarted ([]: nothing
+        was dead; None: a switch ran in an environment with a dead server)."""
+        done: list[str] | None = []
+        for environment in agent.config.environments:
+            restarted = self._look(agent, environment.name)
+            if restarted is None:
+                done = None
+            elif done is not None:
+                done += restarted
+        return done
+
+    def _look(self, agent: Agent, environment: str) -> list[str] | None:
+        place = agent.place(environment)
+        model, action = place.model.health(), place.action_server.health()
+        self._note(agent, environment, [*model, *action])
         if not any(h.state == DEAD for h in (*model, *action)):
             if not any(h.part == STANDBY_PART for h in model):
-                self._keep_standby(agent)
+                self._keep_standby(agent, environment)
             return []
 
         def dead_now() -> tuple[list[Health], list[Health]]:
             # Asked again under the switch lock: a switch may just have ended.
-            return (self._dead(agent.targets.model.health()),
-                    self._dead(agent.targets.action_server.health()))
+            return (self._dead(environment, place.model.health()),
+                    self._dead(environment, place.action_server.health()))
 
-        return switch.revive(agent, agent.environment.name, dead_now)
+        return switch.revive(agent, environment, dead_now)
 
-    def _keep_standby(self, agent: Agent) -> None:
+    def _keep_standby(self, agent: Agent, environment: str) -> None:
         """One step toward an armed warm standby, if the model target keeps one."""
         # Its own schedule: a failing standby must not delay a dead server's restart.
-        backoff = self._backoff(STANDBY_STEP)
+        backoff = self._backoff(environment, STANDBY_STEP)
         if backoff.due_at is not None and self.clock() < backoff.due_at:
             return
-        step = switch.keep_standby(agent, agent.environment.name)
+        step = switch.keep_standby(agent, environment)
         if step is None:
             return  # no standby kept, or a switch runs: it drops the standby anyway
         done, detail = step
-        environment = agent.environment.name
         current = agent.journal.production_release(environment)
         release_id = current.id if current else None
         if done == READY:

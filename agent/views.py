@@ -59,6 +59,13 @@ def status_data(config: AgentConfig, journal: Journal) -> dict[str, Any]:
         staged = [r.id for r in journal.releases(limit=20, status=ReleaseStatus.STAGED)
                   if r.environment == env.name]
         entry["staged"] = staged
+        entry["after"] = env.after
+        # Releases verified in the environment before, waiting for this one (and why).
+        live = entry.get("release")
+        entry["waiting"] = [{"release": e.release_id, "why": e.detail}
+                            for e in journal.events(limit=200, environment=env.name)
+                            if e.kind == "release.waiting" and e.release_id is not None
+                            and (live is None or e.release_id > live)]
         out["environments"][env.name] = entry
     for release in journal.in_flight():
         steps = journal.steps(release.id)
@@ -106,6 +113,9 @@ def show_status(config: AgentConfig, *, as_json: bool = False) -> int:
         if entry["staged"]:
             print(f"  staged (waiting for `agent promote`): "
                   f"{', '.join(str(i) for i in entry['staged'])}")
+        for waiting in entry["waiting"]:
+            print(f"  waiting: release {waiting['release']} (verified in {entry['after']}): "
+                  f"{waiting['why']}")
     if out["in_flight"]:
         for item in out["in_flight"]:
             ghost = "" if item["owner_alive"] else " (its agent is gone: interrupted)"

@@ -13,6 +13,7 @@ from agent import pipeline
 from agent.journal import PROMOTED, QUEUED
 from agent.placement import VERIFIED, WAITING, promote_through
 from agent.release import run_release
+from agent.views import show_status, status_data
 from hooks.core.errors import FatalError
 from tests.support.memory_targets import World, add_memory_place, memory_world
 
@@ -75,3 +76,24 @@ def test_a_manual_production_waits_and_promote_refuses_what_staging_did_not_veri
     assert production.live_model == "model-2"
     forced = [e for e in world.journal.events() if e.kind == "production.forced"]
     assert forced and "hotfix, staging is down" in forced[0].detail
+
+
+def test_status_shows_what_waits_for_each_environment_and_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    world, _ = _world(tmp_path, "manual", monkeypatch)
+    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
+                           environment="staging")
+    assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
+    data = status_data(world.agent.config, world.journal)
+    assert data["environments"]["staging"]["release"] == queued
+    production = data["environments"]["production"]
+    assert production["after"] == "staging" and "release" not in production
+    assert [w["release"] for w in production["waiting"]] == [queued]
+    assert show_status(world.agent.config) == 0
+    out = capsys.readouterr().out
+    assert f"waiting: release {queued} (verified in staging): production is promoted " \
+           f"manually; `agent promote {queued} --env production`" in out
+    promote_through(world.agent, queued, "production")
+    assert status_data(world.agent.config, world.journal)["environments"]["production"][
+        "waiting"] == []
