@@ -44,6 +44,10 @@ KINDS: dict[str, tuple[str, str | None, bool]] = {
     "production.rolled_back": ("rolled_back", "success", True),
     "release.superseded": ("superseded", "canceled", True),
     "release.skipped": ("skipped", "canceled", False),
+    # The way through the environments (agent/placement.py).
+    "release.waiting": ("staged", "pending", True),
+    "release.verify_failed": ("failed", "failure", True),
+    "release.promote_failed": ("failed", "failure", True),
 }
 SAYS = {
     "started": "started (gates running) for {env}",

@@ -11,6 +11,7 @@ import pytest
 
 from agent import pipeline
 from agent.journal import PROMOTED, QUEUED
+from agent.notify import notice_of
 from agent.placement import VERIFIED, WAITING, promote_through
 from agent.release import run_release
 from agent.views import show_status, status_data
@@ -97,3 +98,16 @@ def test_status_shows_what_waits_for_each_environment_and_why(
     promote_through(world.agent, queued, "production")
     assert status_data(world.agent.config, world.journal)["environments"]["production"][
         "waiting"] == []
+
+
+def test_people_hear_that_a_release_waits_for_production(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world, _ = _world(tmp_path, "manual", monkeypatch)
+    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
+                           environment="staging")
+    run_release(world.agent, world.journal.release(queued))
+    waiting = next(e for e in world.journal.events() if e.kind == WAITING)
+    notice = notice_of(world.journal, waiting)
+    assert notice is not None and notice.environment == "production" and notice.chat
+    assert f"`agent promote {queued} --env production`" in notice.text
+    assert [s.state for s in notice.statuses] == ["pending"]
