@@ -83,6 +83,8 @@ class AgentConfig:
         and the secrets stay the agent's own."""
         env = self.environment(name)
         values = {**self.values, **env.overrides}
+        if not env.verify.smoke:  # verify: {smoke: false}: no smoke test at its switches
+            values["smoke.conversations"] = None
         if env.name != self.environments[0].name:
             values["state_dir"] = str(self.work_dir / "environments" / env.name)
         return replace(self, values=values)

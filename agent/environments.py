@@ -4,8 +4,7 @@
 and `model:` block with the same keys as the top-level ones (which are every
 environment's defaults), `after: <name>` (the environment a release must pass
 first; default: the one listed before) and `verify:` (what makes a release
-verified there: the smoke conversations, a soak time watching health and
-replies, the NLU gate against that environment's live release).
+verified there: the smoke conversations, and a soak time watching its servers).
 
 What only the whole set can tell is checked here, at start-up: no two
 environments share a port on one host, and the promotion order has no cycle.
@@ -25,8 +24,7 @@ from hooks.core.yaml_lines import LDict
 
 PLACE_BLOCKS = ("action_server", "model")  # what an environment may set for itself
 KEYS = ("promote", "after", "verify", *PLACE_BLOCKS)
-VERIFY_KEYS: dict[str, type | tuple[type, ...]] = {
-    "smoke": bool, "soak_seconds": (int, float), "nlu_gate": bool}
+VERIFY_KEYS: dict[str, type | tuple[type, ...]] = {"smoke": bool, "soak_seconds": (int, float)}
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}
 
 
@@ -38,9 +36,8 @@ class EnvProblem(Exception):
 
 @dataclass(frozen=True)
 class Verify:
-    smoke: bool = True
+    smoke: bool = True  # the smoke conversations at each switch there (agent/config.py)
     soak_seconds: float = 0.0
-    nlu_gate: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,8 +92,7 @@ def _verify(where: str, raw: Any, line: int) -> Verify:
     if raw is None:
         return Verify()
     if not isinstance(raw, dict):
-        raise EnvProblem(f"{where}.verify", "must be a mapping of smoke, soak_seconds, nlu_gate",
-                         line)
+        raise EnvProblem(f"{where}.verify", "must be a mapping of smoke, soak_seconds", line)
     for key, value in raw.items():
         types = VERIFY_KEYS.get(key)
         if types is None:
@@ -108,7 +104,7 @@ def _verify(where: str, raw: Any, line: int) -> Verify:
     soak = float(raw.get("soak_seconds", 0))
     if soak < 0:
         raise EnvProblem(f"{where}.verify.soak_seconds", "must be 0 or more", line)
-    return Verify(bool(raw.get("smoke", True)), soak, bool(raw.get("nlu_gate", False)))
+    return Verify(bool(raw.get("smoke", True)), soak)
 
 
 def _overrides(where: str, body: Mapping[str, Any], line: int,

@@ -26,10 +26,10 @@ TWO = """environments:
   staging:
     action_server: {port: 5155}
     model: {url: "http://127.0.0.1:5105"}
-    verify: {soak_seconds: 30, nlu_gate: true}
+    verify: {soak_seconds: 30}
   production:
     promote: manual
-    verify: {smoke: true}
+    verify: {smoke: false}
 """
 
 
@@ -40,13 +40,15 @@ def _config(tmp_path: Path, text: str) -> Path:
 
 
 def test_each_environment_sees_its_own_servers_over_the_shared_defaults(tmp_path: Path) -> None:
-    config = load_config(_config(tmp_path, "action_server:\n  port: 5055\n" + TWO))
+    smoke = "smoke:\n  conversations:\n    - - say: hello\n"
+    config = load_config(_config(tmp_path, "action_server:\n  port: 5055\n" + smoke + TWO))
+    assert config.for_environment("staging")["smoke.conversations"] == [[{"say": "hello"}]]
     staging, production = config.environments
     assert (staging.name, staging.after, staging.promote) == ("staging", None, "auto")
     assert (production.name, production.after, production.promote) == (
         "production", "staging", "manual")
-    assert staging.verify == Verify(smoke=True, soak_seconds=30.0, nlu_gate=True)
-    assert production.verify == Verify()
+    assert staging.verify == Verify(smoke=True, soak_seconds=30.0)
+    assert production.verify == Verify(smoke=False)
     seen = config.for_environment("staging")
     assert seen["action_server.port"] == 5155 and seen["model.url"] == "http://127.0.0.1:5105"
     assert seen.state_dir == config.work_dir  # the first keeps the single-environment layout
@@ -54,6 +56,7 @@ def test_each_environment_sees_its_own_servers_over_the_shared_defaults(tmp_path
     assert prod["action_server.port"] == 5055 and prod["model.url"] == "http://127.0.0.1:5005"
     assert prod.state_dir == config.work_dir / "environments" / "production"
     assert prod.work_dir == config.work_dir  # one journal, one mirror
+    assert prod["smoke.conversations"] is None  # verify: {smoke: false}
     assert config["action_server.port"] == 5055  # the top level is untouched
 
 
@@ -93,6 +96,8 @@ def test_no_environments_key_is_one_production_environment(tmp_path: Path) -> No
      "environments.production.verify.soak_seconds", "must be 0 or more"),
     ("environments:\n  production:\n    verify: {smoke: 'yes please'}\n",
      "environments.production.verify.smoke", "must be true or false"),
+    ("environments:\n  production:\n    verify: {nlu_gate: true}\n",
+     "environments.production.verify.nlu_gate", "unknown key; known: smoke, soak_seconds"),
     ("environments:\n  production:\n    region: eu\n", "environments.production.region",
      "unknown key; known: promote, after, verify, action_server, model"),
 ])
