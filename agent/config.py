@@ -78,14 +78,15 @@ class AgentConfig:
 
     def for_environment(self, name: str) -> AgentConfig:
         """This config as environment `name` sees it: its own action_server/model
-        keys over the top-level ones, and (for any but the first environment) its
-        servers' state under work_dir/environments/<name>. The journal, the mirror
-        and the secrets stay the agent's own."""
+        keys over the top-level ones, and its servers' state folder (`state_dir`).
+        The journal, the mirror and the secrets stay the agent's own."""
         env = self.environment(name)
         values = {**self.values, **env.overrides}
         if not env.verify.smoke:  # verify: {smoke: false}: no smoke test at its switches
             values["smoke.conversations"] = None
-        if env.name != self.environments[0].name:
+        if len(self.environments) > 1 and legacy_owner(self.work_dir) != env.name:
+            # By name, never by position: adding or reordering environments must
+            # not hand one environment's live servers to another.
             values["state_dir"] = str(self.work_dir / "environments" / env.name)
         return replace(self, values=values)
 
@@ -112,6 +113,22 @@ def spare_ports(config: AgentConfig, key: str, stable_name: str, stable: int) ->
         raise ConfigError(config.path, key,
                           f"must be two different TCP ports, neither of them {stable_name}")
     return int(ports[0]), int(ports[1])
+
+
+# A single environment keeps its servers' state in work_dir itself (the layout
+# before environments were places). With several, each has work_dir/environments/
+# <name>, except the one this file names: the environment that was live in that
+# single-environment layout when a second one was added (agent/runtime.py
+# claims it from the journal, once).
+LEGACY_OWNER = "legacy-environment"
+LEGACY_DIRS = ("action-server", "rasa-server", "rasa-blue-green")
+
+
+def legacy_owner(work_dir: Path) -> str | None:
+    try:
+        return (work_dir / LEGACY_OWNER).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def is_local_path(repo: str) -> bool:

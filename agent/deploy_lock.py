@@ -48,10 +48,11 @@ def switch_wait(config: AgentConfig) -> float:
 
 def lock_name(config: AgentConfig, environment: str | None) -> str:
     """The deploy lock of `environment` (None: the first): each environment has its
-    own, so production never waits for a switch in staging. The first keeps the
-    name a single-environment agent always had."""
-    first = config.environments[0].name
-    return DEPLOY_LOCK if environment in (None, first) else f"{DEPLOY_LOCK}:{environment}"
+    own, by name, so production never waits for a switch in staging. A single
+    environment keeps the name it always had."""
+    if len(config.environments) == 1:
+        return DEPLOY_LOCK
+    return f"{DEPLOY_LOCK}:{environment or config.environments[0].name}"
 
 
 def take_deploy_lock(agent: Agent, purpose: str, check: Callable[[], None] | None = None,

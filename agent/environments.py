@@ -14,6 +14,7 @@ into its `file: key: problem (line N)`; this module knows nothing of files.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from hooks.core.yaml_lines import LDict
 PLACE_BLOCKS = ("action_server", "model")  # what an environment may set for itself
 KEYS = ("promote", "after", "verify", *PLACE_BLOCKS)
 VERIFY_KEYS: dict[str, type | tuple[type, ...]] = {"smoke": bool, "soak_seconds": (int, float)}
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}
 
 
@@ -64,6 +66,10 @@ def parse(raw: Any, line: int, check_value: CheckValue) -> tuple[Environment, ..
     for name, body in raw.items():
         where = f"environments.{name}"
         key_line = _line(raw, name, line)
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            # It names a folder, a lock and a commit-status context.
+            raise EnvProblem(where, "an environment's name is lower-case letters, digits, "
+                             "- and _, starting with a letter or digit", key_line)
         body = body or {}
         if not isinstance(body, dict):
             raise EnvProblem(where, "must be a mapping", key_line)

@@ -125,15 +125,15 @@ def promote_through(agent: Agent, release_id: int, environment: str, reason: str
     """`agent promote`: into `environment` only once verified in the one before it
     (or `force` with a reason, journaled); then verified there and carried on."""
     env = agent.config.environment(environment)  # an unknown environment: a clean error
-    if env.after is not None and not verified_in(agent.journal, release_id, env.after):
-        if not force:
-            raise FatalError(f"release {release_id} has not passed {env.after}, which comes "
-                             f"before {environment}; promote it there first, or pass "
-                             "--force --reason WHY")
-        if not reason:
-            raise FatalError("--force needs --reason: why skip "
-                             f"{env.after} is recorded in the journal")
+    if force and not reason:
+        raise FatalError("--force needs --reason: why is recorded in the journal")
+    skipped = env.after is not None and not verified_in(agent.journal, release_id, env.after)
+    if skipped and not force:
+        raise FatalError(f"release {release_id} has not passed {env.after}, which comes "
+                         f"before {environment}; promote it there first, or pass "
+                         "--force --reason WHY")
+    plan = promote(agent, release_id, environment, reason)
+    if skipped:  # journaled once it happened: a refused promote forced nothing
         agent.journal.event("production.forced", release_id, environment, actor(),
                             f"not verified in {env.after}: {reason}")
-    plan = promote(agent, release_id, environment, reason)
     return plan, onward(agent, release_id, environment)

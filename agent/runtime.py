@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.config import AgentConfig, Environment
+from agent.config import LEGACY_DIRS, LEGACY_OWNER, AgentConfig, Environment, legacy_owner
 from agent.journal import Journal
 from agent.progress import Progress
 from agent.repo import Mirror
@@ -53,14 +53,19 @@ class Agent:
         # Whatever the agent runs for itself (git, the forwarder) needs none of
         # the variables its secrets come from; the commit's code never gets them.
         withhold(agent_secret_env(config))
-        places = {env.name: build_targets(config.for_environment(env.name))
-                  for env in config.environments}
-        for targets in places.values():
-            for secret in (*targets.action_server.secrets(), *targets.model.secrets()):
-                redact.add(secret)
         work = config.work_dir
         work.mkdir(parents=True, exist_ok=True)
         journal = Journal(work / "journal.sqlite")
+        try:
+            claim_legacy_layout(config, journal)
+            places = {env.name: build_targets(config.for_environment(env.name))
+                      for env in config.environments}
+        except BaseException:
+            journal.close()
+            raise
+        for targets in places.values():
+            for secret in (*targets.action_server.secrets(), *targets.model.secrets()):
+                redact.add(secret)
         mirror = Mirror(config.repo, config.branch, work / "repo.git")
         first = places[config.environments[0].name]
         return cls(config, journal, mirror, first, progress, places=places)
@@ -80,3 +85,21 @@ class Agent:
 
     def close(self) -> None:
         self.journal.close()
+
+
+def claim_legacy_layout(config: AgentConfig, journal: Journal) -> None:
+    """With several environments, name the one whose servers live in work_dir's
+    single-environment layout (agent/config.py LEGACY_OWNER): the environment
+    the journal has live, so adding `staging:` before `production:` leaves
+    production its running servers. Done once; refused when it can't be told."""
+    if len(config.environments) < 2 or legacy_owner(config.work_dir) is not None:
+        return
+    if not any((config.work_dir / name).exists() for name in LEGACY_DIRS):
+        return  # nothing ran in the old layout: every environment has its own folder
+    live = [env.name for env in config.environments if journal.production(env.name)]
+    if len(live) > 1:
+        raise FatalError(f"{config.work_dir}: servers of a single environment are in the "
+                         f"work dir, and {', '.join(live)} are all live: write the name of "
+                         f"the one they serve into {config.work_dir / LEGACY_OWNER}")
+    owner = live[0] if live else config.environments[0].name
+    (config.work_dir / LEGACY_OWNER).write_text(owner + "\n", encoding="utf-8")

@@ -51,7 +51,7 @@ def test_each_environment_sees_its_own_servers_over_the_shared_defaults(tmp_path
     assert production.verify == Verify(smoke=False)
     seen = config.for_environment("staging")
     assert seen["action_server.port"] == 5155 and seen["model.url"] == "http://127.0.0.1:5105"
-    assert seen.state_dir == config.work_dir  # the first keeps the single-environment layout
+    assert seen.state_dir == config.work_dir / "environments" / "staging"  # by name
     prod = config.for_environment("production")
     assert prod["action_server.port"] == 5055 and prod["model.url"] == "http://127.0.0.1:5005"
     assert prod.state_dir == config.work_dir / "environments" / "production"
@@ -98,6 +98,9 @@ def test_no_environments_key_is_one_production_environment(tmp_path: Path) -> No
      "environments.production.verify.smoke", "must be true or false"),
     ("environments:\n  production:\n    verify: {nlu_gate: true}\n",
      "environments.production.verify.nlu_gate", "unknown key; known: smoke, soak_seconds"),
+    ("environments:\n  eu.prod: {}\n", "environments.eu.prod", "an environment's name is "
+     "lower-case letters"),
+    ("environments:\n  ../x: {}\n", "environments.../x", "an environment's name is"),
     ("environments:\n  production:\n    region: eu\n", "environments.production.region",
      "unknown key; known: promote, after, verify, action_server, model"),
 ])
@@ -135,7 +138,7 @@ def test_each_environment_has_its_own_deploy_lock(tmp_path: Path) -> None:
     """A switch in production (another process) never makes staging wait."""
     config = load_config(_config(tmp_path, TWO))
     assert [lock_name(config, e.name) for e in config.environments] == [
-        "deploy", "deploy:production"]  # the first keeps the single-environment name
+        "deploy:staging", "deploy:production"]
     agent = Agent.open(config)
     hold = ("import sys, time; from pathlib import Path; from agent.journal import Journal; "
             "Journal(Path(sys.argv[1])).acquire_lock('deploy:production', 'a promote'); "
@@ -146,7 +149,7 @@ def test_each_environment_has_its_own_deploy_lock(tmp_path: Path) -> None:
         assert other.stdout is not None and other.stdout.readline().strip() == "held"
         started = time.monotonic()
         with deploy_lock(agent, "a switch in staging", environment="staging"):
-            holder = agent.journal.lock_holder("deploy")
+            holder = agent.journal.lock_holder("deploy:staging")
             assert holder is not None and holder["purpose"] == "a switch in staging"
         assert time.monotonic() - started < 1
         assert not try_deploy_lock(agent, "supervisor", "production")
@@ -154,3 +157,24 @@ def test_each_environment_has_its_own_deploy_lock(tmp_path: Path) -> None:
         other.kill()
         other.wait()
         agent.close()
+
+
+def test_adding_staging_before_production_leaves_production_its_live_servers(
+        tmp_path: Path) -> None:
+    """The single-environment layout (servers' state in work_dir itself) belongs
+    to the environment the journal has live, not to whichever is listed first."""
+    single = load_config(_config(tmp_path, ""))
+    agent = Agent.open(single)
+    (single.work_dir / "action-server").mkdir()  # what a running agent leaves
+    agent.journal.set_production("production", agent.journal.new_release(
+        environment="production", commit="a" * 40, branch="main", author="t",
+        message="live").id, kind="production.promoted", actor="t", reason="")
+    agent.close()
+    assert single.for_environment("production").state_dir == single.work_dir
+    both = load_config(_config(tmp_path, TWO))  # staging added FIRST
+    agent = Agent.open(both)
+    agent.close()
+    assert both.for_environment("production").state_dir == both.work_dir  # still its own
+    assert both.for_environment("staging").state_dir == (
+        both.work_dir / "environments" / "staging")
+    assert (both.work_dir / "legacy-environment").read_text().strip() == "production"

@@ -7,7 +7,7 @@ the real `agent` CLI, a real bare repo, the example bot with the light config.
 - Each environment's Rasa server answers with its own release.
 - A release whose staging smoke test fails never reaches production.
 
-Target cost: under 2 minutes (two light trainings, four server starts).
+Target cost: under 2 minutes (three light trainings, four server starts).
 """
 
 from __future__ import annotations
@@ -38,13 +38,15 @@ def test_a_release_moves_from_staging_to_production_and_each_serves_its_own(
         tmp_path: Path, rasa_bin: Path) -> None:
     bare, src = deploy_repo(tmp_path)
     ports = {name: (free_port(), free_port()) for name in ("staging", "production")}
+    backends = {name: [free_port(), free_port()] for name in ports}  # not port+1/+2: free
     urls = {name: f"http://127.0.0.1:{rasa}" for name, (rasa, _) in ports.items()}
     config = agent_config(
         tmp_path / "agent.yml", repo=bare, work_dir="work", rasa_command=rasa_bin,
         pipeline={"test_stories": "tests/none_*.yml"},
         smoke={"conversations": [[{"say": "when are you open", "expect": "Open from"}]]},
         environments={name: {"promote": "auto" if name == "staging" else "manual",
-                             "action_server": {"port": ports[name][1]},
+                             "action_server": {"port": ports[name][1],
+                                               "backend_ports": backends[name]},
                              "model": {"url": urls[name]}} for name in ports})
     host = Host(tmp_path, bare, src, config, urls["staging"], ports["staging"][1], rasa_bin)
     try:
@@ -84,6 +86,7 @@ def test_a_release_moves_from_staging_to_production_and_each_serves_its_own(
         assert _hours(urls["production"], "p3") == ["Open from 1 am, release 1."]
         refused = host.agent("promote", str(third.id), "--env", "production")
         assert refused.returncode != 0
+        assert f"release {third.id} has not passed staging" in refused.stderr, refused.stderr
         assert _hours(urls["production"], "p4") == ["Open from 1 am, release 1."]
     finally:
         host.agent("stop")
