@@ -59,17 +59,27 @@ def verify(agent: Agent, release: Release, environment: str,
            sleep: Callable[[float], None] = time.sleep) -> str | None:
     """Soak `release` in `environment`: None when it held, else why not."""
     env = agent.config.environment(environment)
-    place = agent.place(environment)
+    journal, place = agent.journal, agent.place(environment)
+    if any(e.kind == "smoke.failed_kept" and e.environment == environment
+           for e in journal.events(limit=1000, release_id=release.id)):
+        return "its smoke test failed there (kept: smoke.rollback is off)"
     deadline = time.monotonic() + env.verify.soak_seconds
-    while time.monotonic() < deadline:
+    while True:
+        pointer = journal.production(environment)
+        if pointer is None or pointer.release_id != release.id:
+            return "it is no longer live there (rolled back or replaced during the soak)"
+        if time.monotonic() >= deadline:
+            break
+        if agent.stop_requested:
+            return "the agent was stopped during the soak"
         dead = [h for h in (*place.model.health(), *place.action_server.health())
                 if h.state == DEAD]
         if dead:
             return "; ".join(f"{h.part} died ({h.detail})" for h in dead)
         sleep(min(SOAK_EVERY, max(0.0, deadline - time.monotonic())))
-    agent.journal.event(VERIFIED, release.id, environment,
-                        detail=f"soaked {env.verify.soak_seconds:g} s" if
-                        env.verify.soak_seconds else "smoke conversations passed")
+    journal.event(VERIFIED, release.id, environment,
+                  detail=f"soaked {env.verify.soak_seconds:g} s" if env.verify.soak_seconds
+                  else "smoke conversations passed")
     return None
 
 
@@ -77,6 +87,15 @@ def onward(agent: Agent, release_id: int, environment: str) -> list[str]:
     """After `release_id` went live in `environment`: verify it there, then carry
     it into the environments after, as their policies say; what happened, one
     line each. Never raises for a later environment's trouble: it is journaled."""
+    try:
+        return _onward(agent, release_id, environment)
+    except Exception as exc:  # the release is live where it is; the rest is news
+        agent.journal.event("release.verify_failed", release_id, environment,
+                            detail=f"{type(exc).__name__}: {exc}")
+        return [f"release {release_id}: {type(exc).__name__}: {exc}"]
+
+
+def _onward(agent: Agent, release_id: int, environment: str) -> list[str]:
     journal, done = agent.journal, []
     release = journal.release(release_id)
     failed = verify(agent, release, environment)
@@ -100,7 +119,7 @@ def onward(agent: Agent, release_id: int, environment: str) -> list[str]:
             done.append(f"release {release.id} not promoted to {env.name}: {exc}")
             continue
         done.append(f"release {release.id} is in {env.name}")
-        done += onward(agent, release.id, env.name)
+        done += _onward(agent, release.id, env.name)
     return done
 
 

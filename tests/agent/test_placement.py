@@ -12,7 +12,7 @@ import pytest
 from agent import pipeline
 from agent.journal import PROMOTED, QUEUED
 from agent.notify import notice_of
-from agent.placement import VERIFIED, WAITING, promote_through
+from agent.placement import VERIFIED, WAITING, promote_through, verify
 from agent.release import run_release
 from agent.views import show_status, status_data
 from hooks.core.errors import FatalError
@@ -111,3 +111,29 @@ def test_people_hear_that_a_release_waits_for_production(
     assert notice is not None and notice.environment == "production" and notice.chat
     assert f"`agent promote {queued} --env production`" in notice.text
     assert [s.state for s in notice.statuses] == ["pending"]
+
+
+def test_a_kept_smoke_failure_or_a_rollback_during_the_soak_is_never_verified(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world, production = _world(tmp_path, "auto", monkeypatch)
+    first = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
+                          environment="staging")
+    assert run_release(world.agent, world.journal.release(first)) == PROMOTED
+    assert production.live_model == "model-1"
+    # smoke.rollback off: the failure is kept in staging, and goes no further.
+    second = world.release(model_id="model-2", calls=set(), code="c1", status=QUEUED,
+                           environment="staging")
+    world.journal.event("smoke.failed_kept", second, "staging", detail="no reply")
+    assert verify(world.agent, world.journal.release(second), "staging") is not None
+    # Rolled back in staging while it soaks: not verified either.
+    assert verify(world.agent, world.journal.release(second), "staging") == (
+        "its smoke test failed there (kept: smoke.rollback is off)")
+    third = world.release(model_id="model-3", calls=set(), code="c1", status=PROMOTED,
+                          environment="staging")
+    world.journal.set_production("staging", first, kind="production.rolled_back", actor="t",
+                                 reason="incident")
+    assert verify(world.agent, world.journal.release(third), "staging") == (
+        "it is no longer live there (rolled back or replaced during the soak)")
+    assert production.live_model == "model-1"
+    assert not [e for e in world.journal.events() if e.kind == VERIFIED
+                and e.release_id in (second, third)]
