@@ -120,9 +120,10 @@ def rollback(agent: Agent, environment: str, to: int | None, reason: str) -> Rel
                                  "model; name one with --to")
         else:
             target = agent.journal.release(to)
-            if target.status != PROMOTED:
-                raise FatalError(f"release {target.id} is {target.status}; rollback goes only "
-                                 "to a release that was in production")
+            if target.status != PROMOTED or not agent.journal.was_live_in(target.id,
+                                                                          environment):
+                raise FatalError(f"release {target.id} was never live in {environment}; "
+                                 f"rollback goes only to a release that was")
         if target.id == current.release_id:
             raise FatalError(f"release {target.id} is already in {environment}")
         why = reason or "no reason given"

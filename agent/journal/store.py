@@ -230,11 +230,30 @@ class Journal(Locks):
             )
             tx.event(kind, release_id, environment, actor, reason)
 
+    # The events that put a release live in an environment.
+    WENT_LIVE = ("release.promoted", "production.promoted", "production.rolled_back")
+
+    def was_live_in(self, release_id: int, environment: str) -> bool:
+        """Whether `release_id` was ever live in `environment` (by its events; a
+        journal from before the events were per environment: by its own row)."""
+        marks = ",".join("?" * len(self.WENT_LIVE))
+        row = self._db.execute(
+            f"SELECT 1 FROM events WHERE release_id = ? AND environment = ? AND kind IN "
+            f"({marks}) UNION SELECT 1 FROM releases WHERE id = ? AND environment = ? AND "
+            "status = ? LIMIT 1",
+            (release_id, environment, *self.WENT_LIVE, release_id, environment,
+             ReleaseStatus.PROMOTED)).fetchone()
+        return row is not None
+
     def previous_production(self, environment: str, before: int) -> Release | None:
-        """The newest promoted release older than `before` whose model is still kept."""
+        """The newest release older than `before` that was live in `environment`
+        and whose model is still kept."""
+        marks = ",".join("?" * len(self.WENT_LIVE))
         rows = self._db.execute(
-            "SELECT * FROM releases WHERE environment = ? AND status = ? AND id < ?"
-            " ORDER BY id DESC", (environment, ReleaseStatus.PROMOTED, before),
+            f"SELECT * FROM releases WHERE id < ? AND status = ? AND (environment = ? OR id IN"
+            f" (SELECT release_id FROM events WHERE environment = ? AND kind IN ({marks})))"
+            " ORDER BY id DESC",
+            (before, ReleaseStatus.PROMOTED, environment, environment, *self.WENT_LIVE),
         )
         for row in rows:
             release = release_from_row(row)

@@ -13,6 +13,7 @@ from agent import pipeline
 from agent.journal import PROMOTED, QUEUED
 from agent.notify import notice_of
 from agent.placement import VERIFIED, WAITING, promote_through, verify
+from agent.promote import rollback
 from agent.release import run_release
 from agent.views import show_status, status_data
 from hooks.core.errors import FatalError
@@ -137,3 +138,25 @@ def test_a_kept_smoke_failure_or_a_rollback_during_the_soak_is_never_verified(
     assert production.live_model == "model-1"
     assert not [e for e in world.journal.events() if e.kind == VERIFIED
                 and e.release_id in (second, third)]
+
+
+def test_production_rolls_back_to_what_was_live_in_production_not_in_staging(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world, production = _world(tmp_path, "auto", monkeypatch)
+    ids = []
+    for number in (1, 2, 3):
+        queued = world.release(model_id=f"model-{number}", calls=set(), code="c1",
+                               status=QUEUED, environment="staging")
+        assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
+        ids.append(queued)
+    # Release 4 reaches staging only (production paused by a rollback meanwhile).
+    back = rollback(world.agent, "production", None, "incident")
+    assert back.id == ids[1] and production.live_model == "model-2"
+    staged_only = world.release(model_id="model-4", calls=set(), code="c1", status=QUEUED,
+                                environment="staging")
+    assert run_release(world.agent, world.journal.release(staged_only)) == PROMOTED
+    assert production.live_model == "model-2"  # paused: waits
+    with pytest.raises(FatalError, match=f"release {staged_only} was never live in production"):
+        rollback(world.agent, "production", staged_only, "wrong target")
+    assert rollback(world.agent, "production", None, "again").id == ids[0]
+    assert production.live_model == "model-1"
