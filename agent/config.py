@@ -124,6 +124,11 @@ LEGACY_OWNER = "legacy-environment"
 LEGACY_DIRS = ("action-server", "rasa-server", "rasa-blue-green")
 
 
+def legacy_environment(config: AgentConfig) -> str:
+    """The environment of the single-environment layout (and of records from it)."""
+    return legacy_owner(config.work_dir) or config.environments[0].name
+
+
 def legacy_owner(work_dir: Path) -> str | None:
     try:
         return (work_dir / LEGACY_OWNER).read_text(encoding="utf-8").strip() or None

@@ -74,7 +74,7 @@ def switch_production(agent: Agent, release: Release, environment: str, *, kind:
         mirror=agent.mirror, targets=agent.place(environment),
         release_id=release.id, commit=release.commit, rasa_argv=rasa_argv(agent.config),
         log=agent.progress.info, worktree=worktree, production=production,
-        step_prefix=_step_prefix(agent, release, kind),
+        step_prefix=_step_prefix(agent, release, kind), environment=environment,
     )
     try:
         switch.go_live(agent, ctx, plan, production, environment, actor=actor())

@@ -23,7 +23,9 @@ import shutil
 from collections.abc import Collection
 from pathlib import Path
 
+from agent.config import legacy_environment
 from agent.runtime import Agent
+from agent.server_records import server_record
 
 # Folders of the work dir whose *.log files are servers' own logs.
 SERVER_LOG_DIRS = ("action-server", "rasa-blue-green", "rasa-blue-green/proxy", "rasa-server")
@@ -98,7 +100,8 @@ def server_releases(agent: Agent) -> set[int]:
         if current is None:
             continue
         for release in releases:
-            if (release.id <= current.id and release.action_server
+            if (release.id <= current.id and server_record(
+                    release.action_server, environment.name, legacy_environment(agent.config))
                     and release.action_code_fingerprint == current.action_code_fingerprint):
                 found.add(release.id)
                 break

@@ -67,7 +67,7 @@ def run_release(agent: Agent, release: Release, guard: Guard | None = None) -> R
         config=agent.config.for_environment(env), journal=journal, mirror=agent.mirror,
         targets=agent.place(env),
         release_id=release.id, commit=release.commit, rasa_argv=rasa_argv(agent.config),
-        log=agent.progress.line, production=journal.production_release(env),
+        log=agent.progress.line, production=journal.production_release(env), environment=env,
     )
     agent.progress.info(f"release {release.id}: {release.short} {release.message!r} "
                         f"by {release.author}")

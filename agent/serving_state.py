@@ -8,8 +8,10 @@ the action server's process is up.
 
 from __future__ import annotations
 
+from agent.config import legacy_environment
 from agent.journal import Release
 from agent.runtime import Agent
+from agent.server_records import server_record
 from agent.targets.base import DEAD, ActionServerDeployment
 from agent.targets.factory import Targets
 from hooks.core.errors import FatalError
@@ -42,14 +44,16 @@ def release_of_model(agent: Agent, model_id: str | None) -> Release | None:
     return None
 
 
-def deployment_for(agent: Agent, production: Release) -> ActionServerDeployment | None:
-    """The newest recorded action server with production's action code."""
+def deployment_for(agent: Agent, production: Release,
+                   environment: str) -> ActionServerDeployment | None:
+    """The newest action server recorded in `environment` with production's action code."""
+    legacy = legacy_environment(agent.config)
     for release in agent.journal.releases(limit=500):
-        if release.id > production.id or not release.action_server:
+        server = server_record(release.action_server, environment, legacy)
+        if release.id > production.id or server is None:
             continue
         if release.action_code_fingerprint != production.action_code_fingerprint:
             continue
-        server = release.action_server
         return ActionServerDeployment(
             str(release.id), str(server.get("url", "")),
             frozenset(server.get("served_actions", [])), dict(server.get("handle", {})),

@@ -180,7 +180,7 @@ def _restore_failed(agent: Agent, production: Release, environment: str,
 
 def _undo_server(agent: Agent, production: Release, environment: str) -> bool:
     """Whether production's action server serves again, or its model needs none."""
-    deployment = deployment_for(agent, production)
+    deployment = deployment_for(agent, production, environment)
     if deployment is None:
         return not production.required_actions
     try:
@@ -252,7 +252,7 @@ def restore(agent: Agent, environment: str) -> list[str]:
     deployment = None
     if has_actions and (live_server is None
                         or not same_action_code(agent, current, live_server.release_id)):
-        deployment = deployment_for(agent, current)
+        deployment = deployment_for(agent, current, environment)
     if not model_drift and deployment is None:
         return []
     live_model_release = release_of_model(agent, live_model)
@@ -322,7 +322,8 @@ def _revive(agent: Agent, environment: str, model_dead: list[Health],
         # Only a DEAD server is replaced: live() is also None when a busy one
         # answers GET /actions late, and that one must keep its requests.
         server_dead = any(h.part == ACTION_SERVER_PART for h in action_dead)
-        deployment = deployment_for(agent, current) if current and server_dead else None
+        deployment = (deployment_for(agent, current, environment) if current and server_dead
+                      else None)
         if deployment is not None:
             place.action_server.reactivate(deployment, log)
             done.append(f"action server of release {deployment.release_id}")

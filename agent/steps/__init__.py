@@ -61,6 +61,11 @@ class StepContext:
     # (and logs) from when it was released must not be overwritten.
     step_prefix: str = ""
     run_line: Callable[[str], None] | None = None
+    environment: str = ""  # where the switch steps switch ("": the first environment)
+
+    @property
+    def environment_name(self) -> str:
+        return self.environment or self.config.environments[0].name
 
     @property
     def release(self) -> Release:

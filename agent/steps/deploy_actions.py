@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from agent.config import legacy_environment
+from agent.server_records import with_server_record
 from agent.steps import SKIPPED, Outcome, StepContext, StepFailed
 from agent.targets.base import ActionServerSpec, DeployError
 
@@ -41,10 +43,11 @@ def run(ctx: StepContext) -> Outcome:
         deployment = ctx.targets.action_server.deploy(spec, ctx.log)
     except DeployError as exc:
         raise StepFailed(f"action server: {exc}") from None
-    ctx.journal.update_release(ctx.release_id, action_server={
-        "target": ctx.targets.action_server.name, "url": deployment.url,
-        "served_actions": sorted(deployment.served_actions), "handle": deployment.handle,
-    })
+    record = {"target": ctx.targets.action_server.name, "url": deployment.url,
+              "served_actions": sorted(deployment.served_actions), "handle": deployment.handle}
+    ctx.journal.update_release(ctx.release_id, action_server=with_server_record(
+        release.action_server, ctx.environment_name, legacy_environment(ctx.config), record,
+        several=len(ctx.config.environments) > 1))
     ctx.notes["action_server_switched"] = "yes"
     return Outcome(f"action server live at {deployment.url} serving "
                    f"{len(deployment.served_actions)} action(s)")

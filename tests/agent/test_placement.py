@@ -15,6 +15,7 @@ from agent.notify import notice_of
 from agent.placement import VERIFIED, WAITING, promote_through, verify
 from agent.promote import rollback
 from agent.release import run_release
+from agent.serving_state import deployment_for
 from agent.views import show_status, status_data
 from hooks.core.errors import FatalError
 from tests.support.memory_targets import World, add_memory_place, memory_world
@@ -160,3 +161,19 @@ def test_production_rolls_back_to_what_was_live_in_production_not_in_staging(
         rollback(world.agent, "production", staged_only, "wrong target")
     assert rollback(world.agent, "production", None, "again").id == ids[0]
     assert production.live_model == "model-1"
+
+
+def test_each_environment_keeps_its_own_record_of_the_releases_action_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world, production = _world(tmp_path, "auto", monkeypatch)
+    queued = world.release(model_id="model-1", calls={"action_hours"}, code="c1",
+                           status=QUEUED, environment="staging")
+    assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
+    assert production.live_server is not None and world.serving.live_server is not None
+    recorded = world.journal.release(queued).action_server
+    assert recorded is not None and set(recorded["environments"]) == {"staging", "production"}
+    release = world.journal.release(queued)
+    for environment in ("staging", "production"):
+        found = deployment_for(world.agent, release, environment)
+        assert found is not None and found.release_id == str(queued)
+        assert found.url == recorded["environments"][environment]["url"]
