@@ -41,9 +41,13 @@ MARGIN = 60.0  # journal writes, the smoke test's own turns, process start-up
 def switch_wait(config: AgentConfig) -> float:
     """The longest a switch can hold the lock: start an action server, load (and
     drain) a model, then undo both after a failed smoke test."""
-    one_way = (float(config["action_server.start_timeout"]) + float(config["model.load_timeout"])
-               + float(config["model.drain_timeout"]))
-    return 2 * one_way + MARGIN
+    def one_way(view: AgentConfig) -> float:
+        return (float(view["action_server.start_timeout"]) + float(view["model.load_timeout"])
+                + float(view["model.drain_timeout"]))
+
+    # The slowest environment's: each may override its timeouts.
+    return 2 * max(one_way(config.for_environment(e.name)) for e in config.environments) \
+        + MARGIN
 
 
 def lock_name(config: AgentConfig, environment: str | None) -> str:

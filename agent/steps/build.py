@@ -26,7 +26,10 @@ DOCKER_TARGETS = ("docker", "docker_ssh", "swarm")
 
 
 def uses_images(config: AgentConfig) -> bool:
-    return str(config["action_server.target"]) in DOCKER_TARGETS
+    """Whether any environment's action server runs an image: one image per
+    release, built once, serves every environment that runs containers."""
+    return any(str(config.for_environment(env.name)["action_server.target"]) in DOCKER_TARGETS
+               for env in config.environments)
 
 
 def run(ctx: StepContext) -> Outcome:

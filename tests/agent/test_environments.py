@@ -17,7 +17,9 @@ from agent.config import ConfigError, load_config
 from agent.config_schema import ACTION_SERVER_TARGET_NAMES
 from agent.deploy_lock import deploy_lock, lock_name, try_deploy_lock
 from agent.environments import Verify
+from agent.pipeline import gates
 from agent.runtime import Agent
+from agent.steps.build import uses_images
 from agent.targets.factory import ACTION_SERVER_TARGETS
 from hooks.core.errors import FatalError
 
@@ -178,3 +180,12 @@ def test_adding_staging_before_production_leaves_production_its_live_servers(
     assert both.for_environment("staging").state_dir == (
         both.work_dir / "environments" / "staging")
     assert (both.work_dir / "legacy-environment").read_text().strip() == "production"
+
+
+def test_an_image_is_built_when_any_environment_runs_containers(tmp_path: Path) -> None:
+    config = load_config(_config(tmp_path, "image: {repository: r.example.com/bot}\n" + TWO.replace(
+        "  production:\n", "  production:\n    action_server: {target: docker}\n")))
+    assert config.for_environment("staging")["action_server.target"] == "local"
+    assert uses_images(config)
+    assert [step.NAME for step in gates(config)][-2:] == ["build", "push"]
+    assert not uses_images(load_config(_config(tmp_path, TWO)))
