@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from agent.config import AgentConfig
 from agent.journal import LockHeld
@@ -112,3 +112,15 @@ def deploy_lock(agent: Agent, purpose: str, check: Callable[[], None] | None = N
         yield
     finally:
         release_deploy_lock(agent, environment)
+
+
+@contextmanager
+def every_deploy_lock(agent: Agent, purpose: str, check: Callable[[], None] | None = None
+                      ) -> Iterator[None]:
+    """Hold every environment's deploy lock, taken in config order (nobody else
+    holds two, so no two holders wait for each other): for what touches all
+    environments at once (the repair of stray steps, the cleanup of models)."""
+    with ExitStack() as locks:
+        for environment in agent.config.environments:
+            locks.enter_context(deploy_lock(agent, purpose, check, environment.name))
+        yield

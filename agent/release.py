@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from agent import faults, order, pipeline, placement, switch
-from agent.deploy_lock import deploy_lock, release_deploy_lock, take_deploy_lock
+from agent.deploy_lock import every_deploy_lock, release_deploy_lock, take_deploy_lock
 from agent.journal import (
     FAILED,
     INTERRUPTED,
@@ -113,7 +113,7 @@ def run_release(agent: Agent, release: Release, guard: Guard | None = None) -> R
                 raise LockHeld("the agent is stopping")
 
         try:
-            with deploy_lock(agent, "cleanup of old releases", check=skip_if_stopping):
+            with every_deploy_lock(agent, "cleanup of old releases", check=skip_if_stopping):
                 cleanup(agent)
         except LockHeld as exc:  # stale, or stopping: the next release cleans up
             agent.progress.info(f"cleanup skipped: {exc}")
@@ -179,6 +179,9 @@ def cleanup(agent: Agent) -> None:
         if pointer is not None:
             kept.add(pointer.release_id)
     kept |= server_releases(agent)  # a live server's worktree: reactivate needs it
+    # Releases waiting for a later environment: `agent promote N --env E` needs them.
+    kept |= {e.release_id for e in journal.events(limit=500)
+             if e.kind == placement.WAITING and e.release_id is not None}
     kept_models = {journal.release(i).model_path for i in kept}
     for release in recent:
         if release.id in kept:

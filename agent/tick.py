@@ -17,11 +17,10 @@ call it. A tick:
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 
 from agent import switch
-from agent.deploy_lock import deploy_lock
+from agent.deploy_lock import deploy_lock, every_deploy_lock
 from agent.journal import INTERRUPTED, SKIPPED, SUPERSEDED, Journal, LockHeld, Release
 from agent.release import run_release
 from agent.runtime import PIPELINE_LOCK, Agent
@@ -72,17 +71,15 @@ def tick(agent: Agent, guard: Guard | None = None) -> TickResult:
         return TickResult("busy", message=str(exc))
     try:
         try:
-            with ExitStack() as locks:
-                # Every environment's lock, always in config order (nobody else
-                # holds two): no promote of any environment is mid-switch, so a
-                # running step is a crashed one.
-                for environment in agent.config.environments:
-                    locks.enter_context(deploy_lock(agent, "restore production",
-                                                    environment=environment.name))
+            # No promote of any environment is mid-switch, so a running step is a
+            # crashed one.
+            with every_deploy_lock(agent, "repair of stray steps"):
                 journal.interrupt_stray_steps("the agent process stopped during this switch")
-                # Every tick (not only after a crash of a release: also after a crashed
-                # `agent promote`) puts what serves back to what the journal says.
-                for environment in agent.config.environments:
+            # Every tick (not only after a crash of a release: also after a crashed
+            # `agent promote`) puts what serves back to what the journal says, each
+            # environment under its own lock (a slow restore holds up no other).
+            for environment in agent.config.environments:
+                with deploy_lock(agent, "restore production", environment=environment.name):
                     switch.restore(agent, environment.name)
         except LockHeld as exc:  # stale: `agent unlock`
             return TickResult("busy", message=str(exc))
