@@ -199,10 +199,16 @@ def _pump(conn: socket.socket, channel: paramiko.Channel) -> None:
     selector = selectors.DefaultSelector()
     selector.register(conn, selectors.EVENT_READ)
     selector.register(channel, selectors.EVENT_READ)
+    transport = channel.get_transport()
     try:
         open_ends = 2
         while open_ends:
-            for key, _ in selector.select(timeout=60):
+            # A dead SSH connection does not always wake the channel: looked at
+            # each second, so the Docker client sees its request cut at once
+            # (and retries) instead of waiting out its 300 s read timeout.
+            if channel.closed or transport is None or not transport.is_active():
+                break
+            for key, _ in selector.select(timeout=1.0):
                 if key.fileobj is conn:
                     data = conn.recv(65536)
                     if not data:
