@@ -96,6 +96,10 @@ def connect_ssh(settings: SshSettings) -> paramiko.SSHClient:
         client.close()
         raise EngineUnreachable(f"cannot reach {settings.host}:{settings.port} over SSH: "
                                 f"{exc.strerror or exc}") from None
+    except EOFError:  # the server closed the connection during the handshake (sshd killed)
+        client.close()
+        raise EngineUnreachable(f"SSH to {settings.user}@{settings.host}:{settings.port} "
+                                "failed: the server closed the connection") from None
     return client
 
 
@@ -157,7 +161,12 @@ class SshEngine:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        channel = self._open_channel()
+        # Whatever happens, `conn` is closed: a Docker request whose tunnel could not
+        # be opened must fail at once, not wait out its 300 s read timeout.
+        try:
+            channel = self._open_channel()
+        except Exception:
+            channel = None
         if channel is None:
             conn.close()
             return
