@@ -24,10 +24,12 @@ from agent.environments import Environment as Environment
 from agent.notify_config import TYPES as NOTIFY_TYPES
 from agent.secrets import (
     MIN_REDACTED_LENGTH,
+    Redactor,
     Secret,
     SecretUnavailable,
     is_secret_name,
     read_secret,
+    url_secrets,
 )
 from hooks.core.errors import FatalError
 from hooks.core.yaml_lines import LDict, load_yaml
@@ -89,6 +91,14 @@ class AgentConfig:
             # not hand one environment's live servers to another.
             values["state_dir"] = str(self.work_dir / "environments" / env.name)
         return replace(self, values=values)
+
+    def redactor(self) -> Redactor:
+        """Every secret the config names, and a credential in the `repo:` URL
+        (git's errors echo it): what logs, doctor rows and notifications hide."""
+        redact = Redactor(secret.reveal() for secret in self.secrets.values())
+        for secret in url_secrets(self.repo):
+            redact.add(secret)
+        return redact
 
     def environment(self, name: str) -> Environment:
         for env in self.environments:

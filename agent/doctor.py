@@ -23,7 +23,7 @@ from agent.config import AgentConfig, load_config
 from agent.doctor_remote import Result
 from agent.notify_sinks import load_sinks
 from agent.repo import Mirror, exposed_credential
-from agent.secrets import Redactor, public_url, url_secrets
+from agent.secrets import Redactor, public_url
 from hooks.core.errors import FatalError
 from hooks.core.process import run
 
@@ -133,9 +133,9 @@ def _notify(config: AgentConfig) -> Result:
     if not config["notify"]:
         return "SKIP", "no notify: sinks configured"
     sinks = load_sinks(config)  # an unreadable secret: its ConfigError is the FAIL row
+    addresses = [sink.address() for sink in sinks]
     down = []
-    for sink in sinks:
-        host, port = sink.address()
+    for sink, (host, port) in zip(sinks, addresses, strict=True):
         try:
             socket.create_connection((host, port), timeout=5).close()
         except OSError as exc:
@@ -144,7 +144,7 @@ def _notify(config: AgentConfig) -> Result:
         return "FAIL", "cannot connect to " + "; ".join(down) + (
             "; check the URL and that the agent's host may reach it")
     return "OK", f"{len(sinks)} sink(s) reachable: " + ", ".join(
-        f"{host}:{port}" for host, port in (sink.address() for sink in sinks))
+        f"{host}:{port}" for host, port in addresses)
 
 
 Check = Callable[[AgentConfig], Result]
@@ -184,9 +184,7 @@ def run_doctor(path: Path) -> int:
         rows.append(("docker", ("SKIP", "needs a config that loads")))
         redact = Redactor()
     else:
-        redact = Redactor(secret.reveal() for secret in config.secrets.values())
-        for secret in url_secrets(config.repo):
-            redact.add(secret)
+        redact = config.redactor()
         for name, check in _checks():
             rows.append((name, _guarded(check, config)))
         ssh_ok = dict(rows)["ssh"][0] == "OK"

@@ -27,7 +27,7 @@ from agent.config import AgentConfig
 from agent.journal import Event, Journal, Release
 from agent.notify_sinks import Notice, SendFailed, Sink, Status, load_sinks
 from agent.retry import Backoff
-from agent.secrets import Redactor, url_secrets
+from agent.secrets import Redactor
 from hooks.core.errors import FatalError
 
 # Event kind -> (what happened, commit-status state or None, worth a chat message).
@@ -117,11 +117,15 @@ class Notifier:
     """Delivers the journal's events to the sinks, each from its own cursor."""
 
     def __init__(self, journal_path: Path, sinks: Sequence[Sink], log: Callable[[str], None],
-                 *, backoff: Backoff = RETRY, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+                 *, backoff: Backoff = RETRY, clock: Callable[[], float] = time.monotonic,
+                 redact: Redactor | None = None) -> None:
         self.journal_path = Path(journal_path)
         self.sinks = list(sinks)
-        self.redact = Redactor(secret for sink in self.sinks for secret in sink.secrets)
+        # The agent's own secrets (`redact`, e.g. config.redactor()) and the sinks'.
+        self.redact = redact or Redactor()
+        for sink in self.sinks:
+            for secret in sink.secrets:
+                self.redact.add(secret)
         self._log = log
         self.backoff = backoff
         self.clock = clock
@@ -277,9 +281,9 @@ def open_notifier(config: AgentConfig, journal: Journal,
     sinks = load_sinks(config)
     if not sinks:
         return None
-    notifier = Notifier(config.work_dir / "journal.sqlite", sinks, log)
-    for secret in (*(s.reveal() for s in config.secrets.values()), *url_secrets(config.repo)):
-        notifier.redact.add(secret)
+    notifier = Notifier(config.work_dir / "journal.sqlite", sinks, log,
+                        redact=config.redactor())
+
     notifier.prime(journal)
     return notifier
 

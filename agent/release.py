@@ -37,6 +37,7 @@ from agent.runner import ReleaseStopped, run_step
 from agent.runtime import Agent
 from agent.steps import Abandoned, StepContext
 from agent.supersede import Guard, Superseded
+from agent.targets.base import DeployError
 from agent.targets.factory import rasa_argv
 
 
@@ -115,7 +116,10 @@ def run_release(agent: Agent, release: Release, guard: Guard | None = None) -> R
         try:
             with every_deploy_lock(agent, "cleanup of old releases", check=skip_if_stopping):
                 cleanup(agent)
-        except LockHeld as exc:  # stale, or stopping: the next release cleans up
+        except (LockHeld, DeployError) as exc:
+            # Stale, stopping, or a target that can't say what its servers run (an
+            # engine gone): nothing is removed now, the next release cleans up. The
+            # release's own outcome stands either way.
             agent.progress.info(f"cleanup skipped: {exc}")
 
 

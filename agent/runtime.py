@@ -18,7 +18,6 @@ from agent.config import LEGACY_DIRS, LEGACY_OWNER, AgentConfig, Environment, le
 from agent.journal import Journal
 from agent.progress import Progress
 from agent.repo import Mirror
-from agent.secrets import Redactor, url_secrets
 from agent.targets.factory import Targets, agent_secret_env, build_targets
 from hooks.core.child_env import withhold
 from hooks.core.errors import FatalError
@@ -45,9 +44,7 @@ class Agent:
 
     @classmethod
     def open(cls, config: AgentConfig, progress: Progress | None = None) -> Agent:
-        redact = Redactor(secret.reveal() for secret in config.secrets.values())
-        for secret in url_secrets(config.repo):  # a token in `repo:` (git's errors echo it)
-            redact.add(secret)
+        redact = config.redactor()
         progress = progress or Progress(redact=redact)
         progress.redact = redact
         # Whatever the agent runs for itself (git, the forwarder) needs none of

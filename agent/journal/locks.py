@@ -21,6 +21,14 @@ class LockHeld(FatalError):
     """Another process holds the deploy lock."""
 
 
+def _take(tx: Any, name: str, purpose: str) -> None:
+    """The lock row that says this process holds `name` (inside a transaction)."""
+    host, _, pid = owner_id().rpartition(":")
+    tx.execute("INSERT OR REPLACE INTO locks (name, owner, pid, host, acquired_at, purpose)"
+               " VALUES (?, ?, ?, ?, ?, ?)",
+               (name, owner_id(), int(pid), host, time.time(), purpose))
+
+
 class Locks(Database):
     """Taking, releasing and reading the named locks, each in one transaction."""
 
@@ -37,12 +45,7 @@ class Locks(Database):
                     f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(row['acquired_at']))}"
                     f" ({row['purpose']}).{stale}"
                 )
-            host, _, pid = owner_id().rpartition(":")
-            tx.execute(
-                "INSERT OR REPLACE INTO locks (name, owner, pid, host, acquired_at, purpose)"
-                " VALUES (?, ?, ?, ?, ?, ?)", (name, owner_id(), int(pid), host, time.time(),
-                                               purpose),
-            )
+            _take(tx, name, purpose)
 
     def wait_for_lock(self, name: str, purpose: str, *, timeout: float,
                       say: Callable[[str], None], poll: float = 0.2,
@@ -89,12 +92,7 @@ class Locks(Database):
             row = tx.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
             if row is not None and row["owner"] != owner_id() and owner_alive(row["owner"]):
                 return False
-            host, _, pid = owner_id().rpartition(":")
-            tx.execute(
-                "INSERT OR REPLACE INTO locks (name, owner, pid, host, acquired_at, purpose)"
-                " VALUES (?, ?, ?, ?, ?, ?)", (name, owner_id(), int(pid), host, time.time(),
-                                               purpose),
-            )
+            _take(tx, name, purpose)
             return True
 
     def force_unlock(self, name: str, actor: str) -> dict[str, Any] | None:

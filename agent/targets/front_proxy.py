@@ -35,7 +35,7 @@ from agent.targets.base import DEAD, DeployError, Health, LogSink
 from agent.targets.haproxy_config import SERVER, STANDBY, Routes, parse, render
 from agent.targets.haproxy_config import SLOTS as SLOTS
 from agent.targets.haproxy_config import Upstream as Upstream
-from agent.targets.pidfile import write_atomically
+from agent.targets.pidfile import read_pid, write_atomically
 from agent.targets.probe import probe
 from hooks.core.process import alive, stop
 
@@ -136,11 +136,8 @@ class FrontProxy:
     # ----------------------------------------------------------- process
 
     def _pid(self) -> int | None:
-        try:
-            text = self.pid_file.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            return None
-        return int(text) if text.isdigit() else None
+        recorded = read_pid(self.pid_file)
+        return recorded[0] if recorded else None
 
     def running(self) -> bool:
         pid = self._pid()

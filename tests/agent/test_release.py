@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from agent import pipeline
+from agent import release as release_module
 from agent.journal import FAILED, PROMOTED, QUEUED, STAGED
 from agent.release import promotion_decision, run_release
+from agent.targets.base import DeployError
 from tests.support.memory_targets import World, memory_world
 
 SMOKE = "smoke:\n  conversations:\n    - - say: hello\n        expect: Hi!\n"
@@ -57,6 +59,28 @@ def test_a_release_failing_its_smoke_test_is_undone_and_production_stays(
     assert world.serving.history[2:] == [("action_server", str(old)), ("model", "model-1")]
     assert world.serving.violations == []
     assert world.journal.production_release("production").id == old  # type: ignore[union-attr]
+
+
+def test_a_target_gone_during_the_cleanup_leaves_the_releases_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a cut SSH connection does after a failed deploy: the cleanup can't ask
+    # the action server what serves, so it is skipped (and said), never an error.
+    world = memory_world(tmp_path, SMOKE)
+    world.release(model_id="model-1", calls={"action_a"}, code="code-1",
+                  status=PROMOTED, live=True)
+    new = queued(world, "model-2", {"action_a"}, "code-2")
+    world.model.answers["model-2"] = ["Bye"]
+    said: list[str] = []
+    monkeypatch.setattr(world.agent.progress, "info", said.append)
+
+    def engine_gone(agent: object) -> set[int]:
+        raise DeployError("cannot reach 127.0.0.1:22 over SSH (gave up after 4 attempt(s))")
+
+    monkeypatch.setattr(release_module, "server_releases", engine_gone)
+    assert run_release(world.agent, world.journal.release(new)) == FAILED
+    assert world.journal.release(new).reason.startswith("smoke: ")
+    assert "cleanup skipped: cannot reach 127.0.0.1:22 over SSH" in "\n".join(said)
 
 
 def test_a_release_no_order_can_switch_fails_at_order_untouched(tmp_path: Path) -> None:

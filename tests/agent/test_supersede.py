@@ -29,6 +29,7 @@ from agent.journal import (
     SUPERSEDED,
     Journal,
     LockHeld,
+    Release,
     StepStatus,
 )
 from agent.promote import rollback
@@ -90,6 +91,17 @@ def model(ctx: StepContext) -> None:
     path.write_text(f"model-{ctx.commit[:8]}", encoding="utf-8")
     ctx.journal.update_release(ctx.release_id, model_path=str(path),
                                model_id=f"model-{ctx.commit[:8]}", required_actions=[])
+
+
+def one_live_one_queued(tmp_path: Path, gates: list[Gate], letter: str) -> tuple[World, Release]:
+    """A world serving release 1 ("model-1"), and a queued release of commit
+    `letter` * 40 whose one gate trains: what the deploy-lock tests start from."""
+    world = memory_world(tmp_path)
+    world.release(model_id="model-1", calls=set(), code="code-1", status=PROMOTED, live=True)
+    gates.append(Gate("train", True, model))
+    queued = world.journal.new_release(environment="production", commit=letter * 40,
+                                       branch="main", author="t", message="new")
+    return world, queued
 
 
 @pytest.fixture()
@@ -198,11 +210,7 @@ def test_a_rollback_runs_while_a_release_is_in_its_gates_and_the_release_then_st
 def test_a_release_waits_for_a_switch_in_progress_and_switches_from_what_it_left(
     tmp_path: Path, gates: list[Gate],
 ) -> None:
-    world = memory_world(tmp_path)
-    world.release(model_id="model-1", calls=set(), code="code-1", status=PROMOTED, live=True)
-    gates.append(Gate("train", True, model))
-    queued = world.journal.new_release(environment="production", commit="d" * 40,
-                                       branch="main", author="t", message="new")
+    world, queued = one_live_one_queued(tmp_path, gates, "d")
     proc = holder(world.journal, 1.0)
     started = time.monotonic()
     assert run_release(world.agent, queued) == PROMOTED
@@ -218,11 +226,7 @@ def test_sigterm_while_a_release_waits_for_the_deploy_lock_interrupts_it_at_once
     """`agent stop` is not kept waiting for another process's switch (up to
     switch_wait, minutes): the waiting release switched nothing, so it ends
     `interrupted` (retried at the next start) and its cleanup is skipped."""
-    world = memory_world(tmp_path)
-    world.release(model_id="model-1", calls=set(), code="code-1", status=PROMOTED, live=True)
-    gates.append(Gate("train", True, model))
-    queued = world.journal.new_release(environment="production", commit="e" * 40,
-                                       branch="main", author="t", message="new")
+    world, queued = one_live_one_queued(tmp_path, gates, "e")
     proc = holder(world.journal, 120)
     stop = threading.Timer(0.5, lambda: setattr(world.agent, "stop_requested", True))
     try:

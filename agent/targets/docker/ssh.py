@@ -96,6 +96,10 @@ def connect_ssh(settings: SshSettings) -> paramiko.SSHClient:
         client.close()
         raise EngineUnreachable(f"cannot reach {settings.host}:{settings.port} over SSH: "
                                 f"{exc.strerror or exc}") from None
+    except EOFError:  # the server closed the connection during the handshake (sshd killed)
+        client.close()
+        raise EngineUnreachable(f"SSH to {settings.user}@{settings.host}:{settings.port} "
+                                "failed: the server closed the connection") from None
     return client
 
 
@@ -157,7 +161,12 @@ class SshEngine:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        channel = self._open_channel()
+        # Whatever happens, `conn` is closed: a Docker request whose tunnel could not
+        # be opened must fail at once, not wait out its 300 s read timeout.
+        try:
+            channel = self._open_channel()
+        except Exception:
+            channel = None
         if channel is None:
             conn.close()
             return
@@ -199,10 +208,16 @@ def _pump(conn: socket.socket, channel: paramiko.Channel) -> None:
     selector = selectors.DefaultSelector()
     selector.register(conn, selectors.EVENT_READ)
     selector.register(channel, selectors.EVENT_READ)
+    transport = channel.get_transport()
     try:
         open_ends = 2
         while open_ends:
-            for key, _ in selector.select(timeout=60):
+            # A dead SSH connection does not always wake the channel: looked at
+            # each second, so the Docker client sees its request cut at once
+            # (and retries) instead of waiting out its 300 s read timeout.
+            if channel.closed or transport is None or not transport.is_active():
+                break
+            for key, _ in selector.select(timeout=1.0):
                 if key.fileobj is conn:
                     data = conn.recv(65536)
                     if not data:
