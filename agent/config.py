@@ -72,6 +72,13 @@ class AgentConfig:
         return Path(self.values.get("state_dir") or self.values["work_dir"])
 
     @property
+    def place(self) -> str:
+        """What names this environment's Docker containers and volumes apart from
+        another's on the same engine: its name, or "" for the environment that
+        keeps the single-environment layout (its containers keep their names)."""
+        return str(self.values.get("place") or "")
+
+    @property
     def is_local_repo(self) -> bool:
         return is_local_path(self.repo)
 
@@ -90,6 +97,7 @@ class AgentConfig:
             # By name, never by position: adding or reordering environments must
             # not hand one environment's live servers to another.
             values["state_dir"] = str(self.work_dir / "environments" / env.name)
+            values["place"] = env.name
         return replace(self, values=values)
 
     def redactor(self) -> Redactor:

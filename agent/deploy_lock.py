@@ -12,13 +12,15 @@ Whoever needs DEPLOY_LOCK while a live process holds it waits, saying so, for
 as long as the longest switch may take (`switch_wait`); a stale lock (its owner
 is gone) fails at once with the `agent unlock` hint, as before.
 
-In this process, `SWITCHING` comes first: every holder of DEPLOY_LOCK takes it
-before the journal lock and drops it after. Journal locks are owned per
-process (`host:pid`), so the supervisor's thread would see the main thread's
-DEPLOY_LOCK as its own (and releasing it would drop the main thread's!); it
-instead only tries `SWITCHING` (`try_deploy_lock`) and skips its round while
-any switch, restore or cleanup of this process runs, up to the journal write
-that ends it (a release's `finish_release` after `go_live`).
+In this process, an in-memory lock of the same name (`switching`) comes
+first: every holder of a deploy lock takes it before the journal lock and
+drops it after. Journal locks are owned per process (`host:pid`), so the
+supervisor's thread would see the main thread's DEPLOY_LOCK as its own (and
+releasing it would drop the main thread's!); it instead only tries the
+in-memory lock (`try_deploy_lock`) and skips its round for an environment
+while a switch, restore or cleanup of that environment in this process runs,
+up to the journal write that ends it (a release's `finish_release` after
+`go_live`).
 """
 
 from __future__ import annotations
@@ -31,9 +33,17 @@ from agent.config import AgentConfig
 from agent.journal import LockHeld
 from agent.runtime import DEPLOY_LOCK, Agent
 
-# Held by every holder of DEPLOY_LOCK in this process, and by every switch
-# (re-entrant: go_live undoes inside it, under the deploy lock).
-SWITCHING = threading.RLock()
+# One per deploy lock, held by every holder of that lock in this process
+# (re-entrant: go_live undoes inside it, under the deploy lock). Per lock, so
+# a switch in staging never pauses the supervisor's watch of production.
+_SWITCHING: dict[str, threading.RLock] = {}
+_SWITCHING_MADE = threading.Lock()
+
+
+def switching(name: str) -> threading.RLock:
+    """This process's in-memory lock in front of the journal's lock `name`."""
+    with _SWITCHING_MADE:
+        return _SWITCHING.setdefault(name, threading.RLock())
 
 MARGIN = 60.0  # journal writes, the smoke test's own turns, process start-up
 
@@ -61,45 +71,50 @@ def lock_name(config: AgentConfig, environment: str | None) -> str:
 
 def take_deploy_lock(agent: Agent, purpose: str, check: Callable[[], None] | None = None,
                      environment: str | None = None) -> None:
-    """Take SWITCHING, then `environment`'s deploy lock, waiting for a switch (or the
+    """Take `switching`, then `environment`'s deploy lock, waiting for a switch (or the
     supervisor's restart) in progress; LockHeld if stale or too long. `check` may
     raise to stop waiting for another process's lock. `release_deploy_lock` ends it."""
     timeout = switch_wait(agent.config)
-    if not SWITCHING.acquire(blocking=False):
+    name = lock_name(agent.config, environment)
+    local = switching(name)
+    if not local.acquire(blocking=False):
         agent.progress.info(f"waiting for a server restart of this agent to end ({purpose})")
-        if not SWITCHING.acquire(timeout=timeout):
+        if not local.acquire(timeout=timeout):
             raise LockHeld(f"a switch or server restart of this agent did not end within "
                            f"{timeout:.0f} s; try again when it is done.")
     try:
-        agent.journal.wait_for_lock(lock_name(agent.config, environment), purpose, timeout=timeout,
+        agent.journal.wait_for_lock(name, purpose, timeout=timeout,
                                     say=agent.progress.info, check=check)
     except BaseException:
-        SWITCHING.release()
+        local.release()
         raise
 
 
 def try_deploy_lock(agent: Agent, purpose: str, environment: str | None = None) -> bool:
-    """Take SWITCHING and DEPLOY_LOCK now, or neither (False): a switch of this
+    """Take `switching` and the deploy lock now, or neither (False): a switch of this
     process or another, or a stale lock, holds one of them."""
-    if not SWITCHING.acquire(blocking=False):
+    name = lock_name(agent.config, environment)
+    local = switching(name)
+    if not local.acquire(blocking=False):
         return False
     try:
-        agent.journal.acquire_lock(lock_name(agent.config, environment), purpose)
+        agent.journal.acquire_lock(name, purpose)
     except LockHeld:
-        SWITCHING.release()
+        local.release()
         return False
     except BaseException:
-        SWITCHING.release()
+        local.release()
         raise
     return True
 
 
 def release_deploy_lock(agent: Agent, environment: str | None = None) -> None:
     """End what take_deploy_lock/try_deploy_lock took: the journal lock first."""
+    name = lock_name(agent.config, environment)
     try:
-        agent.journal.release_lock(lock_name(agent.config, environment))
+        agent.journal.release_lock(name)
     finally:
-        SWITCHING.release()
+        switching(name).release()
 
 
 @contextmanager

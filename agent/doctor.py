@@ -11,6 +11,7 @@ prints. The remote checks (Docker, registry, SSH) are in doctor_remote.py.
 
 from __future__ import annotations
 
+import functools
 import shlex
 import shutil
 import socket
@@ -119,7 +120,7 @@ def _action_port(config: AgentConfig) -> Result:
     if config["action_server.target"] != "local":
         return "SKIP", "action server is not local"
     host, port = str(config["action_server.host"]), int(config["action_server.port"])
-    pid_file = config.work_dir / "action-server" / "forwarder.pid"
+    pid_file = config.state_dir / "action-server" / "forwarder.pid"
     with socket.socket() as sock:
         sock.settimeout(1)
         taken = sock.connect_ex((host, port)) == 0
@@ -151,19 +152,42 @@ Check = Callable[[AgentConfig], Result]
 
 
 def _checks() -> list[tuple[str, Check]]:
+    """The checks of what the agent has once: its work dir, git, Rasa, the image
+    registry, notifications."""
     return [
         ("work dir", _work_dir),
         ("git", _git),
         ("rasa", _rasa),
+        ("registry", remote.registry),
+        ("notify", _notify),
+    ]
+
+
+def _place_checks() -> list[tuple[str, Check]]:
+    """The checks of each environment's own servers (its view of the config)."""
+    return [
         ("rasa server", _rasa_server),
         ("haproxy", _haproxy),
         ("action port", _action_port),
-        ("registry", remote.registry),
         ("ssh key", remote.ssh_key),
         ("ssh host key", remote.ssh_host_key),
         ("ssh", remote.ssh),
-        ("notify", _notify),
     ]
+
+
+def _place_rows(config: AgentConfig) -> list[tuple[str, Result]]:
+    """Each environment's rows, named after it when there are several."""
+    rows: list[tuple[str, Result]] = []
+    several = len(config.environments) > 1
+    for env in config.environments:
+        view = config.for_environment(env.name)
+        suffix = f" ({env.name})" if several else ""
+        found = [(name, _guarded(check, view)) for name, check in _place_checks()]
+        ssh_ok = dict(found)["ssh"][0] == "OK"
+        found.append(("docker", _guarded(functools.partial(remote.docker, ssh_ok=ssh_ok),
+                                         view)))
+        rows += [(name + suffix, result) for name, result in found]
+    return rows
 
 
 def _guarded(check: Check, config: AgentConfig) -> Result:
@@ -180,15 +204,13 @@ def run_doctor(path: Path) -> int:
     config, result = _config(path)
     rows: list[tuple[str, Result]] = [("config", result)]
     if config is None:
-        rows += [(name, ("SKIP", "needs a config that loads")) for name, _ in _checks()]
-        rows.append(("docker", ("SKIP", "needs a config that loads")))
+        names = [name for name, _ in (*_checks(), *_place_checks())] + ["docker"]
+        rows += [(name, ("SKIP", "needs a config that loads")) for name in names]
         redact = Redactor()
     else:
         redact = config.redactor()
-        for name, check in _checks():
-            rows.append((name, _guarded(check, config)))
-        ssh_ok = dict(rows)["ssh"][0] == "OK"
-        rows.append(("docker", _guarded(lambda c: remote.docker(c, ssh_ok), config)))
+        rows += [(name, _guarded(check, config)) for name, check in _checks()]
+        rows += _place_rows(config)
     width = max(len(name) for name, _ in rows)
     for name, (state, detail) in rows:
         print(redact(f"{state:<4}  {name:<{width}}  {detail}"))

@@ -25,7 +25,8 @@ from hooks.core.yaml_lines import LDict
 
 PLACE_BLOCKS = ("action_server", "model")  # what an environment may set for itself
 KEYS = ("promote", "after", "verify", *PLACE_BLOCKS)
-VERIFY_KEYS: dict[str, type | tuple[type, ...]] = {"smoke": bool, "soak_seconds": (int, float)}
+VERIFY_KEYS: dict[str, type | tuple[type, ...]] = {
+    "smoke": bool, "soak_seconds": (int, float), "nlu_gate": bool}
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", ""}
 
@@ -40,6 +41,9 @@ class EnvProblem(Exception):
 class Verify:
     smoke: bool = True  # the smoke conversations at each switch there (agent/config.py)
     soak_seconds: float = 0.0
+    # Before a release goes there: the NLU gate (`nlu_gate` thresholds) against
+    # what serves there. The first environment's is `nlu_gate.enabled` (a gate).
+    nlu_gate: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,11 @@ def parse(raw: Any, line: int, check_value: CheckValue) -> tuple[Environment, ..
                                 _overrides(where, body, key_line, check_value)))
         previous = str(name)
     _check_order(envs, raw, line)
+    for env in envs:
+        if env.after is None and env.verify.nlu_gate:
+            raise EnvProblem(f"environments.{env.name}.verify.nlu_gate",
+                             "a release reaches the first environment through the gates: "
+                             "use `nlu_gate: {enabled: true}` there", _line(raw, env.name, line))
     return tuple(envs)
 
 
@@ -98,7 +107,8 @@ def _verify(where: str, raw: Any, line: int) -> Verify:
     if raw is None:
         return Verify()
     if not isinstance(raw, dict):
-        raise EnvProblem(f"{where}.verify", "must be a mapping of smoke, soak_seconds", line)
+        raise EnvProblem(f"{where}.verify", "must be a mapping of " + ", ".join(VERIFY_KEYS),
+                         line)
     for key, value in raw.items():
         types = VERIFY_KEYS.get(key)
         if types is None:
@@ -110,7 +120,7 @@ def _verify(where: str, raw: Any, line: int) -> Verify:
     soak = float(raw.get("soak_seconds", 0))
     if soak < 0:
         raise EnvProblem(f"{where}.verify.soak_seconds", "must be 0 or more", line)
-    return Verify(bool(raw.get("smoke", True)), soak)
+    return Verify(bool(raw.get("smoke", True)), soak, bool(raw.get("nlu_gate", False)))
 
 
 def _overrides(where: str, body: Mapping[str, Any], line: int,

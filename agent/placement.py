@@ -13,34 +13,38 @@ it a candidate for the environments after that one, each by its own policy:
   from what that environment serves;
 - manual: `release.waiting` with the command that promotes it.
 
-A failure in a later environment is undone by the switch and journaled there;
-the environments before keep the release. `agent promote N --env E`
-(`promote_through`) refuses a release not verified in E's `after` unless
-forced with a reason (`production.forced`).
+With `verify.nlu_gate`, an environment after the first also takes a release only
+when its NLU model holds up against what serves there (`nlu_refusal`: the same
+comparison and thresholds as the `nlu_gate` step, which is the first
+environment's). A failure in a later environment is undone by the switch and
+journaled there; the environments before keep the release. `agent promote N
+--env E` (`promote_through`) refuses a release not verified in E's `after`, or
+refused by E's NLU gate, unless forced with a reason (`production.forced`).
+A crash between two environments is resumed by the tick (`carry_on`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from agent import order
 from agent.deploy_lock import deploy_lock
 from agent.environments import Environment
 from agent.journal import Journal, LockHeld, Release
+from agent.journal.records import VERIFIED, WAITING
 from agent.promote import actor, promote, switch_production
 from agent.runtime import Agent
+from agent.steps import nlu_gate
 from agent.targets.base import DEAD
 from hooks.core.errors import FatalError
 
-VERIFIED = "release.verified"
-WAITING = "release.waiting"
 SOAK_EVERY = 1.0  # seconds between two looks at the servers during a soak
 
 
 def verified_in(journal: Journal, release_id: int, environment: str) -> bool:
-    return any(e.kind == VERIFIED and e.release_id == release_id
-               and e.environment == environment for e in journal.events(limit=100_000))
+    return journal.was_verified_in(release_id, environment)
 
 
 def next_environments(agent: Agent, environment: str) -> list[Environment]:
@@ -98,16 +102,25 @@ def onward(agent: Agent, release_id: int, environment: str) -> list[str]:
 def _onward(agent: Agent, release_id: int, environment: str) -> list[str]:
     journal, done = agent.journal, []
     release = journal.release(release_id)
-    failed = verify(agent, release, environment)
-    if failed is not None:
-        journal.event("release.verify_failed", release.id, environment, detail=failed)
-        return [f"release {release.id} not verified in {environment}: {failed}"]
-    done.append(f"release {release.id} verified in {environment}")
+    if not journal.was_verified_in(release.id, environment):
+        failed = verify(agent, release, environment)
+        if failed is not None:
+            journal.event("release.verify_failed", release.id, environment, detail=failed)
+            return [f"release {release.id} not verified in {environment}: {failed}"]
+        done.append(f"release {release.id} verified in {environment}")
     for env in next_environments(agent, environment):
-        waiting = _waits(agent, release, env)
+        if _handled(journal, release.id, env.name):
+            continue  # resumed after a crash: that environment had its turn
+        waiting = promotion_decision(agent, release, env,
+                                     journal.production_release(env.name))
         if waiting is not None:
             journal.event(WAITING, release.id, env.name, detail=waiting)
             done.append(f"release {release.id} waits for {env.name}: {waiting}")
+            continue
+        refused = nlu_refusal(agent, release, env)
+        if refused is not None:
+            journal.event("release.promote_failed", release.id, env.name, detail=refused)
+            done.append(f"release {release.id} not promoted to {env.name}: {refused}")
             continue
         try:
             with deploy_lock(agent, f"promotion of release {release.id}",
@@ -123,19 +136,73 @@ def _onward(agent: Agent, release_id: int, environment: str) -> list[str]:
     return done
 
 
-def _waits(agent: Agent, release: Release, env: Environment) -> str | None:
-    """Why `release` waits for `env` instead of going there now; None: it goes."""
+def _handled(journal: Journal, release_id: int, environment: str) -> bool:
+    """Whether `release_id` already went to `environment`, waits for it, or failed there."""
+    return journal.was_live_in(release_id, environment) or any(
+        e.environment == environment for kind in (WAITING, "release.promote_failed")
+        for e in journal.events(limit=50, release_id=release_id, kind=kind))
+
+
+def nlu_refusal(agent: Agent, release: Release, env: Environment) -> str | None:
+    """With `verify.nlu_gate`, why `release` may not go to `env`: its NLU model
+    loses against what serves there beyond the `nlu_gate` thresholds, or the
+    comparison failed; None when it may. Run before the deploy lock: it trains."""
+    live = agent.journal.production_release(env.name)
+    if not env.verify.nlu_gate or live is None or live.id == release.id:
+        return None
+    if not release.worktree or not Path(release.worktree).is_dir():
+        return f"its files are gone (cleaned up), so the NLU gate of {env.name} can't run"
+    try:
+        failures = nlu_gate.regressions(agent.config, agent.mirror.path, live,
+                                        Path(release.worktree), release.commit, env.name,
+                                        agent.progress.line)
+    except FatalError as exc:
+        return f"the NLU comparison with {env.name}'s release {live.id} failed: {exc}"
+    if not failures:
+        return None
+    return f"NLU gate against {env.name}'s release {live.id}: {nlu_gate.summary(failures)}"
+
+
+def carry_on(agent: Agent) -> list[str]:
+    """The tick's resumption of `onward` after a crash (or a stop) cut it short: each
+    environment's live release that has more to do there, not yet verified and not
+    failed, is verified and carried on; a verified one goes on to the environments
+    it has not reached. An environment paused by a rollback is left alone. What
+    happened, one line each."""
+    journal, done = agent.journal, []
+    for env in agent.config.environments:
+        pointer = journal.production(env.name)
+        if pointer is None or pointer.paused or not goes_on(agent, env.name):
+            continue  # paused: a rollback put this release there, not a release
+        release_id = pointer.release_id
+        if any(e.environment == env.name for e in journal.events(
+                limit=50, release_id=release_id, kind="release.verify_failed")):
+            continue
+        pending = not journal.was_verified_in(release_id, env.name) or any(
+            not _handled(journal, release_id, later.name)
+            for later in next_environments(agent, env.name))
+        if pending:
+            done += onward(agent, release_id, env.name)
+    return done
+
+
+def promotion_decision(agent: Agent, release: Release, env: Environment,
+                       production: Release | None) -> str | None:
+    """Why `release` waits for `env` instead of going live there now, with the
+    command that promotes it; None: it goes. One policy for the release that
+    passed its gates (the first environment) and for the ones after."""
+    flag = "" if env.name == agent.environment.name else f" --env {env.name}"
+    command = f"`agent promote {release.id}{flag}`"
     pointer = agent.journal.production(env.name)
     if pointer is not None and pointer.paused:
-        return f"auto-promotion of {env.name} is paused; `agent promote {release.id} " \
-               f"--env {env.name}`"
+        return (f"auto-promotion of {env.name} is paused ({pointer.paused_reason}); "
+                f"`agent resume{flag}` or {command}")
     if env.promote == "manual":
-        return f"{env.name} is promoted manually; `agent promote {release.id} --env {env.name}`"
-    live = agent.journal.production_release(env.name)
-    if env.promote == "auto_unless_action_code" and live is not None and (
-            live.action_code_fingerprint != release.action_code_fingerprint):
+        return f"{env.name} is promoted manually; {command}"
+    if env.promote == "auto_unless_action_code" and production is not None and (
+            production.action_code_fingerprint != release.action_code_fingerprint):
         return (f"the release changes action code and {env.name} auto-promotes only "
-                f"without such changes; `agent promote {release.id} --env {env.name}`")
+                f"without such changes; {command}")
     return None
 
 
@@ -151,8 +218,13 @@ def promote_through(agent: Agent, release_id: int, environment: str, reason: str
         raise FatalError(f"release {release_id} has not passed {env.after}, which comes "
                          f"before {environment}; promote it there first, or pass "
                          "--force --reason WHY")
+    refused = None if skipped else nlu_refusal(agent, agent.journal.release(release_id), env)
+    if refused is not None and not force:
+        raise FatalError(f"release {release_id} may not go to {environment}: {refused}; "
+                         "pass --force --reason WHY to promote it anyway")
     plan = promote(agent, release_id, environment, reason)
-    if skipped:  # journaled once it happened: a refused promote forced nothing
+    forced = f"not verified in {env.after}" if skipped else refused
+    if forced is not None:  # journaled once it happened: a refused promote forced nothing
         agent.journal.event("production.forced", release_id, environment, actor(),
-                            f"not verified in {env.after}: {reason}")
+                            f"{forced}: {reason}")
     return plan, onward(agent, release_id, environment)

@@ -118,7 +118,13 @@ def prune(agent: Agent) -> str:
             protect.add(pointer.release_id)
     protect |= server_releases(agent)  # actions-M.log of a server still live
     removed = prune_release_logs(config.work_dir, int(config["keep_logs"]), protect)
-    trimmed = trim_server_logs(config.work_dir, int(float(config["log_max_mb"]) * 1024 * 1024))
+    trimmed: list[Path] = []
+    # Each environment's servers keep their logs in its own state dir.
+    for state_dir in sorted({config.for_environment(e.name).state_dir
+                             for e in config.environments}):
+        if state_dir != config.work_dir:
+            removed += prune_release_logs(state_dir, int(config["keep_logs"]), protect)
+        trimmed += trim_server_logs(state_dir, int(float(config["log_max_mb"]) * 1024 * 1024))
     events = journal.prune_events(int(config["journal.keep_events"]))
     done = [f"{len(removed)} release log(s) deleted" if removed else "",
             f"{len(trimmed)} server log(s) cut" if trimmed else "",

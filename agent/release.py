@@ -32,6 +32,7 @@ from agent.journal import (
     ReleaseStatus,
     StepStatus,
 )
+from agent.journal.records import WAITING
 from agent.prune import prune, server_releases
 from agent.runner import ReleaseStopped, run_step
 from agent.runtime import Agent
@@ -39,23 +40,6 @@ from agent.steps import Abandoned, StepContext
 from agent.supersede import Guard, Superseded
 from agent.targets.base import DeployError
 from agent.targets.factory import rasa_argv
-
-
-def promotion_decision(agent: Agent, release: Release, production: Release | None) -> str | None:
-    """Why the release waits (`staged`) instead of going live; None: promote now."""
-    env = agent.environment
-    pointer = agent.journal.production(env.name)
-    if pointer is not None and pointer.paused:
-        return f"auto-promotion of {env.name} is paused ({pointer.paused_reason}); " \
-               "`agent resume` or `agent promote`"
-    if env.promote == "manual":
-        return f"{env.name} is promoted manually; `agent promote {release.id}`"
-    if env.promote == "auto_unless_action_code" and production is not None and (
-        production.action_code_fingerprint != release.action_code_fingerprint
-    ):
-        return (f"the release changes action code and {env.name} auto-promotes only "
-                f"without such changes; `agent promote {release.id}`")
-    return None
 
 
 def run_release(agent: Agent, release: Release, guard: Guard | None = None) -> ReleaseStatus:
@@ -147,7 +131,7 @@ def _switch(agent: Agent, ctx: StepContext, release: Release) -> ReleaseStatus:
         production = journal.production_release(env)
         ctx.production = production
         current = journal.release(release.id)
-        waiting = promotion_decision(agent, current, production)
+        waiting = placement.promotion_decision(agent, current, agent.environment, production)
         if waiting is not None:
             journal.finish_release(release.id, STAGED, waiting)
             agent.progress.info(f"release {release.id} staged: {waiting}")
@@ -184,8 +168,8 @@ def cleanup(agent: Agent) -> None:
             kept.add(pointer.release_id)
     kept |= server_releases(agent)  # a live server's worktree: reactivate needs it
     # Releases waiting for a later environment: `agent promote N --env E` needs them.
-    kept |= {e.release_id for e in journal.events(limit=500)
-             if e.kind == placement.WAITING and e.release_id is not None}
+    kept |= {e.release_id for e in journal.events(limit=500, kind=WAITING)
+             if e.release_id is not None}
     kept_models = {journal.release(i).model_path for i in kept}
     for release in recent:
         if release.id in kept:

@@ -19,21 +19,22 @@ Restorations are journaled as events (`production.restored`,
 
 `revive` restarts a server the supervisor (agent/supervise.py) found dead. A
 switch and a revival never run at once: every switch and every holder of the
-deploy lock in this process holds `SWITCHING` (agent/deploy_lock.py), and the
-supervisor's thread only tries it and then the deploy lock itself (another
-process's promote/rollback), skipping its round when either is held.
+deploy lock in this process holds the environment's `switching` lock
+(agent/deploy_lock.py), and the supervisor's thread only tries it and then
+the deploy lock itself (another process's promote/rollback), skipping its
+round when either is held.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from agent import order
-from agent.deploy_lock import SWITCHING as SWITCHING
-from agent.deploy_lock import release_deploy_lock, try_deploy_lock
+from agent.deploy_lock import lock_name, release_deploy_lock, switching, try_deploy_lock
 from agent.journal import Release
 from agent.pipeline import SMOKE, SWITCHES
 from agent.runner import ReleaseStopped, run_step
@@ -58,12 +59,18 @@ _R = TypeVar("_R")
 
 
 def _exclusive(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """`func(agent, ..., environment, ...)` holding the in-process lock in front of
+    that environment's deploy lock (agent/deploy_lock.py: `switching`)."""
+    signature = inspect.signature(func)
+
     @wraps(func)
-    def switching(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with SWITCHING:
+    def exclusive(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        bound = signature.bind(*args, **kwargs).arguments
+        agent: Agent = bound["agent"]
+        with switching(lock_name(agent.config, bound["environment"])):
             return func(*args, **kwargs)
 
-    return switching
+    return exclusive
 
 
 def deploy_plan(agent: Agent, release: Release, production: Release | None,

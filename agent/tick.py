@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from agent import switch
+from agent import placement, switch
 from agent.deploy_lock import deploy_lock, every_deploy_lock
 from agent.journal import INTERRUPTED, SKIPPED, SUPERSEDED, Journal, LockHeld, Release
 from agent.release import run_release
@@ -83,6 +83,9 @@ def tick(agent: Agent, guard: Guard | None = None) -> TickResult:
                     switch.restore(agent, environment.name)
         except LockHeld as exc:  # stale: `agent unlock`
             return TickResult("busy", message=str(exc))
+        # A release whose way through the environments a crash cut short goes on.
+        for line in placement.carry_on(agent):
+            agent.progress.info(line)
         skipped: list[int] = []
         superseded: list[int] = []
         while True:

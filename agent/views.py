@@ -15,6 +15,7 @@ from typing import Any
 from agent.config import AgentConfig
 from agent.daemon import daemon_running
 from agent.journal import Journal, Release, ReleaseStatus, owner_alive
+from agent.journal.records import WAITING
 from agent.runtime import DEPLOY_LOCK, PIPELINE_LOCK
 from agent.secrets import public_url
 from hooks.core.errors import FatalError
@@ -63,8 +64,9 @@ def status_data(config: AgentConfig, journal: Journal) -> dict[str, Any]:
         # Releases verified in the environment before, waiting for this one (and why).
         live = entry.get("release")
         entry["waiting"] = [{"release": e.release_id, "why": e.detail}
-                            for e in journal.events(limit=200, environment=env.name)
-                            if e.kind == "release.waiting" and e.release_id is not None
+                            for e in journal.events(limit=200, environment=env.name,
+                                                    kind=WAITING)
+                            if e.release_id is not None
                             and (live is None or e.release_id > live)]
         out["environments"][env.name] = entry
     for release in journal.in_flight():

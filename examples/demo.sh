@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# The README's one command: a `git push` becomes a bot you can talk to, and a
-# second push is promoted while users keep talking to it.
+# The README's one command: a `git push` becomes a bot you can talk to, first
+# in staging, then in production, and a second push is promoted while users
+# keep talking to it.
 #
 # It sets up a deploy host in $RASA_GITOPS_DEMO (default /tmp/rasa-gitops-demo):
 # a bare repo of examples/coffeebot, the deploy agent watching it, then pushes,
-# waits until the release is in production, talks to the bot through Rasa's
-# REST channel, pushes a second commit (a changed greeting) and keeps chatting,
-# a "hello" every 100 ms, while the agent trains, tests and promotes it. The
-# agent serves blue/green (`model.serving: blue_green`): the new model loads in
-# a second Rasa server and HAProxy on the stable port switches to it, so the
-# chat never waits for a model load. It prints the replies, the failures and
+# waits until the release is live in staging (its own Rasa and action server),
+# promotes it to production (`promote: manual`) with `agent promote N --env
+# production`, talks to the bot through Rasa's REST channel, pushes a second
+# commit (a changed greeting) and keeps chatting with production, a "hello"
+# every 100 ms, while the agent trains, tests and puts it in staging and the
+# demo promotes it to production. Production serves blue/green
+# (`model.serving: blue_green`): the new model loads in a second Rasa server
+# and HAProxy on the stable port switches to it, so the chat never waits for a
+# model load. It prints the replies, the failures and
 # the longest reply time, then `agent status` and `agent history`. A failed
 # chat message fails the demo. Everything runs as local processes (no Docker);
 # it needs HAProxy (Debian: apt-get install haproxy). Run it again at any time:
@@ -20,6 +24,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 demo="${RASA_GITOPS_DEMO:-/tmp/rasa-gitops-demo}"
 rasa_port="${DEMO_RASA_PORT:-5005}"
 action_port="${DEMO_ACTION_PORT:-5055}"
+staging_rasa_port="${DEMO_STAGING_RASA_PORT:-5105}"
+staging_action_port="${DEMO_STAGING_ACTION_PORT:-5155}"
 export RASA_GITOPS_CACHE="${RASA_GITOPS_CACHE:-$HOME/.cache/rasa-gitops}"
 export RASA_TELEMETRY_ENABLED=false
 venv="$RASA_GITOPS_CACHE/rasa310"
@@ -70,15 +76,21 @@ pipeline:
   test_stories: tests/test_*.yml
 action_server:
   target: local
-  port: $action_port
 model:
   target: rasa_http
-  url: http://127.0.0.1:$rasa_port
-  serving: blue_green   # HAProxy on $rasa_port, a new Rasa server per promotion
   haproxy: $haproxy
 environments:
-  production:
-    promote: auto
+  staging:               # first: each release comes here after its gates
+    action_server: {port: $staging_action_port}
+    model:
+      url: http://127.0.0.1:$staging_rasa_port
+      serving: put_model  # one Rasa server; nobody chats with staging
+  production:            # after staging
+    promote: manual      # agent promote N --env production
+    action_server: {port: $action_port}
+    model:
+      url: http://127.0.0.1:$rasa_port
+      serving: blue_green  # HAProxy on $rasa_port, a new Rasa server per promotion
 EOF
 
 # --- 3. the agent, watching the bare repo
@@ -110,7 +122,7 @@ push() {
 }
 
 # wait_promoted COMMIT: show the agent's progress until that commit's release
-# is in production; exit 1 if it failed or the agent stopped.
+# is live in staging; exit 1 if it failed or the agent stopped. Sets $release.
 shown=0
 show_log() {
   local lines
@@ -129,7 +141,11 @@ import json, sys
 rows = [r for r in json.load(sys.stdin) if r['commit'] == '$1']
 print(rows[0]['status'] if rows else 'waiting')" 2>/dev/null || echo waiting)"
     case "$state" in
-      promoted) show_log; return 0 ;;
+      promoted)
+        show_log
+        release="$(agent history --json | python -c "
+import json, sys; print([r for r in json.load(sys.stdin) if r['commit'] == '$1'][0]['id'])")"
+        return 0 ;;
       failed|interrupted)
         say "the release $state"; agent logs "$(agent history --json | python -c "
 import json, sys; print(json.load(sys.stdin)[0]['id'])")" --lines 15; exit 1 ;;
@@ -147,12 +163,16 @@ git -C "$demo/coffeebot" remote add deploy "$demo/coffeebot.git"
 push "first release"
 cd "$demo"
 
-# --- 5. wait until the release is in production (or failed)
-say "the agent validates, trains, tests and deploys (a few minutes on a small machine)"
+# --- 5. wait until the release is live in staging (or failed), then promote it
+say "the agent validates, trains, tests and deploys to staging (a few minutes on a small machine)"
 wait_promoted "$commit"
+say "release $release is live in staging and waits for production (promote: manual)"
+agent status
+say "agent promote $release --env production"
+agent promote "$release" --env production --reason "demo: staging answered well"
 
 # --- 6. talk to the bot (its reply to "hello" is what the second push changes)
-say "talking to the bot through the REST channel (http://127.0.0.1:$rasa_port)"
+say "talking to the bot in production through the REST channel (http://127.0.0.1:$rasa_port)"
 python - "$rasa_port" "$demo/greeting.txt" <<'EOF'
 import sys
 from pathlib import Path
@@ -185,7 +205,7 @@ EOF
 then
   say "no second release: the reply to \"hello\" is not written as is in domain.yml"
 else
-  say "chatting while release 2 is trained, tested and promoted (a \"hello\" every 100 ms)"
+  say "chatting with production while release 2 is trained, tested, put in staging and promoted to production (a \"hello\" every 100 ms)"
   rm -f "$demo/chat.stop"
   # Only the standard library: this is any user of the REST channel. Each
   # message is a new conversation; it stops once the agent reports release 2
@@ -240,6 +260,19 @@ EOF
   chat_pid=$!
   push "a new greeting"
   wait_promoted "$commit"
+  say "release $release is live in staging; each environment answers with its own"
+  python - "$staging_rasa_port" "$rasa_port" <<'EOF'
+import sys
+
+import requests
+
+for name, port in (("staging", sys.argv[1]), ("production", sys.argv[2])):
+    replies = requests.post(f"http://127.0.0.1:{port}/webhooks/rest/webhook", timeout=300,
+                            json={"sender": f"look-{name}", "message": "hello"}).json()
+    print(f"  {name}: {' '.join(r.get('text', '') for r in replies)}")
+EOF
+  say "agent promote $release --env production (the chat goes on)"
+  agent promote "$release" --env production --reason "demo: the new greeting"
   touch "$demo/chat.stop"
   chat_ok=0
   wait "$chat_pid" || chat_ok=$?

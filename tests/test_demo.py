@@ -1,10 +1,12 @@
 """The README's one demo command, run as a user runs it.
 
-`bash examples/demo.sh` makes a deploy host (bare repo + agent), pushes
-examples/coffeebot, waits for the release to be promoted, and chats with the
-live bot. Then it pushes a second commit (a changed
-greeting) and chats every 100 ms while the agent promotes it blue/green behind
-HAProxy, printing the replies, failures and the longest reply time. Everything
+`bash examples/demo.sh` makes a deploy host (bare repo + agent, two
+environments), pushes examples/coffeebot, waits for the release to be live in
+staging, promotes it to production (`agent promote N --env production`), and
+chats with the live bot. Then it pushes a second commit (a changed greeting)
+and chats with production every 100 ms while the agent puts it in staging and
+the demo promotes it to production blue/green behind HAProxy, printing the
+replies, failures and the longest reply time. Everything
 is real: git, the agent daemon, `rasa train`, `rasa test`, the action server,
 the Rasa servers and HAProxy.
 
@@ -53,6 +55,8 @@ def test_the_demo_pushes_the_example_bot_and_talks_to_it(tmp_path: Path) -> None
         "RASA_GITOPS_DEMO": str(tmp_path / "demo"),
         "DEMO_RASA_PORT": str(free_port()),
         "DEMO_ACTION_PORT": str(free_port()),
+        "DEMO_STAGING_RASA_PORT": str(free_port()),
+        "DEMO_STAGING_ACTION_PORT": str(free_port()),
         "DEMO_BOT": str(light_coffeebot(tmp_path / "bot")),
     }
     env.pop("DEMO_KEEP", None)
@@ -64,6 +68,12 @@ def test_the_demo_pushes_the_example_bot_and_talks_to_it(tmp_path: Path) -> None
     assert f"bot: {GREETING}" in output
     assert "bot: We are open 7am to 7pm, every day." in output  # the custom action
     assert "promoted" in output
+    # Release 1 went to staging, waited for production (manual), then was promoted.
+    assert "release 1 is live in staging and waits for production" in output, output[-5000:]
+    assert "waiting: release 1 (verified in staging)" in output, output[-5000:]
+    # Release 2 in staging only, for a moment: each environment answered with its own.
+    assert f"  staging: {GREETING} (release 2)\n  production: {GREETING}\n" in output, \
+        output[-5000:]
     # The second push was promoted while the chat went on: it saw both
     # greetings, no message failed, and it printed the longest reply time.
     assert f"bot, before the switch: {GREETING}\n" in output, output[-5000:]
@@ -77,6 +87,9 @@ def test_the_demo_pushes_the_example_bot_and_talks_to_it(tmp_path: Path) -> None
     assert longest > 0, summary.group(0)
     # Nothing is left running: the agent's pid file is gone and the ports are free.
     assert not (tmp_path / "demo" / "work" / "agent.pid").exists(), output[-2000:]
-    for port in (env["DEMO_RASA_PORT"], env["DEMO_ACTION_PORT"]):
-        assert not port_open("127.0.0.1", int(port)), f"port {port} is still served"
-    assert rasa_servers_of(tmp_path / "demo" / "work" / "rasa-blue-green") == []
+    for name in ("DEMO_RASA_PORT", "DEMO_ACTION_PORT", "DEMO_STAGING_RASA_PORT",
+                 "DEMO_STAGING_ACTION_PORT"):
+        port = int(env[name])
+        assert not port_open("127.0.0.1", port), f"port {port} ({name}) is still served"
+    production = tmp_path / "demo" / "work" / "environments" / "production"
+    assert rasa_servers_of(production / "rasa-blue-green") == []

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agent.journal.records import Event, event_from_row
+from agent.journal.records import RECORD_KINDS, Event, event_from_row
 from hooks.core.errors import FatalError
 
 SCHEMA_VERSION = 1
@@ -169,14 +169,19 @@ class Database:
             tx.event(kind, release_id, environment, actor, detail)
 
     def prune_events(self, keep: int) -> int:
-        """Delete all but the newest `keep` events (`journal.keep_events`); how many."""
+        """Delete all but the newest `keep` events (`journal.keep_events`); how many.
+        Events that record where a release went live, was verified or waits
+        (RECORD_KINDS) are kept: rollback and promotion decide by them."""
+        marks = ",".join("?" * len(RECORD_KINDS))
         with self.transaction() as tx:
             return tx.execute(
-                "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (keep,),
+                "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ? "
+                f"AND kind NOT IN ({marks})", (keep, *sorted(RECORD_KINDS)),
             ).rowcount
 
     def events(self, limit: int = 100, release_id: int | None = None,
-               environment: str | None = None, before: int | None = None) -> list[Event]:
+               environment: str | None = None, before: int | None = None,
+               kind: str | None = None) -> list[Event]:
         """Newest first (older than event `before`, if given). An event journaled
         without an environment (`release.failed`) belongs to its release's, so
         `environment` filters on either."""
@@ -188,6 +193,9 @@ class Database:
         if release_id is not None:
             where.append("e.release_id = ?")
             args.append(release_id)
+        if kind is not None:
+            where.append("e.kind = ?")
+            args.append(kind)
         if environment is not None:
             where.append("COALESCE(e.environment, r.environment) = ?")
             args.append(environment)

@@ -57,6 +57,16 @@ class StepStatus(_Status):
     INTERRUPTED = "interrupted"
 
 
+# Events that are records, not news: where a release went live, was verified,
+# or waits for an environment. Rollback (`was_live_in`, `previous_production`)
+# and promotion through the environments (agent/placement.py) decide by them,
+# so pruning the journal (`journal.keep_events`) never deletes them; there are a
+# few per release.
+WENT_LIVE = ("release.promoted", "production.promoted", "production.rolled_back")
+VERIFIED = "release.verified"
+WAITING = "release.waiting"
+RECORD_KINDS = frozenset({*WENT_LIVE, VERIFIED, WAITING})
+
 FINAL = frozenset({ReleaseStatus.PROMOTED, ReleaseStatus.FAILED, ReleaseStatus.SKIPPED,
                    ReleaseStatus.STAGED, ReleaseStatus.SUPERSEDED})
 

@@ -18,6 +18,8 @@ from typing import Any
 from agent.journal.db import owner_alive, owner_id
 from agent.journal.locks import Locks
 from agent.journal.records import (
+    VERIFIED,
+    WENT_LIVE,
     Production,
     Release,
     ReleaseStatus,
@@ -231,7 +233,7 @@ class Journal(Locks):
             tx.event(kind, release_id, environment, actor, reason)
 
     # The events that put a release live in an environment.
-    WENT_LIVE = ("release.promoted", "production.promoted", "production.rolled_back")
+    WENT_LIVE = WENT_LIVE
 
     def was_live_in(self, release_id: int, environment: str) -> bool:
         """Whether `release_id` was ever live in `environment` (by its events; a
@@ -243,6 +245,13 @@ class Journal(Locks):
             "status = ? LIMIT 1",
             (release_id, environment, *self.WENT_LIVE, release_id, environment,
              ReleaseStatus.PROMOTED)).fetchone()
+        return row is not None
+
+    def was_verified_in(self, release_id: int, environment: str) -> bool:
+        """Whether `release_id` passed its verification in `environment`."""
+        row = self._db.execute(
+            "SELECT 1 FROM events WHERE release_id = ? AND environment = ? AND kind = ? LIMIT 1",
+            (release_id, environment, VERIFIED)).fetchone()
         return row is not None
 
     def previous_production(self, environment: str, before: int) -> Release | None:

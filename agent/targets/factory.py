@@ -99,7 +99,7 @@ def _slot_runner(config: AgentConfig, state_dir: Path) -> SlotRunner:
     return ContainerSlotRunner(engine, ContainerSettings(
         image=str(config["model.rasa_image"]), ports=slot_ports(config),
         public_host=str(config["model.public_host"] or host),
-        tracker_dir=state_dir / "tracker"))
+        tracker_dir=state_dir / "tracker", place=config.place))
 
 
 def standby(config: AgentConfig) -> bool:

@@ -221,3 +221,24 @@ def test_the_notify_check_connects_to_each_sink_and_never_prints_the_webhook_sec
     assert "notify[1].url_env: environment variable HOOK_URL is not set" in out, out
     code, rows, out = _doctor(agent_config(tmp_path / "d.yml", **base), capsys)
     assert rows["notify"] == "SKIP", out
+
+
+def test_each_environments_servers_get_their_own_rows(
+        tmp_path: Path, base: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        staging_port = taken.getsockname()[1]
+        config = agent_config(tmp_path / "agent.yml", **{**base, "environments": {
+            "staging": {"action_server": {"port": staging_port},
+                        "model": {"url": f"http://127.0.0.1:{free_port()}"}},
+            "production": {"promote": "manual"}}})
+        code, rows, out = _doctor(config, capsys)
+    finally:
+        taken.close()
+    assert code == 1, out
+    assert rows["action port (staging)"] == "FAIL" and str(staging_port) in out, out
+    assert rows["action port (production)"] == "OK", out
+    assert rows["rasa server (staging)"] == rows["rasa server (production)"] == "OK", out
+    assert "registry" in rows and "registry (staging)" not in rows  # the agent's own: once

@@ -99,7 +99,7 @@ def test_no_environments_key_is_one_production_environment(tmp_path: Path) -> No
     ("environments:\n  production:\n    verify: {smoke: 'yes please'}\n",
      "environments.production.verify.smoke", "must be true or false"),
     ("environments:\n  production:\n    verify: {nlu_gate: true}\n",
-     "environments.production.verify.nlu_gate", "unknown key; known: smoke, soak_seconds"),
+     "environments.production.verify.nlu_gate", "use `nlu_gate: {enabled: true}` there"),
     ("environments:\n  eu.prod: {}\n", "environments.eu.prod", "an environment's name is "
      "lower-case letters"),
     ("environments:\n  ../x: {}\n", "environments.../x", "an environment's name is"),

@@ -1,7 +1,7 @@
 """A release's way through the environments (agent/placement.py), fast: a real
 journal, in-memory servers for each environment, no gates (the release is
-queued as its gates leave it). The end-to-end proof with real servers is the
-next session's (issue 14 is open)."""
+queued as its gates leave it). The end-to-end proof with real servers is
+test_environments_live.py."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from agent import pipeline
-from agent.journal import PROMOTED, QUEUED
+from agent import pipeline, placement
+from agent.journal import PROMOTED, QUEUED, Release
+from agent.journal.records import VERIFIED, WAITING
 from agent.notify import notice_of
-from agent.placement import VERIFIED, WAITING, promote_through, verify
+from agent.placement import carry_on, promote_through, verify
 from agent.promote import rollback
 from agent.release import run_release
 from agent.serving_state import deployment_for
+from agent.steps import nlu_gate
 from agent.views import show_status, status_data
 from hooks.core.errors import FatalError
 from tests.support.memory_targets import World, add_memory_place, memory_world
@@ -53,6 +55,35 @@ def test_a_release_verified_in_staging_goes_on_to_an_auto_production(
     assert (VERIFIED, "staging") in kinds and (VERIFIED, "production") in kinds
     assert kinds.index((VERIFIED, "staging")) < kinds.index(("production.promoted",
                                                              "production"))
+
+
+def test_the_tick_carries_on_a_release_a_crash_left_in_staging(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world, production = _world(tmp_path, "auto", monkeypatch)
+    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
+                           environment="staging")
+    real_onward = placement.onward
+    monkeypatch.setattr(placement, "onward", lambda agent, release, env: [])  # the crash
+    assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
+    assert production.live_model is None
+    monkeypatch.setattr(placement, "onward", real_onward)
+    assert carry_on(world.agent) == [f"release {queued} verified in staging",
+                                     f"release {queued} is in production",
+                                     f"release {queued} verified in production"]
+    assert production.live_model == "model-1"
+    assert carry_on(world.agent) == []  # done: the next tick has nothing to carry on
+    promoted = [e for e in world.journal.events() if e.kind == "production.promoted"]
+    assert len(promoted) == 1
+
+
+def test_the_tick_leaves_an_environment_a_rollback_paused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world, production = _world(tmp_path, "auto", monkeypatch)
+    world.release(model_id="model-1", calls=set(), code="c1", status=PROMOTED,
+                  environment="staging", live=True)  # from before staging went on
+    world.journal.set_paused("staging", True, "rolled back", "test")
+    assert carry_on(world.agent) == []
+    assert production.live_model is None
 
 
 def test_a_manual_production_waits_and_promote_refuses_what_staging_did_not_verify(
@@ -177,3 +208,47 @@ def test_each_environment_keeps_its_own_record_of_the_releases_action_server(
         found = deployment_for(world.agent, release, environment)
         assert found is not None and found.release_id == str(queued)
         assert found.url == recorded["environments"][environment]["url"]
+
+
+def test_an_environments_nlu_gate_stops_a_release_that_loses_against_what_serves_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The comparison itself (k-fold training, the thresholds) is the hook's and is
+    # tested in tests/hooks/test_rasa_nlu_compare.py; here: where its verdict goes.
+    monkeypatch.setattr(pipeline, "gates", lambda config: ())
+    world = memory_world(tmp_path, ENVS % "auto" + "    verify: {nlu_gate: true}\n")
+    production = add_memory_place(world, "production")
+    compared: list[tuple[int, str]] = []
+    verdict: list[str] | None = ["intent greet: F1 0.90 -> 0.60 (-0.30 > 0.10)"]
+
+    def regressions(config: object, mirror: object, base: Release, worktree: Path,
+                    commit: str, against: str, log: object) -> list[str] | None:
+        compared.append((base.id, against))
+        return verdict
+
+    monkeypatch.setattr(nlu_gate, "regressions", regressions)
+    first = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
+                          environment="staging")
+    assert run_release(world.agent, world.journal.release(first)) == PROMOTED
+    assert production.live_model == "model-1"  # nothing served there: nothing to compare
+    assert compared == []
+    second = world.release(model_id="model-2", calls=set(), code="c1", status=QUEUED,
+                           environment="staging")
+    assert run_release(world.agent, world.journal.release(second)) == PROMOTED
+    assert compared == [(first, "production")]
+    assert production.live_model == "model-1"  # refused: production keeps its release
+    refusal = [e for e in world.journal.events(kind="release.promote_failed")]
+    assert refusal and refusal[0].environment == "production"
+    assert refusal[0].detail.startswith(f"NLU gate against production's release {first}: "
+                                        "intent greet")
+    with pytest.raises(FatalError, match=f"release {second} may not go to production: NLU"):
+        promote_through(world.agent, second, "production", "looks fine")
+    assert production.live_model == "model-1"
+    promote_through(world.agent, second, "production", "the drop is a relabelling", force=True)
+    assert production.live_model == "model-2"
+    forced = world.journal.events(kind="production.forced")
+    assert forced and forced[0].detail.endswith(": the drop is a relabelling")
+    verdict = None  # unchanged NLU: nothing to compare, the gate lets it through
+    third = world.release(model_id="model-3", calls=set(), code="c1", status=QUEUED,
+                          environment="staging")
+    assert run_release(world.agent, world.journal.release(third)) == PROMOTED
+    assert production.live_model == "model-3"

@@ -14,7 +14,8 @@ import pytest
 from agent import pipeline
 from agent import release as release_module
 from agent.journal import FAILED, PROMOTED, QUEUED, STAGED
-from agent.release import promotion_decision, run_release
+from agent.placement import promotion_decision
+from agent.release import run_release
 from agent.targets.base import DeployError
 from tests.support.memory_targets import World, memory_world
 
@@ -112,11 +113,12 @@ def test_promotion_decision_follows_the_policy_and_the_pause(tmp_path: Path) -> 
     old = world.release(model_id="model-1", calls={"action_a"}, code="code-1",
                         status=PROMOTED, live=True)
     production = world.journal.release(old)
+    env = world.agent.environment
     same = world.journal.release(queued(world, "model-2", {"action_a"}, "code-1"))
     changed = world.journal.release(queued(world, "model-3", {"action_a"}, "code-3"))
-    assert promotion_decision(world.agent, same, production) is None
-    waits = promotion_decision(world.agent, changed, production)
+    assert promotion_decision(world.agent, same, env, production) is None
+    waits = promotion_decision(world.agent, changed, env, production)
     assert waits is not None and waits.startswith("the release changes action code")
     world.journal.set_paused("production", True, "customers complain", "test")
-    paused = promotion_decision(world.agent, same, production)
+    paused = promotion_decision(world.agent, same, env, production)
     assert paused is not None and "paused (customers complain)" in paused

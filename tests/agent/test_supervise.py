@@ -122,6 +122,25 @@ def test_journal_keeps_the_newest_events(tmp_path: Path) -> None:
         journal.close()
 
 
+def test_pruning_keeps_the_records_rollback_and_promotion_decide_by(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        release = journal.new_release(environment="staging", commit="a" * 40, branch="main",
+                                      author="test", message="m")
+        journal.event("production.promoted", release.id, "production")
+        journal.event("release.verified", release.id, "staging")
+        journal.event("release.waiting", release.id, "production", detail="manual")
+        for number in range(30):
+            journal.event("server.slow", detail=str(number))
+        assert journal.prune_events(10) > 0  # the news, not the records
+        assert len([e for e in journal.events(limit=100) if e.kind == "server.slow"]) == 10
+        assert journal.was_verified_in(release.id, "staging")
+        assert journal.was_live_in(release.id, "production")
+        assert [e.detail for e in journal.events(kind="release.waiting")] == ["manual"]
+    finally:
+        journal.close()
+
+
 def test_bounds_and_supervision_keys_have_defaults_and_checks(tmp_path: Path) -> None:
     config = load_config(agent_config(tmp_path, repo=str(tmp_path / "repo.git")))
     assert (config["keep_logs"], config["log_max_mb"], config["journal.keep_events"]) == (
@@ -168,17 +187,25 @@ def test_stop_owned_ends_marked_and_named_servers_only(tmp_path: Path) -> None:
             proc.wait()
 
 
-def test_the_switch_lock_is_reentrant_and_only_tried_by_the_supervisor() -> None:
-    from agent import switch
+def test_the_switch_lock_is_reentrant_only_tried_by_the_supervisor_and_per_environment(
+) -> None:
+    from agent.deploy_lock import switching
 
-    # go_live undoes inside its own lock; the supervisor's try fails meanwhile.
-    with switch.SWITCHING, switch.SWITCHING:
+    # go_live undoes inside its own lock; the supervisor's try fails meanwhile,
+    # for that environment's lock only.
+    with switching("deploy:staging"), switching("deploy:staging"):
         tried: list[bool] = []
-        thread = threading.Thread(target=lambda: tried.append(
-            switch.SWITCHING.acquire(blocking=False)))
+
+        def supervisor() -> None:
+            tried.append(switching("deploy:staging").acquire(blocking=False))
+            production = switching("deploy:production")
+            tried.append(production.acquire(blocking=False))
+            production.release()
+
+        thread = threading.Thread(target=supervisor)
         thread.start()
         thread.join()
-        assert tried == [False]
+        assert tried == [False, True]
 
 
 def test_put_model_server_that_is_busy_is_not_started_twice(tmp_path: Path) -> None:
@@ -217,7 +244,7 @@ def test_a_round_revives_through_the_switch_only_when_no_switch_runs(tmp_path: P
     production has it, journaled; never while a switch holds the lock (in this
     process) or another process holds the deploy lock; a slow one is reported
     once and left alone."""
-    from agent import switch
+    from agent import deploy_lock
     from agent.journal import PROMOTED
     from agent.supervise import Supervisor
     from agent.targets.base import Health
@@ -240,7 +267,7 @@ def test_a_round_revives_through_the_switch_only_when_no_switch_runs(tmp_path: P
     done = threading.Event()
 
     def switching() -> None:
-        with switch.SWITCHING:
+        with deploy_lock.switching(deploy_lock.lock_name(world.agent.config, None)):
             held.set()
             done.wait(10)
 

@@ -23,7 +23,7 @@ from agent.journal import PROMOTED, SKIPPED, STAGED, SUPERSEDED, Release
 from tests.support.daemons import running_daemon, stop_daemon
 from tests.support.deploy_host import Host, assert_consistent
 from tests.support.git import git
-from tests.support.slow_training import make_training_slow, undo_slow_training
+from tests.support.slow_training import make_training_slow, training, undo_slow_training
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(900)]
 PUSHES = 10
@@ -34,22 +34,6 @@ def commit_and_push(host: Host, message: str) -> str:
     git(host.src, "commit", "-q", "-m", message)
     git(host.src, "push", "-q", "deploy", "main")
     return git(host.src, "rev-parse", "HEAD")
-
-
-def training(host: Host, commit: str, timeout: float = 300) -> Release:
-    """Wait until a release of `commit` runs its train step; that release."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        journal = host.journal()
-        try:
-            for release in journal.releases_of_commit(commit):
-                if any(s.name == "train" and s.status == "running"
-                       for s in journal.steps(release.id)):
-                    return release
-        finally:
-            journal.close()
-        time.sleep(0.2)
-    raise AssertionError(f"no release of {commit[:8]} started training")
 
 
 def settled(host: Host, commit: str, timeout: float = 600) -> Release:
@@ -94,7 +78,7 @@ def test_ten_pushes_supersede_a_training_release_and_only_the_newest_is_promoted
     with running_daemon(host) as proc:
         fast_config = make_training_slow(host.src, 300)  # trains for 5 minutes unless stopped
         slow = commit_and_push(host, "a training that lasts")
-        first = training(host, slow)
+        first = training(host.journal, slow)
         started = time.monotonic()
         commits = []
         for number in range(PUSHES):
@@ -157,7 +141,7 @@ def test_a_rollback_while_a_release_trains_returns_within_30_s_and_the_release_s
     with running_daemon(host) as proc:
         fast_config = make_training_slow(host.src, 25)  # outlasts the rollback (~5 s)
         slow = commit_and_push(host, "a training during an incident")
-        trains = training(host, slow)
+        trains = training(host.journal, slow)
         time.sleep(1)  # `rasa train` is under way
         started = time.monotonic()
         rolled = host.agent("rollback", "--reason", "incident during a training")

@@ -10,7 +10,11 @@ being busy, and a changed `seconds` is a changed config: never a reused model.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+from agent.journal import Journal, Release
 
 MODULE = "slow_training.py"
 
@@ -69,3 +73,20 @@ def undo_slow_training(bot: Path, config: str) -> None:
     """Back to `config` (what `make_training_slow` returned), without the component."""
     (bot / MODULE).unlink(missing_ok=True)
     (bot / "config.yml").write_text(config, encoding="utf-8")
+
+
+def training(journal: Callable[[], Journal], commit: str, timeout: float = 300) -> Release:
+    """Wait until a release of `commit` runs its train step; that release.
+    `journal` opens the agent's journal (each look opens and closes it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        opened = journal()
+        try:
+            for release in opened.releases_of_commit(commit):
+                if any(s.name == "train" and s.status == "running"
+                       for s in opened.steps(release.id)):
+                    return release
+        finally:
+            opened.close()
+        time.sleep(0.2)
+    raise AssertionError(f"no release of {commit[:8]} started training")

@@ -60,6 +60,7 @@ from agent.targets.rasa_slots import SlotServer, Started, server_env
 CONTAINER_PREFIX = "rasa-gitops-rasa"
 TRACKER_VOLUME = "rasa-gitops-tracker"
 LABEL_SLOT = "io.rasa-gitops.slot"
+LABEL_PLACE = "io.rasa-gitops.place"  # "" (or absent, before places) for the first
 # Docker's default CPU weight is 1024; a loading server gets about what nice 10
 # gives a process beside one at nice 0 (110 : 1024).
 LOADING_CPU_SHARES = 110
@@ -73,6 +74,17 @@ class ContainerSettings:
     ports: tuple[int, int]  # the blue and the green slot's port on the Docker host
     public_host: str  # where HAProxy and the agent reach those ports
     tracker_dir: Path  # where the tracker volume is mounted in the containers
+    # Another environment's containers on the same engine are not this one's:
+    # its name goes into theirs, their label and their tracker volume's name.
+    place: str = ""
+
+    def container(self, slot: str) -> str:
+        return f"{CONTAINER_PREFIX}-{self.place}-{slot}" if self.place \
+            else f"{CONTAINER_PREFIX}-{slot}"
+
+    @property
+    def tracker_volume(self) -> str:
+        return f"{TRACKER_VOLUME}-{self.place}" if self.place else TRACKER_VOLUME
 
 
 class ContainerSlotRunner:
@@ -106,7 +118,7 @@ class ContainerSlotRunner:
         import docker.errors
 
         port = self.settings.ports[0 if slot == "blue" else 1]
-        name = f"{CONTAINER_PREFIX}-{slot}"
+        name = self.settings.container(slot)
         address = _address(self.settings.public_host)
         with self._client() as client:
             image = build_release_image(client, self.settings.image, ref, config, log)
@@ -130,11 +142,12 @@ class ContainerSlotRunner:
                 container = client.containers.create(
                     image, entrypoint=container_entrypoint(), command=command, name=name,
                     network_mode="host",
-                    labels={LABEL_ROLE: ROLE, LABEL_SLOT: slot, LABEL_RELEASE: ref.release_id},
+                    labels={LABEL_ROLE: ROLE, LABEL_SLOT: slot, LABEL_RELEASE: ref.release_id,
+                            LABEL_PLACE: self.settings.place},
                     environment={**server_env(config, os.environ),
                                  TOKEN_FILE_VARIABLE: TOKEN_PATH},
-                    volumes={TRACKER_VOLUME: {"bind": str(self.settings.tracker_dir),
-                                              "mode": "rw"}},
+                    volumes={self.settings.tracker_volume: {
+                        "bind": str(self.settings.tracker_dir), "mode": "rw"}},
                     cpu_shares=LOADING_CPU_SHARES)
                 # In the container's own layer: a restart (unless-stopped, a
                 # dockerd restart) finds it again.
@@ -151,21 +164,22 @@ class ContainerSlotRunner:
         1001; a fresh volume belongs to root)."""
         import docker.errors
 
+        volume = self.settings.tracker_volume
         try:
-            client.volumes.get(TRACKER_VOLUME)
+            client.volumes.get(volume)
             return
         except docker.errors.NotFound:
             pass
         mount = "/tracker"
         try:
-            client.volumes.create(TRACKER_VOLUME, labels={LABEL_ROLE: "rasa-tracker"})
+            client.volumes.create(volume, labels={LABEL_ROLE: "rasa-tracker"})
             client.containers.run(image, entrypoint=["chmod", "1777", mount], user="root",
-                                  volumes={TRACKER_VOLUME: {"bind": mount, "mode": "rw"}},
+                                  volumes={volume: {"bind": mount, "mode": "rw"}},
                                   network_mode="none", remove=True)
         except docker.errors.DockerException as exc:
             with contextlib.suppress(docker.errors.DockerException):
-                client.volumes.get(TRACKER_VOLUME).remove(force=True)
-            raise DeployError(f"cannot prepare the tracker store's volume {TRACKER_VOLUME}: "
+                client.volumes.get(volume).remove(force=True)
+            raise DeployError(f"cannot prepare the tracker store's volume {volume}: "
                               f"{explain(exc)}") from None
 
     # ------------------------------------------------------------ watch
@@ -233,6 +247,8 @@ class ContainerSlotRunner:
             "label": [f"{LABEL_ROLE}={ROLE}", f"{LABEL_SLOT}={slot}"]})
         removed = []
         for container in found:
+            if (container.labels or {}).get(LABEL_PLACE, "") != self.settings.place:
+                continue  # another environment's server
             with contextlib.suppress(docker.errors.NotFound):
                 if container.status == "running":
                     container.stop(timeout=STOP_TIMEOUT)

@@ -150,3 +150,58 @@ def test_an_ssh_error_message_never_shows_the_key_passphrase() -> None:
     settings = SshSettings(host="actions.internal", key_passphrase="key-secret")
     assert settings.scrub("bad passphrase key-secret for key") == "bad passphrase *** for key"
     assert SshSettings(host="actions.internal").scrub("no passphrase") == "no passphrase"
+
+
+def test_each_environments_rasa_containers_and_tracker_volume_are_its_own(
+        tmp_path: Path) -> None:
+    from agent.targets.docker.rasa_slots import (
+        LABEL_PLACE,
+        ContainerSettings,
+        ContainerSlotRunner,
+    )
+
+    first = ContainerSettings("rasa/rasa:3.6.21-full", (5006, 5007), "127.0.0.1",
+                              tmp_path / "tracker")
+    staging = ContainerSettings("rasa/rasa:3.6.21-full", (6006, 6007), "127.0.0.1",
+                                tmp_path / "tracker", place="staging")
+    # The environment that keeps the single-environment layout keeps its names.
+    assert (first.container("blue"), first.tracker_volume) == (
+        "rasa-gitops-rasa-blue", "rasa-gitops-tracker")
+    assert (staging.container("blue"), staging.tracker_volume) == (
+        "rasa-gitops-rasa-staging-blue", "rasa-gitops-tracker-staging")
+
+    class Container:
+        def __init__(self, name: str, labels: dict[str, str]) -> None:
+            self.name, self.labels, self.status, self.removed = name, labels, "exited", False
+
+        def remove(self, force: bool) -> None:
+            self.removed = True
+
+    class Containers:
+        def __init__(self, found: list[Container]) -> None:
+            self.found = found
+
+        def list(self, all: bool, filters: dict[str, list[str]]) -> list[Container]:
+            return self.found  # the engine's label filter: role and slot match both
+
+    class Client:
+        def __init__(self, found: list[Container]) -> None:
+            self.containers = Containers(found)
+
+    old = Container("rasa-gitops-rasa-blue", {})  # from before places: no place label
+    theirs = Container("rasa-gitops-rasa-staging-blue", {LABEL_PLACE: "staging"})
+    client = Client([old, theirs])
+    engine = lambda: client  # noqa: E731
+    assert ContainerSlotRunner(engine, first)._remove_slot(client, "blue") == [old.name]
+    assert not theirs.removed
+    assert ContainerSlotRunner(engine, staging)._remove_slot(client, "blue") == [theirs.name]
+
+
+def test_the_config_names_each_environments_place(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yml"
+    path.write_text("repo: bot.git\nwork_dir: work\nenvironments:\n  staging:\n"
+                    "    action_server: {port: 5155}\n"
+                    "    model: {url: 'http://127.0.0.1:5105'}\n  production: {}\n")
+    config = load_config(path)
+    places = {env.name: config.for_environment(env.name).place for env in config.environments}
+    assert places == {"staging": "staging", "production": "production"}
