@@ -176,6 +176,10 @@ def _supervised(host: BlueGreenHost, action_port: int) -> None:
     assert new_standby not in (standby, old_rasa)
     assert host.live_server() == standby
     assert sorted(host.servers()) == sorted([standby, new_standby])
+    # The new standby took the killed server's slot and kept its log (what said
+    # why it died) beside its own.
+    kept = list(host.state.glob("rasa-*.log.previous"))
+    assert kept and kept[0].stat().st_size > 0, sorted(p.name for p in host.state.iterdir())
     assert host.say("hello", "after-the-kills") == [host.expected[_production_commit(host)]]
 
 
