@@ -137,13 +137,20 @@ def show_status(config: AgentConfig, *, as_json: bool = False) -> int:
 
 
 def history_data(journal: Journal, limit: int) -> list[dict[str, Any]]:
-    """Releases newest first, each with its steps, as plain JSON-ready values."""
+    """Releases newest first, each with its steps and its events (each with its
+    environment: where the release went live, waited, was verified or failed),
+    as plain JSON-ready values."""
     data = []
     for release in journal.releases(limit=limit):
         item = release.as_dict()
         item["steps"] = [
             {"name": s.name, "status": s.status.value, "duration": s.duration,
              "summary": s.summary} for s in journal.steps(release.id)
+        ]
+        item["events"] = [
+            {"at": e.at, "kind": e.kind, "environment": e.environment or release.environment,
+             "actor": e.actor, "why": e.detail}
+            for e in reversed(journal.events(limit=200, release_id=release.id))
         ]
         data.append(item)
     return data

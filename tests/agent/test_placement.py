@@ -252,3 +252,20 @@ def test_an_environments_nlu_gate_stops_a_release_that_loses_against_what_serves
                           environment="staging")
     assert run_release(world.agent, world.journal.release(third)) == PROMOTED
     assert production.live_model == "model-3"
+
+
+def test_history_json_carries_each_events_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.views import history_data
+
+    world, _ = _world(tmp_path, "manual", monkeypatch)
+    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
+                           environment="staging")
+    assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
+    promote_through(world.agent, queued, "production", "looks good")
+    (item,) = history_data(world.journal, 10)
+    where = [(e["kind"], e["environment"]) for e in item["events"]]
+    assert (VERIFIED, "staging") in where and (WAITING, "production") in where, where
+    assert ("production.promoted", "production") in where, where
+    assert where.index((WAITING, "production")) < where.index(("production.promoted",
+                                                                "production"))
