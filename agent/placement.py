@@ -3,7 +3,8 @@
 Each environment names the one a release must pass first (`after`,
 agent/environments.py). A release live in an environment is verified there:
 the switch already ran the smoke conversations; `verify.soak_seconds` then
-watches the place's servers, and a death fails the verification. A verified
+watches the place's servers (a death fails the verification) and its replies
+(the smoke conversations again every 30 s: a wrong reply fails it too). A verified
 release is journaled `release.verified` (release, environment); only then is
 it a candidate for the environments after that one, each by its own policy:
 
@@ -36,11 +37,12 @@ from agent.journal import Journal, LockHeld, Release
 from agent.journal.records import VERIFIED, WAITING
 from agent.promote import actor, promote, switch_production
 from agent.runtime import Agent
-from agent.steps import nlu_gate
+from agent.steps import StepFailed, nlu_gate, smoke
 from agent.targets.base import DEAD
 from hooks.core.errors import FatalError
 
 SOAK_EVERY = 1.0  # seconds between two looks at the servers during a soak
+SOAK_TALK_EVERY = 30.0  # seconds between two rounds of smoke conversations in a soak
 
 
 def verified_in(journal: Journal, release_id: int, environment: str) -> bool:
@@ -68,6 +70,10 @@ def verify(agent: Agent, release: Release, environment: str,
            for e in journal.events(limit=1000, release_id=release.id)):
         return "its smoke test failed there (kept: smoke.rollback is off)"
     deadline = time.monotonic() + env.verify.soak_seconds
+    # The replies too, not only the servers' health: the smoke conversations
+    # (unless `verify.smoke` is off) every SOAK_TALK_EVERY seconds of the soak.
+    conversations = agent.config.for_environment(environment)["smoke.conversations"]
+    next_talk = time.monotonic() + SOAK_TALK_EVERY
     while True:
         pointer = journal.production(environment)
         if pointer is None or pointer.release_id != release.id:
@@ -80,6 +86,13 @@ def verify(agent: Agent, release: Release, environment: str,
                 if h.state == DEAD]
         if dead:
             return "; ".join(f"{h.part} died ({h.detail})" for h in dead)
+        if conversations and time.monotonic() >= next_talk:
+            try:
+                smoke.converse(conversations, place.model.talk, f"soak-{release.id}",
+                               agent.progress.line)
+            except StepFailed as exc:
+                return f"a reply during the soak: {exc.summary}"
+            next_talk = time.monotonic() + SOAK_TALK_EVERY
         sleep(min(SOAK_EVERY, max(0.0, deadline - time.monotonic())))
     journal.event(VERIFIED, release.id, environment,
                   detail=f"soaked {env.verify.soak_seconds:g} s" if env.verify.soak_seconds

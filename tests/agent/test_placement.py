@@ -22,6 +22,7 @@ from agent.views import show_status, status_data
 from hooks.core.errors import FatalError
 from tests.support.memory_targets import World, add_memory_place, memory_world
 
+SMOKE = "smoke:\n  conversations:\n    - - say: hello\n        expect: Hi!\n"
 ENVS = """environments:
   staging:
     action_server: {port: 5155}
@@ -269,3 +270,23 @@ def test_history_json_carries_each_events_environment(
     assert ("production.promoted", "production") in where, where
     assert where.index((WAITING, "production")) < where.index(("production.promoted",
                                                                 "production"))
+
+
+def test_a_soak_watches_the_replies_and_a_wrong_one_is_never_verified(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "gates", lambda config: ())
+    monkeypatch.setattr(placement, "SOAK_TALK_EVERY", 0.0)  # a round at each look
+    world = memory_world(tmp_path, SMOKE + ENVS.replace(
+        "    model: {url: \"http://127.0.0.1:5105\"}\n",
+        "    model: {url: \"http://127.0.0.1:5105\"}\n    verify: {soak_seconds: 0.3}\n")
+        % "manual")
+    add_memory_place(world, "production")
+    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
+                           environment="staging")
+    assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
+    assert world.journal.was_verified_in(queued, "staging")  # "Hi!" all through the soak
+    world.model.answers["model-1"] = ["Sorry, I am broken."]
+    assert verify(world.agent, world.journal.release(queued), "staging",
+                  sleep=lambda seconds: None) == (
+        "a reply during the soak: conversation 1: to 'hello' the bot said "
+        "'Sorry, I am broken.', expected 'Hi!'")
