@@ -50,6 +50,9 @@ class AgentConfig:
     secrets: Mapping[str, Secret] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     blocks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The environment `for_environment` made this view for ("" for the agent's
+    # own config): a target shared by all environments (the model server) needs it.
+    viewed_as: str = ""
 
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
@@ -98,7 +101,7 @@ class AgentConfig:
             # not hand one environment's live servers to another.
             values["state_dir"] = str(self.work_dir / "environments" / env.name)
             values["place"] = env.name
-        return replace(self, values=values)
+        return replace(self, values=values, viewed_as=env.name)
 
     def redactor(self) -> Redactor:
         """Every secret the config names, and a credential in the `repo:` URL

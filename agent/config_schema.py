@@ -80,6 +80,17 @@ def _url(value: Any) -> str | None:
     return None if re.match(r"^https?://[^/\s]+", value) else f"{value!r} is not an http(s) URL"
 
 
+def _pullers(value: Any) -> str | None:
+    names = []
+    for i, item in enumerate(value):
+        if not (isinstance(item, dict) and set(item) == {"name", "url"}
+                and isinstance(item["name"], str) and item["name"].strip()
+                and isinstance(item["url"], str) and _url(item["url"]) is None):
+            return f"item {i + 1} must be {{name: NAME, url: http://HOST:PORT}}"
+        names.append(item["name"])
+    return None if len(set(names)) == len(names) else "names a puller twice"
+
+
 @dataclass(frozen=True)
 class Key:
     types: tuple[type, ...]
@@ -186,8 +197,56 @@ SCHEMA: dict[str, Key] = {
     "image.registry_user": _key(str, None, nullable=True,
                                 help="with registry_password_env/_file; else the Docker "
                                 "config's credentials"),
-    "model.target": _key(str, "rasa_http", one_of("rasa_http"),
-                         "rasa_http: a Rasa server's HTTP API (`PUT /model`)"),
+    "model.target": _key(str, "rasa_http", one_of("rasa_http", "model_server", "rasa_x"),
+                         "rasa_http: a Rasa server's HTTP API (`PUT /model`, or blue/green "
+                         "servers the agent runs: model.serving); model_server: Rasa servers "
+                         "(model.pullers) pull each environment's model from the agent's "
+                         "model server (README: Model server mode); rasa_x: Rasa X / Rasa "
+                         "Enterprise's model API (README: Rasa X / Rasa Enterprise)"),
+    # The Rasa X / Rasa Enterprise target (agent/targets/rasa_x.py).
+    "model.rasa_x_url": _key(str, None, _url, nullable=True,
+                             help="rasa_x: Rasa X's base URL, e.g. https://rasa-x.example.com"),
+    "model.rasa_x_tag": _key(str, "production", help="rasa_x: the tag (deployment "
+                             "environment) activating a model sets; its Rasa pulls that model"),
+    "model.rasa_x_api_token_env": _key(str, None, nullable=True),
+    "model.rasa_x_api_token_file": _key(str, None, nullable=True,
+                                        help="rasa_x: Rasa X's api token (sent as ?api_token=); "
+                                        "or model.rasa_x_username and a password"),
+    "model.rasa_x_username": _key(str, None, nullable=True,
+                                  help="rasa_x: a user who may manage models; the agent logs "
+                                  "in with POST /api/auth and sends a Bearer token"),
+    "model.rasa_x_password_env": _key(str, None, nullable=True),
+    "model.rasa_x_password_file": _key(str, None, nullable=True,
+                                       help="rasa_x: model.rasa_x_username's password"),
+    "model.rasa_x_rest_url": _key(str, None, _url, nullable=True,
+                                  help="rasa_x: the production Rasa's REST channel for the "
+                                  "smoke test; default <rasa_x_url>/core/webhooks/rest/webhook"),
+    # Model server mode (agent/model_server.py, agent/targets/model_server.py).
+    "model.server_host": _key(str, "127.0.0.1",
+                              help="model_server: the address the model server listens on "
+                              "(0.0.0.0 for pullers on other hosts); one server for every "
+                              "environment, set at the top level"),
+    "model.server_port": _key(int, 5080, _port, "model_server: its port; a puller's "
+                              "endpoints.yml has `models: url: "
+                              "http://HOST:PORT/models/<environment>`"),
+    "model.server_token_env": _key(str, None, nullable=True),
+    "model.server_token_file": _key(str, None, nullable=True,
+                                    help="model_server: the token pullers send (endpoints.yml "
+                                    "`models: token:`); default: one the agent makes in "
+                                    "<work_dir>/model-server/auth-token (0600)"),
+    "model.server_token_name": _key(str, "token",
+                                    help="model_server: the query parameter the token comes "
+                                    "in (the pullers' `models: token_name:`)"),
+    "model.pullers": _key(list, None, _pullers, nullable=True,
+                          help="model_server: the Rasa servers that pull this environment's "
+                          "model, [{name: NAME, url: http://HOST:5005}]; each must report the "
+                          "release's model_id in GET /status (with model.auth_token) in time"),
+    "model.wait_time_between_pulls": _key(NUMBER, 10, _positive,
+                                          "model_server: the pullers' own `models: "
+                                          "wait_time_between_pulls` (seconds)"),
+    "model.pull_margin": _key(NUMBER, 60, _positive,
+                              "model_server: seconds on top of wait_time_between_pulls for a "
+                              "puller to download and load a model before it counts as failed"),
     "model.url": _key(str, "http://127.0.0.1:5005", _url),
     "model.manage_server": _key(bool, True,
                                 help="the agent starts the Rasa server if it isn't running"),

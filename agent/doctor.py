@@ -90,20 +90,29 @@ def _rasa_server(config: AgentConfig) -> Result:
     from agent.targets.factory import build_targets
 
     model = build_targets(config).model
+    pulled = config["model.target"] == "model_server"
+    where = (f"the model server (port {config['model.server_port']})" if pulled
+             else str(config["model.url"]))
+    if config["model.target"] == "rasa_x":  # not the agent's to start
+        where = f"Rasa X at {config['model.rasa_x_url']}"
     if not model.server_answers():
-        if config["model.manage_server"]:
-            return "OK", f"{config['model.url']} is down; the agent starts it on first deploy"
-        return "FAIL", f"{config['model.url']} does not answer"
+        if (config["model.manage_server"] and config["model.target"] != "rasa_x") or pulled:
+            return "OK", f"{where} is down; the agent starts it on first deploy"
+        return "FAIL", f"{where} does not answer"
     try:
         live = model.live_model_id()
     except Exception as exc:  # DeployError: wrong token and the like
         return "FAIL", str(exc)
-    return "OK", f"{config['model.url']} answers; live model {live or 'none'}"
+    return "OK", f"{where} answers; live model {live or 'none'}"
 
 
 def _haproxy(config: AgentConfig) -> Result:
     from agent.targets.factory import serving_mode
 
+    if config["model.target"] == "model_server":
+        return "SKIP", "model.target is model_server: the pullers load their own models"
+    if config["model.target"] == "rasa_x":
+        return "SKIP", "model.target is rasa_x: Rasa X runs its own Rasa servers"
     if serving_mode(config) != "blue_green":
         return "SKIP", "model.serving is put_model: no front proxy"
     haproxy = str(config["model.haproxy"])

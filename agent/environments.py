@@ -196,6 +196,9 @@ def _resources(values: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         instance = values["action_server.instance"]
         found.append((action_host, f"containers rasa-actions-{instance}",
                       "action_server.instance"))
+    if values.get("model.target") in ("model_server", "rasa_x"):
+        # One model server for all; the Rasa servers pulling (or Rasa X's) are not the agent's.
+        return found
     url = urlsplit(str(values["model.url"]))
     model_host = "" if (url.hostname or "") in LOCAL_HOSTS else str(url.hostname)
     model_port = url.port or (443 if url.scheme == "https" else 80)

@@ -28,7 +28,8 @@ from agent.runtime import Agent
 from agent.server_records import server_record
 
 # Folders of the work dir whose *.log files are servers' own logs.
-SERVER_LOG_DIRS = ("action-server", "rasa-blue-green", "rasa-blue-green/proxy", "rasa-server")
+SERVER_LOG_DIRS = ("action-server", "rasa-blue-green", "rasa-blue-green/proxy", "rasa-server",
+                   "model-server")
 RELEASE_LOG = re.compile(r"^(?:release-(\d+)|actions-(\d+)\.log)$")
 
 
@@ -120,8 +121,9 @@ def prune(agent: Agent) -> str:
     removed = prune_release_logs(config.work_dir, int(config["keep_logs"]), protect)
     trimmed: list[Path] = []
     # Each environment's servers keep their logs in its own state dir.
-    for state_dir in sorted({config.for_environment(e.name).state_dir
-                             for e in config.environments}):
+    # (and the work dir itself: the one model server of every environment is there)
+    for state_dir in sorted({config.work_dir, *(config.for_environment(e.name).state_dir
+                                                for e in config.environments)}):
         if state_dir != config.work_dir:
             removed += prune_release_logs(state_dir, int(config["keep_logs"]), protect)
         trimmed += trim_server_logs(state_dir, int(float(config["log_max_mb"]) * 1024 * 1024))

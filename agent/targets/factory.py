@@ -15,9 +15,12 @@ from agent.targets.docker.engine import EngineFactory, local_engine
 from agent.targets.docker.rasa_slots import ContainerSettings, ContainerSlotRunner
 from agent.targets.docker.ssh import SshEngineFactory
 from agent.targets.local_process import LocalActionServerTarget
+from agent.targets.model_server import ModelServerTarget, Puller
+from agent.targets.rasa_api import local_token
 from agent.targets.rasa_blue_green import BlueGreenRasaTarget
 from agent.targets.rasa_http import RasaHttpModelTarget
 from agent.targets.rasa_slots import ProcessSlotRunner, SlotRunner
+from agent.targets.rasa_x import RasaXModelTarget
 from hooks.core.errors import FatalError
 from hooks.core.process import rasa_command
 
@@ -131,6 +134,52 @@ def _blue_green(config: AgentConfig, action_url: str) -> ModelTarget:
     )
 
 
+# The model server is one process for every environment: its keys are the agent's.
+SHARED_SERVER_KEYS = ("model.server_host", "model.server_port", "model.server_token_name")
+
+
+def _model_server(config: AgentConfig) -> ModelTarget:
+    environment = config.viewed_as or config.environments[0].name
+    for key in SHARED_SERVER_KEYS:
+        if key in config.environment(environment).overrides:
+            raise ConfigError(config.path, f"environments.{environment}.{key}",
+                              "one model server serves every environment; set it at the "
+                              "top level")
+    if config["model.serving"]:
+        raise ConfigError(config.path, "model.serving", "model.target model_server: the "
+                          "pullers load their models themselves; remove model.serving")
+    server_dir = config.work_dir / "model-server"
+    return ModelServerTarget(
+        environment=environment, server_dir=server_dir,
+        host=str(config["model.server_host"]), port=int(config["model.server_port"]),
+        token=config.secret("model.server_token") or local_token(server_dir),
+        token_name=str(config["model.server_token_name"]),
+        pullers=[Puller(str(p["name"]), str(p["url"])) for p in config["model.pullers"] or ()],
+        rasa_token=config.secret("model.auth_token"),
+        wait_time=float(config["model.wait_time_between_pulls"]),
+        margin=float(config["model.pull_margin"]),
+    )
+
+
+def _rasa_x(config: AgentConfig) -> ModelTarget:
+    """Rasa X / Rasa Enterprise: exactly one of its two auth modes."""
+    url = config["model.rasa_x_url"]
+    if not url:
+        raise ConfigError(config.path, "model.rasa_x_url", "model.target rasa_x needs Rasa "
+                          "X's base URL, e.g. https://rasa-x.example.com")
+    token, password = config.secret("model.rasa_x_api_token"), config.secret(
+        "model.rasa_x_password")
+    username = config["model.rasa_x_username"]
+    if (token is None) == (password is None or not username):
+        raise ConfigError(config.path, "model.rasa_x_api_token_env",
+                          "model.target rasa_x needs one way to log in: "
+                          "model.rasa_x_api_token_env/_file, or model.rasa_x_username with "
+                          "model.rasa_x_password_env/_file (not both, not a half)")
+    return RasaXModelTarget(url=str(url), tag=str(config["model.rasa_x_tag"]),
+                            api_token=token, username=str(username) if username else None,
+                            password=password, rest_url=config["model.rasa_x_rest_url"])
+
+
 @dataclass(frozen=True)
 class Targets:
     action_server: ActionServerTarget
@@ -162,6 +211,10 @@ def build_targets(config: AgentConfig) -> Targets:
     action_server = builder(config)
     # Typed with the Protocols: mypy checks every concrete target implements
     # its whole interface (the docker builders are typed the same way).
+    if config["model.target"] == "model_server":
+        return Targets(action_server, _model_server(config))
+    if config["model.target"] == "rasa_x":
+        return Targets(action_server, _rasa_x(config))
     model: ModelTarget = _blue_green(config, action_server.url) if (
         serving_mode(config) == "blue_green") else RasaHttpModelTarget(
         url=str(config["model.url"]),

@@ -62,8 +62,10 @@ def agent_config_data(*, like: Path | None = None, **keys: Any) -> dict[str, Any
     # (15 s or more each, even with a light model). Tests that aren't about
     # serving use the one-server path; blue/green has its own tests, which ask
     # for it (model={"serving": "blue_green"}).
-    model = data.get("model")
-    data["model"] = {"serving": "put_model", **(model if isinstance(model, dict) else {})}
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    # (model_server mode has no serving of its own: its pullers load the models.)
+    if model.get("target") != "model_server":
+        data["model"] = {"serving": "put_model", **model}
     if "repo" not in data:
         raise ValueError("an agent config needs repo=... (agent/config.py requires it)")
     return data
