@@ -252,6 +252,29 @@ SCHEMA: dict[str, Key] = {
                                 help="the agent starts the Rasa server if it isn't running"),
     "model.auth_token_env": _key(str, None, nullable=True),
     "model.auth_token_file": _key(str, None, nullable=True),
+    # rasa_http: JWT auth instead of the token (Rasa's --jwt-secret/--jwt-method).
+    "model.jwt_secret_env": _key(str, None, nullable=True),
+    "model.jwt_secret_file": _key(str, None, nullable=True,
+                                  help="rasa_http: the Rasa server's --jwt-secret; the agent "
+                                  "signs a short-lived admin JWT with it (Bearer)"),
+    "model.jwt_method": _key(str, "HS256", one_of("HS256", "HS384", "HS512"),
+                             "rasa_http: the server's --jwt-method"),
+    # rasa_http: a Rasa server on another host, its models copied there over SFTP.
+    "model.ssh_host": _key(str, None, nullable=True,
+                           help="rasa_http: the Rasa server's host; each model is copied "
+                           "over SFTP to model.remote_model_dir there (README: A Rasa "
+                           "server on another host); needs model.manage_server: false"),
+    "model.ssh_port": _key(int, 22, _port),
+    "model.ssh_user": _key(str, "root"),
+    "model.ssh_key_file": _key(str, None, nullable=True,
+                               help="default: the SSH agent, then ~/.ssh's keys"),
+    "model.ssh_known_hosts": _key(str, "~/.ssh/known_hosts",
+                                  help="must name the host's key; an unknown key is refused"),
+    "model.remote_model_dir": _key(str, None, nullable=True,
+                                   help="model.ssh_host: the absolute folder the models go to, "
+                                   "readable by the Rasa server there"),
+    "model.remote_keep": _key(int, 3, _positive, "model.ssh_host: the agent's own models kept "
+                              "there (others in the folder are never touched)"),
     "model.load_timeout": _key(NUMBER, 900, _positive),
     "model.serving": _key(str, None, one_of("put_model", "blue_green"),
                           "blue_green (the default when the agent manages the server): each "

@@ -181,6 +181,7 @@ def _place_checks() -> list[tuple[str, Check]]:
         ("ssh key", remote.ssh_key),
         ("ssh host key", remote.ssh_host_key),
         ("ssh", remote.ssh),
+        ("model host", remote.model_host),
     ]
 
 

@@ -278,3 +278,15 @@ def ssh(config: AgentConfig) -> Result:
     return "OK", (f"logged in as {settings.user}@{settings.host}:{settings.port}, "
                   "host key verified")
 
+
+def model_host(config: AgentConfig) -> Result:
+    """model.ssh_host: SFTP to the Rasa server's host and its model folder."""
+    from agent.targets.factory import remote_models
+
+    remote = remote_models(config)
+    if remote is None:
+        return "SKIP", "the Rasa server shares this host's disk (no model.ssh_host)"
+    try:
+        return "OK", remote.check()
+    except DeployError as exc:
+        return "FAIL", str(exc)

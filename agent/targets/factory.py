@@ -13,14 +13,15 @@ from agent.targets.base import ActionServerTarget, ModelTarget
 from agent.targets.docker import factories as docker_targets
 from agent.targets.docker.engine import EngineFactory, local_engine
 from agent.targets.docker.rasa_slots import ContainerSettings, ContainerSlotRunner
-from agent.targets.docker.ssh import SshEngineFactory
+from agent.targets.docker.ssh import SshEngineFactory, SshSettings
 from agent.targets.local_process import LocalActionServerTarget
 from agent.targets.model_server import ModelServerTarget, Puller
-from agent.targets.rasa_api import local_token
+from agent.targets.rasa_api import JwtAuth, local_token
 from agent.targets.rasa_blue_green import BlueGreenRasaTarget
 from agent.targets.rasa_http import RasaHttpModelTarget
 from agent.targets.rasa_slots import ProcessSlotRunner, SlotRunner
 from agent.targets.rasa_x import RasaXModelTarget
+from agent.targets.remote_models import RemoteModels
 from hooks.core.errors import FatalError
 from hooks.core.process import rasa_command
 
@@ -180,6 +181,73 @@ def _rasa_x(config: AgentConfig) -> ModelTarget:
                             password=password, rest_url=config["model.rasa_x_rest_url"])
 
 
+def remote_models(config: AgentConfig) -> RemoteModels | None:
+    """model.ssh_host: the Rasa server runs on another host, its models go there
+    over SFTP. The agent starts servers on its own host only."""
+    host = config["model.ssh_host"]
+    if not host:
+        return None
+    folder = config["model.remote_model_dir"]
+    if not folder or not str(folder).startswith("/"):
+        raise ConfigError(config.path, "model.remote_model_dir",
+                          "model.ssh_host needs the absolute folder on that host the models "
+                          "are copied to, e.g. /srv/rasa/models")
+    passphrase, key_file = config.secret("model.ssh_key_passphrase"), config["model.ssh_key_file"]
+    settings = SshSettings(
+        host=str(host), port=int(config["model.ssh_port"]), user=str(config["model.ssh_user"]),
+        key_file=Path(str(key_file)).expanduser() if key_file else None,
+        key_passphrase=passphrase.reveal() if passphrase else None,
+        known_hosts=Path(str(config["model.ssh_known_hosts"])).expanduser())
+    return RemoteModels(settings, str(folder), keep=int(config["model.remote_keep"]),
+                        place=config.place)
+
+
+def _secret_key(config: AgentConfig, name: str) -> str:
+    """The key a secret was given by: `<name>_env` or `<name>_file`."""
+    secret = config.secret(name)
+    return f"{name}_env" if secret is None or secret.origin.startswith("$") else f"{name}_file"
+
+
+def _jwt(config: AgentConfig) -> JwtAuth | None:
+    secret = config.secret("model.jwt_secret")
+    if secret is None:
+        return None
+    if config.secret("model.auth_token") is not None:
+        raise ConfigError(config.path, _secret_key(config, "model.jwt_secret"),
+                          "give the Rasa server's auth token or its JWT secret, not both")
+    return JwtAuth(secret, str(config["model.jwt_method"]))
+
+
+def _rasa_http(config: AgentConfig, action_url: str) -> ModelTarget:
+    return RasaHttpModelTarget(
+        url=str(config["model.url"]),
+        token=config.secret("model.auth_token"),
+        state_dir=Path(config.state_dir / "rasa-server"),
+        rasa_argv=rasa_argv(config),
+        manage_server=bool(config["model.manage_server"]),
+        action_endpoint=action_url,
+        load_timeout=float(config["model.load_timeout"]),
+        env_names=config["pipeline.env"] or (),
+        remote=remote_models(config),
+        jwt_auth=_jwt(config),
+    )
+
+
+def _check_put_model_only(config: AgentConfig) -> None:
+    """model.ssh_host and the JWT secret are read by rasa_http's PUT /model path
+    only: set for another target or mode they would silently do nothing."""
+    used = {"model.ssh_host": bool(config["model.ssh_host"]),
+            _secret_key(config, "model.jwt_secret"): config.secret("model.jwt_secret") is not None}
+    for key in (key for key, value in used.items() if value):
+        if config["model.target"] != "rasa_http":
+            raise ConfigError(config.path, key, "works with model.target rasa_http only")
+        if config["model.manage_server"]:
+            raise ConfigError(config.path, "model.manage_server",
+                              f"must be false with {key}: the agent starts its own Rasa "
+                              "servers on this host only, and with its own token; this one "
+                              "you run yourself")
+
+
 @dataclass(frozen=True)
 class Targets:
     action_server: ActionServerTarget
@@ -209,21 +277,14 @@ def build_targets(config: AgentConfig) -> Targets:
         raise ConfigError(config.path, "action_server.target",
                           f"{name!r} is not one of: {', '.join(sorted(ACTION_SERVER_TARGETS))}")
     action_server = builder(config)
+    _check_put_model_only(config)
     # Typed with the Protocols: mypy checks every concrete target implements
     # its whole interface (the docker builders are typed the same way).
     if config["model.target"] == "model_server":
         return Targets(action_server, _model_server(config))
     if config["model.target"] == "rasa_x":
         return Targets(action_server, _rasa_x(config))
-    model: ModelTarget = _blue_green(config, action_server.url) if (
-        serving_mode(config) == "blue_green") else RasaHttpModelTarget(
-        url=str(config["model.url"]),
-        token=config.secret("model.auth_token"),
-        state_dir=Path(config.state_dir / "rasa-server"),
-        rasa_argv=rasa_argv(config),
-        manage_server=bool(config["model.manage_server"]),
-        action_endpoint=action_server.url,
-        load_timeout=float(config["model.load_timeout"]),
-        env_names=config["pipeline.env"] or (),
-    )
+    model: ModelTarget = (_blue_green(config, action_server.url)
+                          if serving_mode(config) == "blue_green"
+                          else _rasa_http(config, action_server.url))
     return Targets(action_server, model)

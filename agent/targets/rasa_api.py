@@ -4,7 +4,9 @@ Both the `PUT /model` target (rasa_http) and the blue/green target
 (rasa_blue_green) read a model's id, keep a local auth token, call the API with
 a few retries, explain its refusals and talk to the REST channel the same way;
 this is that one way. The token travels as Rasa expects (`?token=`); every
-error message built here is scrubbed of it.
+error message built here is scrubbed of it. A server started with Rasa's
+`--jwt-secret` gets instead a short-lived JWT signed with that secret
+(`JwtAuth`), carrying the admin role its model endpoints require.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jwt
 import requests
 
 from agent.secrets import Secret
@@ -25,6 +28,11 @@ from agent.targets.base import DeployError
 STATUS_TIMEOUT = 10.0
 CONNECT_ATTEMPTS = 3
 CONNECT_BACKOFF = 0.5  # seconds; doubled after each failed attempt
+# The HMAC methods of Rasa's --jwt-method: the agent signs with the shared
+# secret. RS*/ES* would need the private key of --jwt-secret's public key.
+JWT_METHODS = ("HS256", "HS384", "HS512")
+JWT_LIFETIME = 300  # seconds: one token per request; a leaked one soon expires
+JWT_USER = "rasa-gitops-agent"
 
 
 def model_id_of(model: Path) -> str:
@@ -50,15 +58,45 @@ def local_token(state_dir: Path) -> Secret:
     return Secret(path.read_text(encoding="utf-8").strip(), str(path))
 
 
+class JwtAuth:
+    """Rasa's JWT auth (`rasa run --jwt-secret S --jwt-method M`).
+
+    Rasa 3.6 (rasa/server.py `requires_auth`) lets a token through to the model
+    endpoints only with `{"user": {"username": ..., "role": "admin"}}` in its
+    payload; any other role gets 403. Each request gets a fresh token with an
+    `exp` claim and no `iat` (a clock a little ahead on the server would
+    refuse an `iat` "in the future")."""
+
+    def __init__(self, secret: Secret, method: str = "HS256") -> None:
+        if method not in JWT_METHODS:
+            raise DeployError(f"JWT method {method!r} is not one the agent signs with "
+                              f"({', '.join(JWT_METHODS)})")
+        self._secret = secret
+        self.method = method
+
+    def __repr__(self) -> str:
+        return f"JwtAuth({self._secret.origin}, {self.method})"
+
+    def header(self) -> dict[str, str]:
+        payload = {"user": {"username": JWT_USER, "role": "admin"},
+                   "exp": int(time.time()) + JWT_LIFETIME}
+        signed = jwt.encode(payload, self._secret.reveal(), algorithm=self.method)
+        return {"Authorization": f"Bearer {signed}"}
+
+
 class RasaApi:
     """One Rasa server (or the proxy in front of one) at `url`."""
 
-    def __init__(self, url: str, token: Secret | None) -> None:
+    def __init__(self, url: str, token: Secret | None, jwt_auth: JwtAuth | None = None) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        self.jwt_auth = jwt_auth
 
     def params(self) -> dict[str, str]:
         return {"token": self.token.reveal()} if self.token else {}
+
+    def headers(self) -> dict[str, str]:
+        return self.jwt_auth.header() if self.jwt_auth else {}
 
     def scrub(self, text: str) -> str:
         return text.replace(self.token.reveal(), "***") if self.token else text
@@ -67,9 +105,11 @@ class RasaApi:
                 attempts: int = CONNECT_ATTEMPTS, **kwargs: Any) -> requests.Response:
         # A server that is restarting refuses connections for a moment: a few
         # tries with a growing pause, then a clear failure (never an endless wait).
+        extra = kwargs.pop("headers", {})  # a fresh JWT each try, the caller's own too
         for attempt in range(1, attempts + 1):
             try:
                 return requests.request(method, f"{self.url}{path}", params=self.params(),
+                                        headers={**self.headers(), **extra},
                                         timeout=timeout, **kwargs)
             except requests.ConnectionError:
                 if attempt == attempts:
@@ -84,6 +124,11 @@ class RasaApi:
         raise AssertionError("unreachable")
 
     def explain(self, answer: requests.Response, what: str) -> DeployError:
+        if answer.status_code == 401 and self.jwt_auth:
+            return DeployError(f"{what}: the Rasa server refused the agent's JWT (401); check "
+                               "that model.jwt_secret_env / model.jwt_secret_file and "
+                               f"model.jwt_method ({self.jwt_auth.method}) match its "
+                               "--jwt-secret and --jwt-method")
         if answer.status_code == 401:
             return DeployError(f"{what}: the Rasa server refused the auth token (401); check "
                                "model.auth_token_env / model.auth_token_file")

@@ -2,7 +2,9 @@
 
 A model is activated with `PUT /model {"model_file": PATH}` and confirmed by
 `GET /status` reporting its `model_id`. The model file reaches the server by
-a shared path (the agent's models folder on the same host).
+a shared path (the agent's models folder on the same host), or, for a server
+on another host (`model.ssh_host`), by SFTP into a folder there
+(remote_models): `PUT /model` then names the remote copy, never a local path.
 
 With `manage_server`, the agent starts the Rasa server itself when nothing
 answers at the URL: `rasa run --enable-api` (its token on standard input, see
@@ -10,8 +12,9 @@ rasa_launch) with an endpoints file whose action endpoint is the action
 target's stable URL, and `--model` pointing at a symlink the agent keeps on
 the production model, so a restarted server comes back with what the journal says is live.
 
-The token travels as Rasa expects (`?token=`); every error message built here
-is scrubbed of it.
+The token travels as Rasa expects (`?token=`), or a short-lived JWT signed with
+the server's `--jwt-secret` does (rasa_api.JwtAuth); every error message built
+here is scrubbed of them.
 """
 
 from __future__ import annotations
@@ -30,8 +33,15 @@ from agent.secrets import Secret
 from agent.targets.base import DeployError, Health, LogSink, ModelRef
 from agent.targets.pidfile import read_pid, write_pid
 from agent.targets.probe import accepts, probe
-from agent.targets.rasa_api import STATUS_TIMEOUT, RasaApi, local_token, model_id_of
+from agent.targets.rasa_api import (
+    STATUS_TIMEOUT,
+    JwtAuth,
+    RasaApi,
+    local_token,
+    model_id_of,
+)
 from agent.targets.rasa_launch import launch
+from agent.targets.remote_models import RemoteModels
 from hooks.core.child_env import commit_environment, passed_env
 from hooks.core.errors import FatalError
 from hooks.core.process import alive, spawn, stop
@@ -44,7 +54,12 @@ class RasaHttpModelTarget:
 
     def __init__(self, *, url: str, token: Secret | None, state_dir: Path,
                  rasa_argv: Sequence[str], manage_server: bool, action_endpoint: str,
-                 load_timeout: float = 900.0, env_names: Sequence[str] = ()) -> None:
+                 load_timeout: float = 900.0, env_names: Sequence[str] = (),
+                 remote: RemoteModels | None = None, jwt_auth: JwtAuth | None = None) -> None:
+        if remote is not None and manage_server:
+            # The agent starts a Rasa server only on its own host.
+            raise DeployError("a Rasa server on another host is not one the agent starts: "
+                              "set model.manage_server to false")
         self.url = url.rstrip("/")
         self.env_names = tuple(env_names)  # pipeline.env: the custom components' variables
         self.state_dir = state_dir
@@ -52,10 +67,11 @@ class RasaHttpModelTarget:
         self.manage_server = manage_server
         self.action_endpoint = action_endpoint
         self.load_timeout = load_timeout
+        self.remote = remote
         self._token = token if token is not None else (
             local_token(state_dir) if manage_server else None
         )
-        self._api = RasaApi(self.url, self._token)
+        self._api = RasaApi(self.url, self._token, jwt_auth)
 
     # --------------------------------------------------------------- server
 
@@ -167,10 +183,13 @@ class RasaHttpModelTarget:
     def upload(self, release_id: str, model: Path, log: LogSink,
                bot_dir: Path | None = None) -> ModelRef:
         # bot_dir is ignored: this one server keeps the agent's own endpoints.
-        # Shared path: the server runs on this host and reads the agent's file.
         if not model.is_file():
             raise DeployError(f"model file {model} does not exist")
-        return ModelRef(release_id, model_id_of(model), str(model.resolve()))
+        model_id = model_id_of(model)
+        if self.remote is not None:  # the server's own disk: a copy over SFTP
+            return ModelRef(release_id, model_id, self.remote.put(release_id, model, log))
+        # Shared path: the server runs on this host and reads the agent's file.
+        return ModelRef(release_id, model_id, str(model.resolve()))
 
     def activate(self, ref: ModelRef, log: LogSink) -> None:
         self.ensure_server(log)
@@ -188,6 +207,12 @@ class RasaHttpModelTarget:
                                   f"not {ref.model_id}")
             log(f"GET /status confirms model_id {live}")
             faults.kill_point("model.loaded")
+        if self.remote is not None:
+            try:
+                self.remote.keep_newest(ref.location, log)
+            except DeployError as exc:  # the switch is done; old files wait for the next
+                log(f"old models on {self.remote.settings.host} not cleaned up: {exc}")
+            return  # no restart link: the agent never starts a server over there
         tmp = self.live_link.with_name(".live-model.tmp")
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(ref.location)

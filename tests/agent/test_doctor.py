@@ -23,7 +23,7 @@ from tests.support.git import git, init_repo
 from tests.support.services import Registry, SshServer
 
 ALL_ROWS = {"config", "work dir", "git", "rasa", "rasa server", "haproxy", "action port",
-            "registry", "ssh key", "ssh host key", "ssh", "notify", "docker"}
+            "registry", "ssh key", "ssh host key", "ssh", "model host", "notify", "docker"}
 
 
 def _doctor(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, str], str]:
@@ -60,7 +60,7 @@ def test_a_healthy_local_set_up_is_all_ok_and_exits_0(
     assert {rows[n] for n in ("config", "work dir", "git", "rasa", "rasa server",
                               "action port")} == {"OK"}, out
     assert {rows[n] for n in ("haproxy", "registry", "ssh key", "ssh host key", "ssh",
-                              "docker")} == {"SKIP"}, out
+                              "model host", "docker")} == {"SKIP"}, out
     assert "0 failed" in out
 
 
@@ -189,6 +189,29 @@ def test_the_ssh_checks_tell_host_key_and_passphrase_problems_apart(
                           **with_passphrase)
     code, rows, out = _doctor(allowed, capsys)
     assert rows["ssh host key"] == "WARN" and rows["ssh"] == "OK", out
+
+
+def test_the_model_host_check_logs_in_over_sftp_and_refuses_an_unknown_host_key(
+        tmp_path: Path, base: dict[str, object], sshd: SshServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "remote-models"
+    folder.mkdir()
+    empty = tmp_path / "known_hosts_empty"
+    empty.write_text("")
+
+    def config(known_hosts: Path, remote_dir: Path) -> Path:
+        return agent_config(tmp_path / "agent.yml", **{**base, "model": {
+            **base["model"], "manage_server": False, "ssh_host": sshd.host,  # type: ignore[dict-item]
+            "ssh_port": sshd.port, "ssh_user": sshd.user, "ssh_key_file": sshd.key_file,
+            "ssh_known_hosts": known_hosts, "remote_model_dir": remote_dir}})
+
+    _, rows, out = _doctor(config(sshd.known_hosts, folder), capsys)
+    assert rows["model host"] == "OK" and f"{folder} works" in out, out
+    _, rows, out = _doctor(config(empty, folder), capsys)
+    assert rows["model host"] == "FAIL" and "refusing an unknown host key" in out, out
+    _, rows, out = _doctor(config(sshd.known_hosts, tmp_path / "missing"), capsys)
+    assert rows["model host"] == "FAIL" and "create it" in out, out
+    assert list(folder.iterdir()) == []  # the doctor only asks
 
 
 def test_the_notify_check_connects_to_each_sink_and_never_prints_the_webhook_secret(

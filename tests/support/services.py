@@ -268,6 +268,7 @@ def running_sshd(root: Path) -> Iterator[SshServer]:
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         "AllowTcpForwarding yes\nAllowStreamLocalForwarding yes\nLogLevel ERROR\n"
+        "Subsystem sftp internal-sftp\n"  # rasa_http copies models to a remote Rasa by SFTP
     )
     log = (root / "sshd.log").open("wb")
     proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdout=log,
