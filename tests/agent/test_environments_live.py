@@ -9,7 +9,7 @@ the real `agent` CLI, a real bare repo, the example bot with the light config.
 - `agent rollback --env production` finishes while a newer release trains for
   staging.
 
-Target cost: about 3 minutes (four trainings, one of them made to last 25 s).
+Target cost: about 3 minutes (four trainings, one of them made to last 12 s).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def test_a_release_moves_from_staging_to_production_and_each_serves_its_own(
         assert host.agent("promote", str(second.id), "--env", "production").returncode == 0
         assert _hours(urls["production"], "p5") == ["Open from 2 am, release 2."]
         set_hours(src, "Open from 4 am, release 4.")
-        make_training_slow(src, 25)  # outlasts the rollback
+        make_training_slow(src, 12)  # outlasts the rollback (a few seconds)
         slow = push_all(src, "release 4 trains slowly")
         once = subprocess.Popen([sys.executable, "-m", "agent.cli", "-c", str(config), "once"],
                                 env=host.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
