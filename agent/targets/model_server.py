@@ -33,11 +33,11 @@ import agent
 from agent.owned import marker_env
 from agent.secrets import Secret
 from agent.targets.base import DeployError, Health, LogSink, ModelRef
-from agent.targets.pidfile import read_pid, write_atomically, write_pid
+from agent.targets.pidfile import read_pid, stop_recorded, write_atomically, write_pid
 from agent.targets.probe import ANSWER_TIMEOUT, accepts, probe
 from agent.targets.rasa_api import RasaApi, model_id_of
 from hooks.core.errors import FatalError
-from hooks.core.process import alive, spawn, stop
+from hooks.core.process import alive, spawn
 
 __all__ = ["ModelServerTarget", "Puller"]
 
@@ -142,12 +142,8 @@ class ModelServerTarget:
         log(f"the model server answers on http://{self._connect_host}:{self.port}")
 
     def stop_all(self, log: LogSink) -> None:
-        recorded = read_pid(self._pid_file)
-        if recorded is None:
-            return
-        stop(recorded[0], timeout=10, started=recorded[1])
-        self._pid_file.unlink(missing_ok=True)
-        log("stopped the model server")
+        if stop_recorded(self._pid_file, timeout=10):
+            log("stopped the model server")
 
     def health(self) -> list[Health]:
         recorded = read_pid(self._pid_file)

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from hooks.core.pid_identity import started_at
+from hooks.core.process import stop
 
 
 def write_atomically(path: Path, text: str, mode: int = 0o666) -> None:
@@ -43,3 +44,14 @@ def read_pid(path: Path) -> tuple[int, int] | None:
     if not fields or not all(field.isdigit() for field in fields[:2]):
         return None
     return int(fields[0]), int(fields[1]) if len(fields) > 1 else 0
+
+
+def stop_recorded(path: Path, timeout: float) -> bool:
+    """Stop the process `path` records (only if it is still that process, by its
+    start time) and remove the file; False when nothing was recorded."""
+    recorded = read_pid(path)
+    if recorded is None:
+        return False
+    stop(recorded[0], timeout=timeout, started=recorded[1])
+    path.unlink(missing_ok=True)
+    return True

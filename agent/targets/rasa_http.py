@@ -31,7 +31,7 @@ from agent import faults
 from agent.owned import marker_env
 from agent.secrets import Secret
 from agent.targets.base import DeployError, Health, LogSink, ModelRef
-from agent.targets.pidfile import read_pid, write_pid
+from agent.targets.pidfile import read_pid, stop_recorded, write_pid
 from agent.targets.probe import accepts, probe
 from agent.targets.rasa_api import (
     STATUS_TIMEOUT,
@@ -44,7 +44,7 @@ from agent.targets.rasa_launch import launch
 from agent.targets.remote_models import RemoteModels
 from hooks.core.child_env import commit_environment, passed_env
 from hooks.core.errors import FatalError
-from hooks.core.process import alive, spawn, stop
+from hooks.core.process import alive, spawn
 
 __all__ = ["RasaHttpModelTarget"]
 
@@ -171,12 +171,8 @@ class RasaHttpModelTarget:
         return [self._token.reveal()] if self._token else []
 
     def stop_server(self, log: LogSink) -> None:
-        recorded = read_pid(self._pid_file)
-        if recorded is None:
-            return
-        stop(recorded[0], timeout=20, started=recorded[1])
-        self._pid_file.unlink(missing_ok=True)
-        log("stopped the Rasa server")
+        if stop_recorded(self._pid_file, timeout=20):
+            log("stopped the Rasa server")
 
     # ------------------------------------------------------------- protocol
 

@@ -38,6 +38,12 @@ def _world(tmp_path: Path, policy: str, monkeypatch: pytest.MonkeyPatch) -> tupl
     return world, add_memory_place(world, "production")
 
 
+def _queued(world: World, model_id: str) -> int:
+    """A release of `model_id` as the gates leave it for staging (no custom actions)."""
+    return world.release(model_id=model_id, calls=set(), code="c1", status=QUEUED,
+                         environment="staging")
+
+
 def _kinds(world: World, release: int) -> list[tuple[str, str | None]]:
     return [(e.kind, e.environment) for e in reversed(world.journal.events(limit=1000))
             if e.release_id == release]
@@ -46,8 +52,7 @@ def _kinds(world: World, release: int) -> list[tuple[str, str | None]]:
 def test_a_release_verified_in_staging_goes_on_to_an_auto_production(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     world, production = _world(tmp_path, "auto", monkeypatch)
-    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
-                           environment="staging")
+    queued = _queued(world, "model-1")
     assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
     assert world.serving.live_model == "model-1"  # staging's own servers
     assert production.live_model == "model-1"  # production's own servers
@@ -61,8 +66,7 @@ def test_a_release_verified_in_staging_goes_on_to_an_auto_production(
 def test_the_tick_carries_on_a_release_a_crash_left_in_staging(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     world, production = _world(tmp_path, "auto", monkeypatch)
-    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
-                           environment="staging")
+    queued = _queued(world, "model-1")
     real_onward = placement.onward
     monkeypatch.setattr(placement, "onward", lambda agent, release, env: [])  # the crash
     assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
@@ -90,8 +94,7 @@ def test_the_tick_leaves_an_environment_a_rollback_paused(
 def test_a_manual_production_waits_and_promote_refuses_what_staging_did_not_verify(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     world, production = _world(tmp_path, "manual", monkeypatch)
-    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
-                           environment="staging")
+    queued = _queued(world, "model-1")
     assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
     assert production.live_model is None
     waiting = [e for e in world.journal.events() if e.kind == WAITING]
@@ -117,8 +120,7 @@ def test_status_shows_what_waits_for_each_environment_and_why(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     world, _ = _world(tmp_path, "manual", monkeypatch)
-    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
-                           environment="staging")
+    queued = _queued(world, "model-1")
     assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
     data = status_data(world.agent.config, world.journal)
     assert data["environments"]["staging"]["release"] == queued
@@ -137,8 +139,7 @@ def test_status_shows_what_waits_for_each_environment_and_why(
 def test_people_hear_that_a_release_waits_for_production(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     world, _ = _world(tmp_path, "manual", monkeypatch)
-    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
-                           environment="staging")
+    queued = _queued(world, "model-1")
     run_release(world.agent, world.journal.release(queued))
     waiting = next(e for e in world.journal.events() if e.kind == WAITING)
     notice = notice_of(world.journal, waiting)
@@ -150,13 +151,11 @@ def test_people_hear_that_a_release_waits_for_production(
 def test_a_kept_smoke_failure_or_a_rollback_during_the_soak_is_never_verified(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     world, production = _world(tmp_path, "auto", monkeypatch)
-    first = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
-                          environment="staging")
+    first = _queued(world, "model-1")
     assert run_release(world.agent, world.journal.release(first)) == PROMOTED
     assert production.live_model == "model-1"
     # smoke.rollback off: the failure is kept in staging, and goes no further.
-    second = world.release(model_id="model-2", calls=set(), code="c1", status=QUEUED,
-                           environment="staging")
+    second = _queued(world, "model-2")
     world.journal.event("smoke.failed_kept", second, "staging", detail="no reply")
     assert verify(world.agent, world.journal.release(second), "staging") is not None
     # Rolled back in staging while it soaks: not verified either.
@@ -185,8 +184,7 @@ def test_production_rolls_back_to_what_was_live_in_production_not_in_staging(
     # Release 4 reaches staging only (production paused by a rollback meanwhile).
     back = rollback(world.agent, "production", None, "incident")
     assert back.id == ids[1] and production.live_model == "model-2"
-    staged_only = world.release(model_id="model-4", calls=set(), code="c1", status=QUEUED,
-                                environment="staging")
+    staged_only = _queued(world, "model-4")
     assert run_release(world.agent, world.journal.release(staged_only)) == PROMOTED
     assert production.live_model == "model-2"  # paused: waits
     with pytest.raises(FatalError, match=f"release {staged_only} was never live in production"):
@@ -227,13 +225,11 @@ def test_an_environments_nlu_gate_stops_a_release_that_loses_against_what_serves
         return verdict
 
     monkeypatch.setattr(nlu_gate, "regressions", regressions)
-    first = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
-                          environment="staging")
+    first = _queued(world, "model-1")
     assert run_release(world.agent, world.journal.release(first)) == PROMOTED
     assert production.live_model == "model-1"  # nothing served there: nothing to compare
     assert compared == []
-    second = world.release(model_id="model-2", calls=set(), code="c1", status=QUEUED,
-                           environment="staging")
+    second = _queued(world, "model-2")
     assert run_release(world.agent, world.journal.release(second)) == PROMOTED
     assert compared == [(first, "production")]
     assert production.live_model == "model-1"  # refused: production keeps its release
@@ -249,8 +245,7 @@ def test_an_environments_nlu_gate_stops_a_release_that_loses_against_what_serves
     forced = world.journal.events(kind="production.forced")
     assert forced and forced[0].detail.endswith(": the drop is a relabelling")
     verdict = None  # unchanged NLU: nothing to compare, the gate lets it through
-    third = world.release(model_id="model-3", calls=set(), code="c1", status=QUEUED,
-                          environment="staging")
+    third = _queued(world, "model-3")
     assert run_release(world.agent, world.journal.release(third)) == PROMOTED
     assert production.live_model == "model-3"
 
@@ -260,8 +255,7 @@ def test_history_json_carries_each_events_environment(
     from agent.views import history_data
 
     world, _ = _world(tmp_path, "manual", monkeypatch)
-    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
-                           environment="staging")
+    queued = _queued(world, "model-1")
     assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
     promote_through(world.agent, queued, "production", "looks good")
     (item,) = history_data(world.journal, 10)
@@ -281,8 +275,7 @@ def test_a_soak_watches_the_replies_and_a_wrong_one_is_never_verified(
         "    model: {url: \"http://127.0.0.1:5105\"}\n    verify: {soak_seconds: 0.3}\n")
         % "manual")
     add_memory_place(world, "production")
-    queued = world.release(model_id="model-1", calls=set(), code="c1", status=QUEUED,
-                           environment="staging")
+    queued = _queued(world, "model-1")
     assert run_release(world.agent, world.journal.release(queued)) == PROMOTED
     assert world.journal.was_verified_in(queued, "staging")  # "Hi!" all through the soak
     world.model.answers["model-1"] = ["Sorry, I am broken."]

@@ -11,19 +11,17 @@ read from the model server's own log.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from agent.secrets import Secret
 from agent.targets.model_server import ModelServerTarget, Puller
 from agent.targets.rasa_api import RasaApi
 from tests.support.light_models import GREETINGS, light_coffeebots
+from tests.support.rasa_run import start_rasa_run, stop_rasa_run
 from tests.support.services import free_port
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1200)]
@@ -36,21 +34,8 @@ def start_rasa(rasa_bin: Path, folder: Path, bot: Path, model_url: str, port: in
     endpoints = folder / "endpoints.yml"
     endpoints.write_text(f'models:\n  url: "{model_url}"\n  token: "{TOKEN}"\n'
                          "  wait_time_between_pulls: 2\n", encoding="utf-8")
-    with open(folder / "rasa.log", "wb") as log:
-        rasa = subprocess.Popen(
-            [str(rasa_bin), "run", "--enable-api", "--port", str(port),
-             "--endpoints", str(endpoints), "--credentials", str(bot / "credentials.yml")],
-            cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "RASA_TELEMETRY_ENABLED": "false"})
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert rasa.poll() is None, (folder / "rasa.log").read_text()[-3000:]
-        try:
-            requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-            return rasa
-        except requests.RequestException:
-            time.sleep(0.5)
-    raise AssertionError("rasa run did not answer within 180 s")
+    return start_rasa_run(rasa_bin, folder, port, [
+        "--endpoints", str(endpoints), "--credentials", str(bot / "credentials.yml")])
 
 
 def answers(log: Path, status: int) -> int:
@@ -91,10 +76,5 @@ def test_rasa_pulls_production_gets_304_then_picks_up_a_promotion(
         assert target.talk("someone else", "hello") == [GREETINGS["two"]]
         assert TOKEN not in server_log.read_text()
     finally:
-        os.killpg(rasa.pid, signal.SIGTERM)
-        try:
-            rasa.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(rasa.pid, signal.SIGKILL)
-            rasa.wait(10)
+        stop_rasa_run(rasa)
         target.stop_all(print)

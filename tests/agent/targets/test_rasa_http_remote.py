@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from agent.secrets import Secret
 from agent.targets.base import DeployError
@@ -33,6 +31,7 @@ from agent.targets.rasa_api import JwtAuth, RasaApi
 from agent.targets.rasa_http import RasaHttpModelTarget
 from agent.targets.remote_models import RemoteModels
 from tests.support.light_models import GREETINGS, light_coffeebots
+from tests.support.rasa_run import start_rasa_run, stop_rasa_run
 from tests.support.services import SshServer, free_port
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(600)]
@@ -44,31 +43,9 @@ WRONG_SECRET = "wrong-jwt-secret-00112233445566778899aabbccddeeff"
 def start_rasa(rasa_bin: Path, folder: Path, bot: Path, port: int) -> subprocess.Popen[bytes]:
     empty = folder / "no-model"
     empty.mkdir()
-    with open(folder / "rasa.log", "wb") as log:
-        rasa = subprocess.Popen(
-            [str(rasa_bin), "run", "--enable-api", "--port", str(port), "--interface",
-             "127.0.0.1", "--model", str(empty), "--credentials", str(bot / "credentials.yml"),
-             "--jwt-secret", JWT_SECRET, "--jwt-method", "HS256"],
-            cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "RASA_TELEMETRY_ENABLED": "false"})
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert rasa.poll() is None, (folder / "rasa.log").read_text()[-3000:]
-        try:
-            requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-            return rasa
-        except requests.RequestException:
-            time.sleep(0.5)
-    raise AssertionError("rasa run did not answer within 180 s")
-
-
-def stop_rasa(rasa: subprocess.Popen[bytes]) -> None:
-    os.killpg(rasa.pid, signal.SIGTERM)
-    try:
-        rasa.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(rasa.pid, signal.SIGKILL)
-        rasa.wait(10)
+    return start_rasa_run(rasa_bin, folder, port, [
+        "--interface", "127.0.0.1", "--model", str(empty), "--credentials",
+        str(bot / "credentials.yml"), "--jwt-secret", JWT_SECRET, "--jwt-method", "HS256"])
 
 
 def settings(sshd: SshServer, known_hosts: Path) -> SshSettings:
@@ -143,7 +120,7 @@ def test_models_travel_over_sftp_and_load_with_a_jwt(
         assert WRONG_SECRET not in message and JWT_SECRET not in message
         assert rasa_http.live_model_id() == second.model_id
     finally:
-        stop_rasa(rasa)
+        stop_rasa_run(rasa)
     assert lines and not [line for line in lines if JWT_SECRET in line or WRONG_SECRET in line]
     assert any("over SFTP" in line for line in lines)
 
