@@ -276,13 +276,24 @@ SCHEMA: dict[str, Key] = {
     "model.remote_keep": _key(int, 3, _positive, "model.ssh_host: the agent's own models kept "
                               "there (others in the folder are never touched)"),
     "model.load_timeout": _key(NUMBER, 900, _positive),
-    "model.serving": _key(str, None, one_of("put_model", "blue_green"),
+    "model.serving": _key(str, None, one_of("put_model", "blue_green", "swarm"),
                           "blue_green (the default when the agent manages the server): each "
                           "model starts in its own `rasa run` beside the live one, HAProxy on "
                           "model.url's port switches to it once loaded and warmed, then the "
                           "old one drains; put_model (the default otherwise): the one server "
-                          "loads each model with `PUT /model` (chat stalls while it loads)",
+                          "loads each model with `PUT /model` (chat stalls while it loads); "
+                          "swarm: the Rasa server as a Swarm service of model.replicas "
+                          "replicas, updated rolling and start-first behind HAProxy (README: "
+                          "The Rasa server as a Swarm service)",
                           nullable=True),
+    "model.replicas": _key(int, 2, _positive, "swarm: the Rasa service's replicas"),
+    "model.fleet_ports": _key(list, None, nullable=True,
+                              help="swarm: the first port of each of the two port sets the "
+                              "replicas alternate between (replica i of a release on "
+                              "first + i - 1); default: model.url's port + 10 and + 20"),
+    "model.fleet_monitor": _key(NUMBER, 5, _positive,
+                                "swarm: seconds Swarm watches a new replica before the "
+                                "update goes on"),
     "model.drain_timeout": _key(NUMBER, 30, _positive,
                                 "blue_green: seconds the old server may finish its in-flight "
                                 "requests before it is cut and stopped"),

@@ -11,9 +11,8 @@ from urllib.parse import urlsplit
 from agent.config import AgentConfig, ConfigError, spare_ports
 from agent.targets.base import ActionServerTarget, ModelTarget
 from agent.targets.docker import factories as docker_targets
-from agent.targets.docker.engine import EngineFactory, local_engine
 from agent.targets.docker.rasa_slots import ContainerSettings, ContainerSlotRunner
-from agent.targets.docker.ssh import SshEngineFactory, SshSettings
+from agent.targets.docker.ssh import SshSettings
 from agent.targets.local_process import LocalActionServerTarget
 from agent.targets.model_server import ModelServerTarget, Puller
 from agent.targets.rasa_api import JwtAuth, local_token
@@ -87,19 +86,14 @@ def _slot_runner(config: AgentConfig, state_dir: Path) -> SlotRunner:
     if config["model.runtime"] == "process":
         return ProcessSlotRunner(rasa_argv(config), state_dir, config["pipeline.env"] or ())
     target = str(config["action_server.target"])
-    engine: EngineFactory
-    if target == "docker":
-        engine, host = local_engine(config["action_server.docker_host"]), "127.0.0.1"
-    elif target == "docker_ssh":
-        settings = docker_targets.ssh_settings(config)
-        engine, host = SshEngineFactory(settings), settings.host
-    else:
+    if target not in ("docker", "docker_ssh"):
         where = ("Swarm is not supported for them yet" if target == "swarm"
                  else "set action_server.target to the Docker host's target")
         raise ConfigError(config.path, "model.runtime",
                           "docker: blue_green Rasa containers run on a Docker host "
                           f"(action_server.target docker or docker_ssh), not {target!r}; "
                           f"{where}")
+    engine, host = docker_targets.engine_of(config)
     return ContainerSlotRunner(engine, ContainerSettings(
         image=str(config["model.rasa_image"]), ports=slot_ports(config),
         public_host=str(config["model.public_host"] or host),
@@ -261,9 +255,9 @@ def serving_mode(config: AgentConfig) -> str:
     put_model when someone else does (only its HTTP API can reach that one)."""
     configured = config["model.serving"]
     managed = bool(config["model.manage_server"])
-    if configured == "blue_green" and not managed:
+    if configured in ("blue_green", "swarm") and not managed:
         raise ConfigError(config.path, "model.serving",
-                          "blue_green starts its own Rasa servers behind HAProxy; with "
+                          f"{configured} starts its own Rasa servers behind HAProxy; with "
                           "model.manage_server: false use put_model (or remove the key)")
     if configured:
         return str(configured)
@@ -284,7 +278,9 @@ def build_targets(config: AgentConfig) -> Targets:
         return Targets(action_server, _model_server(config))
     if config["model.target"] == "rasa_x":
         return Targets(action_server, _rasa_x(config))
-    model: ModelTarget = (_blue_green(config, action_server.url)
-                          if serving_mode(config) == "blue_green"
-                          else _rasa_http(config, action_server.url))
+    mode = serving_mode(config)
+    model: ModelTarget = (
+        _blue_green(config, action_server.url) if mode == "blue_green"
+        else docker_targets.rasa_fleet(config, action_server.url, agent_secret_env(config))
+        if mode == "swarm" else _rasa_http(config, action_server.url))
     return Targets(action_server, model)

@@ -83,20 +83,27 @@ def _backends(routes: Routes, standby: bool) -> str:
     return "".join(out)
 
 
+def global_section(socket_path: Path) -> str:
+    """HAProxy's `global` section, the same for every proxy the agent runs."""
+    return (
+        "global\n"
+        f'    stats socket "{socket_path}" mode 600 level admin\n'
+        "    stats timeout 30s\n"
+        # One thread is plenty for a bot's traffic and keeps a switch a single
+        # step; noreuseport makes a taken port fail instead of sharing it.
+        "    nbthread 1\n"
+        "    noreuseport\n"
+        "    maxconn 4096\n"
+    )
+
+
 def render(*, socket_path: Path, listen_host: str, listen_port: int, map_file: Path,
            routes: Routes, standby: bool) -> str:
     """The whole config; `standby`: with the backup entries and their checks."""
     return (
         "# Written by the rasa-gitops agent at every switch; edits are lost.\n"
-        "global\n"
-        f'    stats socket "{socket_path}" mode 600 level admin\n'
-        "    stats timeout 30s\n"
-        # One thread is plenty for a bot's traffic and keeps the switch a
-        # single step; noreuseport makes a taken port fail instead of sharing it.
-        "    nbthread 1\n"
-        "    noreuseport\n"
-        "    maxconn 4096\n"
-        "defaults\n"
+        + global_section(socket_path)
+        + "defaults\n"
         "    mode http\n"
         "    option http-keep-alive\n"
         "    timeout connect 5s\n"

@@ -19,13 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_config
-from agent.journal import PROMOTED, Journal
-from agent.progress import Progress
-from agent.runtime import Agent
+from agent.journal import Journal
 from agent.targets.local_process import free_port
-from agent.tick import tick
 from tests.support.agent_config import agent_config
+from tests.support.agent_run import tick_promoted
 from tests.support.bots import deploy_repo
 from tests.support.ci import need
 from tests.support.git import git
@@ -42,21 +39,6 @@ def _push(src: Path, message: str) -> None:
     git(src, "add", "-A")
     git(src, "commit", "-q", "-m", message)
     git(src, "push", "-q", "deploy", "main")
-
-
-def _tick(config: Path) -> int:
-    agent = Agent.open(load_config(config), Progress(quiet=True))
-    try:
-        result = tick(agent)
-    finally:
-        agent.close()
-    journal = Journal(config.parent / "work" / "journal.sqlite")
-    try:
-        release = journal.release(result.release_id or 0)
-        assert release.status == PROMOTED, release.reason
-        return release.id
-    finally:
-        journal.close()
 
 
 def _cli(config: Path, rasa_bin: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -82,7 +64,7 @@ def test_releases_and_a_rollback_switch_blue_green_servers_while_users_chat(
     chatter = Chatter(url, every=0.1)
     try:
         _push(src, "coffeebot, first release")
-        first = _tick(config)
+        first = tick_promoted(config)
 
         chatter.start()
         time.sleep(1.0)
@@ -90,7 +72,7 @@ def test_releases_and_a_rollback_switch_blue_green_servers_while_users_chat(
         domain.write_text(domain.read_text(encoding="utf-8").replace(FIRST, SECOND),
                           encoding="utf-8")
         _push(src, "a warmer greeting")
-        second = _tick(config)
+        second = tick_promoted(config)
         time.sleep(1.0)
         assert chatter.replies[0] == FIRST
         assert chatter.replies[-1] == SECOND

@@ -57,6 +57,20 @@ def light_config(assistant_id: str) -> str:
     return LIGHT_CONFIG.replace("assistant_id: coffeebot", f"assistant_id: {assistant_id}")
 
 
+# A second custom action for the example bot's actions/actions.py (its imports
+# are there): a release that adds an action its model may call.
+MENU_ACTION = '''
+
+class ActionTellMenu(Action):
+    def name(self) -> Text:
+        return "action_tell_menu"
+
+    def run(self, dispatcher, tracker, domain):
+        dispatcher.utter_message(text="Espresso, latte, cappuccino.")
+        return []
+'''
+
+
 def deploy_repo(root: Path) -> tuple[Path, Path]:
     """A bare repo on the "deploy host" and a copy of the example bot (with the
     light config) that pushes to it."""

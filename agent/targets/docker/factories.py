@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.config import AgentConfig, ConfigError, spare_ports
 from agent.image.push import Credentials
-from agent.targets.base import ActionServerTarget
-from agent.targets.docker.engine import local_engine
+from agent.targets.base import ActionServerTarget, ModelTarget
+from agent.targets.docker.engine import EngineFactory, local_engine
+from agent.targets.docker.fleet_service import FleetSettings
 from agent.targets.docker.host import DockerHostTarget, HostSettings
+from agent.targets.docker.rasa_fleet import SwarmRasaTarget
 from agent.targets.docker.ssh import SshEngineFactory, SshSettings
 from agent.targets.docker.swarm import SwarmSettings, SwarmTarget
+from agent.targets.rasa_api import local_token
 
 
 def _backend_ports(config: AgentConfig) -> tuple[int, int]:
@@ -90,3 +95,50 @@ def swarm(config: AgentConfig) -> ActionServerTarget:
         monitor=float(config["action_server.monitor"]), command=_command(config),
         env_names=_env_names(config),
     ))
+
+
+def engine_of(config: AgentConfig) -> tuple[EngineFactory, str]:
+    """The engine the Rasa containers run on, and its host's address: the Docker
+    host of action_server.target docker_ssh, else action_server.docker_host."""
+    if config["action_server.target"] == "docker_ssh":
+        settings = ssh_settings(config)
+        return SshEngineFactory(settings), settings.host
+    return local_engine(config["action_server.docker_host"]), "127.0.0.1"
+
+
+def fleet_ports(config: AgentConfig, stable: int) -> tuple[int, int]:
+    """model.fleet_ports, else the stable port + 10 and + 20; the two sets of
+    model.replicas ports each may not overlap, nor hold the stable port."""
+    replicas = int(config["model.replicas"])
+    ports = config["model.fleet_ports"] or [stable + 10, stable + 20]
+    valid = (len(ports) == 2 and all(isinstance(p, int) and 0 < p < 65536 - replicas
+                                     for p in ports))
+    if valid:
+        first, second = int(ports[0]), int(ports[1])
+        sets = [range(first, first + replicas), range(second, second + replicas)]
+        valid = (abs(first - second) >= replicas
+                 and not any(stable in ports_of for ports_of in sets))
+    if not valid:
+        raise ConfigError(config.path, "model.fleet_ports",
+                          f"must be two first ports whose sets of model.replicas ({replicas}) "
+                          "ports don't overlap and don't hold model.url's port")
+    return int(ports[0]), int(ports[1])
+
+
+def rasa_fleet(config: AgentConfig, action_url: str,
+               agent_env: Mapping[str, str]) -> ModelTarget:
+    """model.serving swarm: the Rasa server as a Swarm service (docker/rasa_fleet.py)."""
+    url = urlsplit(str(config["model.url"]))
+    engine, host = engine_of(config)
+    state_dir = Path(config.state_dir / "rasa-fleet")
+    token = config.secret("model.auth_token") or local_token(state_dir)
+    return SwarmRasaTarget(
+        url=str(config["model.url"]), token=token, state_dir=state_dir,
+        action_endpoint=action_url, engine=engine, haproxy=str(config["model.haproxy"]),
+        agent_env=dict(agent_env), settings=FleetSettings(
+            image=str(config["model.rasa_image"]), replicas=int(config["model.replicas"]),
+            port_bases=fleet_ports(config, url.port or 80),
+            public_host=str(config["model.public_host"] or host),
+            load_timeout=float(config["model.load_timeout"]),
+            monitor=float(config["model.fleet_monitor"]),
+            drain_timeout=float(config["model.drain_timeout"]), place=config.place))

@@ -152,7 +152,7 @@ class ContainerSlotRunner:
                 # In the container's own layer: a restart (unless-stopped, a
                 # dockerd restart) finds it again.
                 container.put_archive(os.path.dirname(TOKEN_PATH),
-                                      token_archive(token.reveal(), _image_user(client, image)))
+                                      token_archive(token.reveal(), image_user(client, image)))
                 container.start()
             except docker.errors.DockerException as exc:
                 raise DeployError(f"cannot start {name}: {explain(exc, token)}") from None
@@ -268,7 +268,7 @@ def _address(host: str) -> str:
 TOKEN_PATH = "/tmp/.rasa-gitops-auth-token"  # /tmp: in every image, writable
 
 
-def _image_user(client: Any, image: str) -> tuple[int, int] | None:
+def image_user(client: Any, image: str) -> tuple[int, int] | None:
     """The numeric uid:gid the image runs as (rasa/rasa: 1001), None for a user
     name (the file is then readable by every user of the container)."""
     user = str(client.images.get(image).attrs.get("Config", {}).get("User") or "0")

@@ -13,9 +13,10 @@ from agent.targets.base import DeployError
 from agent.targets.docker.common import container_environment
 from agent.targets.docker.engine import EngineUnreachable, with_engine
 from agent.targets.docker.host import DockerHostTarget
+from agent.targets.docker.rasa_fleet import SwarmRasaTarget
 from agent.targets.docker.ssh import SshSettings
 from agent.targets.docker.swarm import SwarmTarget
-from agent.targets.factory import ACTION_SERVER_TARGETS
+from agent.targets.factory import ACTION_SERVER_TARGETS, build_targets
 
 
 def config_file(tmp_path: Path, action_server: str) -> Path:
@@ -205,3 +206,28 @@ def test_the_config_names_each_environments_place(tmp_path: Path) -> None:
     config = load_config(path)
     places = {env.name: config.for_environment(env.name).place for env in config.environments}
     assert places == {"staging": "staging", "production": "production"}
+
+
+def test_a_swarm_fleet_from_config_and_its_port_sets(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_REGISTRY_PW", "registry-secret")
+    base = config_file(tmp_path, "  target: swarm\n").read_text()
+    path = tmp_path / "agent.yml"
+    path.write_text(base + "model:\n  serving: swarm\n  url: http://127.0.0.1:6005\n"
+                    "  replicas: 3\n")
+    fleet = build_targets(load_config(path)).model
+    assert isinstance(fleet, SwarmRasaTarget)
+    assert fleet.settings.port_bases == (6015, 6025)  # model.url's port + 10 and + 20
+    assert fleet.settings.ports(6015) == [6015, 6016, 6017]
+    assert fleet.proxy.listen_port == 6005 and len(fleet.proxy.backends) == 6
+
+    # Sets that overlap; one that holds the stable port; a single set.
+    for ports in ([6015, 6016], [6003, 6030], [6015]):
+        path.write_text(base + f"model:\n  serving: swarm\n  url: http://127.0.0.1:6005\n"
+                        f"  replicas: 3\n  fleet_ports: {ports}\n")
+        with pytest.raises(ConfigError, match=r"model\.fleet_ports"):
+            build_targets(load_config(path))
+
+    path.write_text(base + "model:\n  serving: swarm\n  manage_server: false\n")
+    with pytest.raises(ConfigError, match="swarm starts its own Rasa servers"):
+        build_targets(load_config(path))

@@ -23,22 +23,12 @@ from agent.targets.docker.engine import local_engine
 from agent.targets.docker.host import DockerHostTarget, HostSettings
 from agent.targets.docker.ssh import SshEngineFactory, SshSettings
 from agent.targets.docker.swarm import SwarmSettings, SwarmTarget
-from tests.support.bots import copy_bot
+from tests.support.bots import MENU_ACTION, copy_bot
 from tests.support.paths import COFFEEBOT
 from tests.support.services import DockerEngine, Registry, SshServer, free_port
 
 OPENING_HOURS = "action_tell_opening_hours"
 BOT_VARIABLE = "RGT_TEST_BOT_VARIABLE"  # action_server.env of the targets below
-SECOND_ACTION = '''
-
-class ActionTellMenu(Action):
-    def name(self) -> Text:
-        return "action_tell_menu"
-
-    def run(self, dispatcher, tracker, domain):
-        dispatcher.utter_message(text="Espresso, latte, cappuccino.")
-        return []
-'''
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +43,7 @@ def images(docker_engine: DockerEngine, sdk_base_image: str,
             bot = copy_bot(COFFEEBOT, root / name)
             actions = bot / "actions" / "actions.py"
             if name == "v2":
-                actions.write_text(actions.read_text() + SECOND_ACTION)
+                actions.write_text(actions.read_text() + MENU_ACTION)
             if name == "missing":
                 actions.write_text(actions.read_text().replace(OPENING_HOURS, "action_other"))
             built = build_image(client, assemble(bot, ImageSettings(base_image=sdk_base_image)),
@@ -313,17 +303,6 @@ def test_an_unknown_ssh_host_key_is_refused(
 
 
 # ---------------------------------------------------------------- Swarm
-
-
-@pytest.fixture()
-def swarm(docker_engine: DockerEngine) -> Iterator[Any]:
-    client = docker_engine.client()
-    client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
-    yield client
-    for service in client.services.list():
-        service.remove()
-    client.swarm.leave(force=True)
-    client.close()
 
 
 def test_swarm_service_updates_start_first_and_rolls_back_a_missing_action(

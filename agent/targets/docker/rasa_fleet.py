@@ -1,0 +1,286 @@
+"""Model target: the Rasa server as a Swarm service of N replicas (model.serving: swarm).
+
+When one Rasa server is not enough, Rasa's own answer is replicas and a
+rolling update. Each release is a service update of `rasa-gitops-rasa-fleet`:
+
+- **The image** is the release's own, `rasa-gitops-rasa:<release>`:
+  `model.rasa_image` plus the model and the rendered endpoints.yml and
+  credentials.yml (agent/targets/docker/rasa_images.py, as runtime docker).
+- **Rolling, start-first, gated on the model.** Swarm starts a replica of the
+  new release beside each old one (parallelism 1) and stops the old one only
+  once the new one's health check passes: `GET /status` reports THIS
+  release's model_id. A replica that never gets there fails the update, and
+  Swarm rolls back by itself (`failure_action: rollback`): the old replicas
+  never stopped serving.
+- **Ports.** Tasks use host networking (no routing mesh here); replica slot
+  `i` listens on `base + i - 1`, and a release takes the port set the live
+  one doesn't (`model.fleet_ports`), so an old and a new task of a slot run
+  side by side. HAProxy on the stable port (agent/targets/fleet_proxy.py)
+  follows the replicas by its own checks.
+- **Shared stores.** During an update two releases serve at once, and any
+  replica may get any message: the bot's endpoints.yml must name a tracker
+  store and a lock store every replica shares (Redis, or SQL on a server).
+  SQLite or Rasa's in-memory stores are refused before anything changes.
+- **The token** is a Swarm secret, mounted as a file the launcher reads
+  (agent/targets/rasa_launch.py): on no command line, in no service spec.
+
+The action-subset invariant is the one switch's (agent/switch.py): it updates
+the action service before a model that needs a new action reaches any replica.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.secrets import Secret
+from agent.targets.base import DeployError, Health, LogSink, ModelRef
+from agent.targets.docker.engine import EngineFactory, engine_gone, with_engine
+from agent.targets.docker.fleet_service import (
+    LABEL_CONFIG,
+    LABEL_MODEL,
+    LABEL_PORTS,
+    SHARED_TRACKERS,
+    UPDATE_FAILED,
+    FleetSettings,
+    healthy_count,
+    missing_image,
+    service_spec,
+    task_error,
+    token_secret,
+)
+from agent.targets.docker.rasa_images import build_release_image, explain
+from agent.targets.fleet_proxy import FleetProxy
+from agent.targets.rasa_api import RasaApi, model_id_of
+from agent.targets.rasa_config import ServerConfig, check_reachable, render_server_config
+
+
+class SwarmRasaTarget:
+    name = "rasa_swarm"
+
+    def __init__(self, *, url: str, token: Secret, state_dir: Path, action_endpoint: str,
+                 engine: EngineFactory, settings: FleetSettings, haproxy: str = "haproxy",
+                 agent_env: dict[str, str] | None = None) -> None:
+        from urllib.parse import urlsplit
+
+        self.url = url.rstrip("/")
+        self._token = token
+        self.state_dir = state_dir
+        self.action_endpoint = action_endpoint
+        self._engine = engine
+        self.settings = settings
+        self.agent_env = dict(agent_env or {})
+        parts = urlsplit(self.url)
+        self.proxy = FleetProxy(
+            listen_host=parts.hostname or "127.0.0.1", listen_port=parts.port or 5005,
+            state_dir=state_dir / "proxy", haproxy=haproxy,
+            backends=[(settings.public_host, port) for base in settings.port_bases
+                      for port in settings.ports(base)])
+        self._api = RasaApi(self.url, token)  # through the proxy, as users reach it
+
+    # ------------------------------------------------------------ protocol
+
+    def upload(self, release_id: str, model: Path, log: LogSink,
+               bot_dir: Path | None = None) -> ModelRef:
+        # The model goes into the release's image at activate, built on the engine.
+        if not model.is_file():
+            raise DeployError(f"model file {model} does not exist")
+        return ModelRef(release_id, model_id_of(model), str(model.resolve()),
+                        str(bot_dir) if bot_dir else "")
+
+    def activate(self, ref: ModelRef, log: LogSink) -> None:
+        config, digest = self._render(ref)
+        self._check_shared(ref, config)
+        check_reachable(config)
+        self.proxy.ensure_running(log)
+        with_engine(self._engine, lambda client: self._roll_or_explain(client, ref, config,
+                                                                       digest, log),
+                    what=f"update of Swarm service {self.settings.service}", log=log)
+
+    def _roll_or_explain(self, client: Any, ref: ModelRef, config: ServerConfig, digest: str,
+                         log: LogSink) -> None:
+        import docker.errors
+
+        try:
+            self._roll(client, ref, config, digest, log)
+        except docker.errors.DockerException as exc:
+            if engine_gone(exc):
+                raise  # with_engine tries again
+            raise DeployError(f"the Docker engine failed during the update of "
+                              f"{self.settings.service}: {explain(exc, self._token)}") from None
+
+    def serves(self, ref: ModelRef) -> bool:
+        # The service's spec is what Swarm converges to; after its own rollback
+        # the spec is the previous one again, so this stays true to what serves.
+        labels = with_engine(self._engine, self._labels, what="reading the Rasa fleet",
+                             log=lambda line: None)
+        if labels is None or labels.get(LABEL_MODEL) != ref.model_id:
+            return False
+        try:
+            _, digest = self._render(ref)
+        except DeployError:
+            return False
+        return labels.get(LABEL_CONFIG) == digest
+
+    def live_model_id(self) -> str | None:
+        return self._api.model_id()
+
+    def talk(self, sender: str, text: str, timeout: float = 120.0) -> list[str]:
+        return self._api.talk(sender, text, timeout)
+
+    def server_answers(self) -> bool:
+        return self._api.answers()
+
+    def ensure_server(self, log: LogSink) -> bool:
+        """The proxy is the agent's to run; the replicas are Swarm's (it restarts
+        them), so a missing service comes back only through the switch."""
+        return self.proxy.ensure_running(log)
+
+    def health(self) -> list[Health]:
+        return [self.proxy.health()] if self.proxy.pid_file.exists() else []
+
+    def stop_all(self, log: LogSink) -> None:
+        # The service outlives the agent by design, as the Swarm action service.
+        self.proxy.stop(log)
+
+    def secrets(self) -> list[str]:
+        return [self._token.reveal()]
+
+    # ------------------------------------------------------------ the update
+
+    def _render(self, ref: ModelRef) -> tuple[ServerConfig, str]:
+        config = render_server_config(
+            Path(ref.bot_dir) if ref.bot_dir else None, self.state_dir / "config",
+            action_url=self.action_endpoint,
+            # Never used: a fleet without a shared tracker store is refused.
+            default_tracker_db=self.state_dir / "unused" / "tracker.db",
+            agent_env=self.agent_env)
+        digest = hashlib.sha256(config.endpoints.read_bytes()
+                                + config.credentials.read_bytes()).hexdigest()
+        return config, digest
+
+    def _check_shared(self, ref: ModelRef, config: ServerConfig) -> None:
+        where = f"{ref.bot_dir or 'the bot'}/endpoints.yml"
+        if not config.tracker_store.startswith(SHARED_TRACKERS):
+            raise DeployError(
+                f"{where}: the tracker store is {config.tracker_store}, which the replicas of "
+                "a Swarm fleet can't share; name a shared one (tracker_store: type: redis, or "
+                "SQL on a PostgreSQL server) or use model.serving blue_green")
+        if config.lock_store != "redis":
+            raise DeployError(
+                f"{where}: the lock store is {config.lock_store}; the replicas of a Swarm fleet "
+                "need one they share, so one conversation's messages run one at a time: add "
+                "lock_store: type: redis")
+
+    def _labels(self, client: Any) -> dict[str, str] | None:
+        service = self._service(client)
+        return None if service is None else dict(service.attrs["Spec"].get("Labels") or {})
+
+    def _service(self, client: Any) -> Any | None:
+        import docker.errors
+
+        try:
+            return client.services.get(self.settings.service)
+        except docker.errors.NotFound:
+            return None
+
+    def _roll(self, client: Any, ref: ModelRef, config: ServerConfig, digest: str,
+              log: LogSink) -> None:
+        import docker.errors
+
+        if (client.info().get("Swarm") or {}).get("LocalNodeState") != "active":
+            raise DeployError("the Docker engine is not part of a Swarm (docker swarm init, "
+                              "or point the agent at a manager)")
+        service = self._service(client)
+        labels = dict(service.attrs["Spec"].get("Labels") or {}) if service else {}
+        if labels.get(LABEL_MODEL) == ref.model_id and labels.get(LABEL_CONFIG) == digest:
+            log(f"model {ref.model_id} is already live on {self.settings.service}")
+            return
+        image = build_release_image(client, self.settings.image, ref, config, log)
+        node = str((client.info().get("Swarm") or {}).get("NodeID", ""))
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            raise DeployError(_no_image(node, image, ref.release_id, "")) from None
+        old_base = int(labels.get(LABEL_PORTS, 0) or 0)
+        base = next(b for b in self.settings.port_bases if b != old_base)
+        previous = str((service.attrs.get("UpdateStatus") or {}).get("StartedAt", "")
+                       if service is not None else "")
+        spec = service_spec(client, self.settings, image, ref, config, digest, base,
+                            token_secret(client, self._token), node)
+        ports = self.settings.ports(base)
+        log(f"{'updating' if service else 'creating'} Swarm service {self.settings.service}: "
+            f"{self.settings.replicas} replica(s) of release {ref.release_id} on port(s) "
+            f"{', '.join(map(str, ports))}, start-first (tracker store: {config.tracker_store}, "
+            f"lock store: {config.lock_store})")
+        try:
+            if service is None:
+                service = client.services.create(**spec)
+            else:
+                service.update(**spec)
+        except docker.errors.APIError as exc:
+            raise DeployError(f"Swarm refused the Rasa service spec: {explain(exc)}") from None
+        try:
+            self._wait(client, ref, service is not None and bool(labels), previous, ports, log)
+        except DeployError:
+            created = self._service(client)
+            if not labels and created is not None:  # nothing served before: leave no
+                created.remove()  # broken service behind
+            raise
+        self._confirm(ref, ports, log)
+
+    def _wait(self, client: Any, ref: ModelRef, updating: bool, previous: str,
+              ports: list[int], log: LogSink) -> None:
+        # Swarm's start period is the load timeout; then the checks' retries.
+        deadline = time.monotonic() + self.settings.load_timeout + 60
+        last = ""
+        while time.monotonic() < deadline:
+            service = self._service(client)
+            if service is None:
+                raise DeployError(f"Swarm service {self.settings.service} went away")
+            status = service.attrs.get("UpdateStatus") or {}
+            if updating and str(status.get("StartedAt", "")) == previous:
+                status = {}  # not our update yet
+            state = str(status.get("State", ""))
+            if state and state != last:
+                log(f"Swarm update: {state}")
+                last = state
+            if state in UPDATE_FAILED:
+                raise DeployError(
+                    f"Swarm rolled the Rasa service back: a replica of release "
+                    f"{ref.release_id} did not report model_id {ref.model_id} "
+                    f"({status.get('Message', '')}; {task_error(service)}); the "
+                    "previous release's replicas keep serving")
+            problem = task_error(service, ref.release_id)
+            if missing_image(problem):
+                raise DeployError(_no_image("", "", ref.release_id, problem))
+            if (updating and state == "completed") or (not updating and healthy_count(
+                    client, self.settings.service, ref.release_id) >= len(ports)):
+                return
+            time.sleep(0.5)
+        raise DeployError(
+            f"the replicas of release {ref.release_id} did not report model_id "
+            f"{ref.model_id} within {self.settings.load_timeout + 60:.0f} s "
+            f"(model.load_timeout; {task_error(self._service(client))})")
+
+    def _confirm(self, ref: ModelRef, ports: list[int], log: LogSink) -> None:
+        """Each replica of the release answers with its model (not only Swarm's word)."""
+        for port in ports:
+            found = RasaApi(f"http://{self.settings.public_host}:{port}",
+                            self._token).model_id(attempts=3)
+            if found != ref.model_id:
+                raise DeployError(f"the replica on port {port} reports model_id {found}, not "
+                                  f"release {ref.release_id}'s {ref.model_id}")
+        log(f"{len(ports)} replica(s) report model_id {ref.model_id}")
+
+
+def _no_image(node: str, image: str, release_id: str, detail: str) -> str:
+    where = f"Swarm node {node}" if node else "a Swarm node"
+    what = f" {image}" if image else ""
+    because = f" ({detail})" if detail else ""
+    return (f"{where} has no image{what} for release {release_id}{because}; the release's "
+            "Rasa image is built on the engine the agent reaches (the manager) and the "
+            "replicas are placed on that node: was it removed meanwhile (docker image prune)? "
+            "The next release builds it again")

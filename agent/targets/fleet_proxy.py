@@ -1,0 +1,97 @@
+"""HAProxy in front of a Swarm fleet of Rasa replicas (agent/targets/docker/rasa_fleet.py).
+
+The fleet's replicas listen with host networking on fixed ports: replica
+slot `i` of a release on `base + i - 1`, where a release takes the port set
+the live one doesn't (two sets, so an old and a new task of one slot can run
+side by side during a start-first update). This proxy owns the stable port and
+has a server entry for every port of both sets; which of them take requests
+is decided by HAProxy's own checks, not by the agent, because Swarm, not the
+agent, decides when a task starts and stops during its rolling update:
+
+- A replica's port accepts connections only once its model is loaded (Rasa
+  loads the model before it binds), so a TCP check never sends a user to a
+  replica that is still loading; Swarm's health check ("/status reports this
+  release's model_id") is what lets the update go on.
+- A stopping replica refuses new connections (Sanic closes its listener on
+  SIGTERM and finishes what it accepted). `retry-on conn-failure` with
+  `redispatch` sends a request that met a refused connect to another
+  replica; `observe layer4` marks the port down at that first failure, before
+  the next check would.
+- `http-server-close`: each request opens its own server connection, so no
+  request is sent on a kept-alive connection a stopping replica just closed
+  (the one failure a retry could not safely repeat: a POST already sent).
+
+Which replica a conversation's requests reach doesn't matter for its
+tracker: the replicas share the bot's tracker store, and the shared lock
+store makes one conversation's messages run one after the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent.targets.haproxy_config import global_section
+from agent.targets.haproxy_process import HaproxyProcess, write_atomically
+
+# As the blue/green proxy (agent/targets/haproxy_config.py): death is a
+# refused connect; one accepted connect is life again.
+CHECK = "check inter 500ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down"
+SERVER_MAXCONN = 64
+
+
+def render_fleet(*, socket_path: Path, listen_host: str, listen_port: int,
+                 backends: Sequence[tuple[str, int]]) -> str:
+    servers = "".join(f"    server r{port}-{n} {host}:{port} maxconn {SERVER_MAXCONN} {CHECK}\n"
+                      for n, (host, port) in enumerate(backends))
+    return (
+        "# Written by the rasa-gitops agent for its Swarm fleet; edits are lost.\n"
+        + global_section(socket_path)
+        + "defaults\n"
+        "    mode http\n"
+        "    option http-server-close\n"
+        "    timeout connect 2s\n"
+        "    timeout client 15m\n"
+        "    timeout server 15m\n"
+        "    timeout http-request 60s\n"
+        "    timeout queue 120s\n"
+        "    timeout tunnel 24h\n"
+        "    timeout client-fin 30s\n"
+        "    retries 3\n"
+        "    option redispatch 1\n"
+        "    retry-on conn-failure\n"
+        "frontend stable\n"
+        f"    bind {listen_host}:{listen_port}\n"
+        "    default_backend fleet\n"
+        "backend fleet\n"
+        "    balance roundrobin\n"
+        + servers
+    )
+
+
+class FleetProxy(HaproxyProcess):
+    """The stable port of a fleet: every replica port of both sets, on every host."""
+
+    def __init__(self, *, listen_host: str, listen_port: int, state_dir: Path,
+                 backends: Sequence[tuple[str, int]], haproxy: str = "haproxy") -> None:
+        super().__init__(listen_host=listen_host, listen_port=listen_port,
+                         state_dir=state_dir, haproxy=haproxy)
+        self.backends = list(backends)
+
+    def _write_config(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.config_file, mode=0o644, text=render_fleet(
+            socket_path=self.socket_path, listen_host=self.listen_host,
+            listen_port=self.listen_port, backends=self.backends))
+
+    def up_servers(self) -> list[str]:
+        """host:port of each replica HAProxy sends requests to now (`show stat`)."""
+        lines = self._command("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",") if lines else []
+        up = []
+        for line in lines[1:]:
+            row = dict(zip(header, line.split(","), strict=False))
+            if row.get("pxname") == "fleet" and row.get("status") == "UP" \
+                    and row.get("svname", "").startswith("r"):
+                up.append(str(row.get("addr", "")))
+        return up
