@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,8 @@ from tests.support.services import (
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 os.environ.setdefault("PYENV_VERSION", "3.11.7:3.10.13")
 
+# `--ci-part heavy|light`: the serial and the two-worker parts of CI (.ci/test).
+pytest_plugins = ["tests.support.ci_split"]
 
 # ---------------------------------------------------------------- Rasa and bots
 
@@ -160,6 +163,18 @@ def rasa_image(docker_engine: DockerEngine) -> str:
     """A Rasa 3.6.21 image in that engine, standing in for rasa/rasa (made on first use)."""
     need(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed")
     return rasa_image_in(docker_engine)
+
+
+@pytest.fixture()
+def swarm(docker_engine: DockerEngine) -> Iterator[Any]:
+    """The engine as a single-node Swarm manager, left again after the test."""
+    client = docker_engine.client()
+    client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
+    yield client
+    for service in client.services.list():
+        service.remove()
+    client.swarm.leave(force=True)
+    client.close()
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import os
 import secrets
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,25 +104,11 @@ class RasaApi:
 
     def request(self, method: str, path: str, timeout: float, *,
                 attempts: int = CONNECT_ATTEMPTS, **kwargs: Any) -> requests.Response:
-        # A server that is restarting refuses connections for a moment: a few
-        # tries with a growing pause, then a clear failure (never an endless wait).
-        extra = kwargs.pop("headers", {})  # a fresh JWT each try, the caller's own too
-        for attempt in range(1, attempts + 1):
-            try:
-                return requests.request(method, f"{self.url}{path}", params=self.params(),
-                                        headers={**self.headers(), **extra},
-                                        timeout=timeout, **kwargs)
-            except requests.ConnectionError:
-                if attempt == attempts:
-                    raise DeployError(f"the Rasa server at {self.url} does not answer "
-                                      f"({attempts} attempts)") from None
-                time.sleep(CONNECT_BACKOFF * 2 ** (attempt - 1))
-            except requests.Timeout:
-                raise DeployError(f"the Rasa server at {self.url} did not answer {method} "
-                                  f"{path} within {timeout:.0f} s") from None
-            except requests.RequestException as exc:
-                raise DeployError(self.scrub(f"{method} {path} failed: {exc}")) from None
-        raise AssertionError("unreachable")
+        # A fresh JWT each try (auth), the caller's own headers too.
+        return request_with_retries(
+            method, self.url, path, timeout, server="the Rasa server",
+            auth=lambda: (self.params(), self.headers()), scrub=self.scrub,
+            attempts=attempts, **kwargs)
 
     def explain(self, answer: requests.Response, what: str) -> DeployError:
         if answer.status_code == 401 and self.jwt_auth:
@@ -177,3 +164,35 @@ class RasaApi:
         if answer.status_code != 200:
             raise DeployError(f"REST channel: HTTP {answer.status_code}")
         return [str(item.get("text", "")) for item in answer.json() if "text" in item]
+
+
+def request_with_retries(method: str, url: str, path: str, timeout: float, *, server: str,
+                         auth: Callable[[], tuple[dict[str, str], dict[str, str]]],
+                         scrub: Callable[[str], str], attempts: int = CONNECT_ATTEMPTS,
+                         headers: dict[str, str] | None = None,
+                         **kwargs: Any) -> requests.Response:
+    """One HTTP request to `server` at `url`. A server that is restarting refuses
+    connections for a moment: a few tries with a growing pause, then a clear
+    failure (never an endless wait). `auth()` gives each try its (params,
+    headers): a fresh JWT or access token. Errors are DeployErrors, `scrub`bed."""
+    for attempt in range(1, attempts + 1):
+        # A retried upload sends the whole file again, never the rest of a
+        # stream an earlier try began: the server would keep a cut model.
+        for _, stream, *_ in (kwargs.get("files") or {}).values():
+            stream.seek(0)
+        params, auth_headers = auth()
+        try:
+            return requests.request(method, f"{url}{path}", params=params,
+                                    headers={**auth_headers, **(headers or {})},
+                                    timeout=timeout, **kwargs)
+        except requests.ConnectionError:
+            if attempt == attempts:
+                raise DeployError(f"{server} at {url} does not answer "
+                                  f"({attempts} attempts)") from None
+            time.sleep(CONNECT_BACKOFF * 2 ** (attempt - 1))
+        except requests.Timeout:
+            raise DeployError(f"{server} at {url} did not answer {method} {path} "
+                              f"within {timeout:.0f} s") from None
+        except requests.RequestException as exc:
+            raise DeployError(scrub(f"{method} {path} failed: {exc}")) from None
+    raise AssertionError("unreachable")

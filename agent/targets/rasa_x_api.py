@@ -15,17 +15,15 @@ config key to fix, never a value.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import requests
 
 from agent.secrets import Secret
 from agent.targets.base import DeployError
+from agent.targets.rasa_api import request_with_retries
 
 TIMEOUT = 30.0
-CONNECT_ATTEMPTS = 3
-CONNECT_BACKOFF = 0.5  # seconds; doubled after each failed attempt
 TOKEN_KEY = "model.rasa_x_api_token_env / model.rasa_x_api_token_file"
 PASSWORD_KEY = "model.rasa_x_username and model.rasa_x_password_env / _file"
 
@@ -87,30 +85,11 @@ class RasaXApi:
     # ------------------------------------------------------------ requests
 
     def _send(self, method: str, path: str, timeout: float, *, auth: bool = True,
-              headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
-        # Rasa X behind its nginx may refuse connections for a moment while it
-        # restarts: a few tries with a growing pause, never an endless wait.
-        for attempt in range(1, CONNECT_ATTEMPTS + 1):
-            # A retried upload sends the whole file again, never the rest of a
-            # stream an earlier try began: Rasa X would keep a cut model.
-            for _, stream, *_ in (kwargs.get("files") or {}).values():
-                stream.seek(0)
-            params, auth_headers = self._auth() if auth else ({}, {})
-            try:
-                return requests.request(method, f"{self.url}{path}", params=params,
-                                        headers={**auth_headers, **(headers or {})},
-                                        timeout=timeout, **kwargs)
-            except requests.ConnectionError:
-                if attempt == CONNECT_ATTEMPTS:
-                    raise DeployError(f"Rasa X at {self.url} does not answer "
-                                      f"({CONNECT_ATTEMPTS} attempts)") from None
-                time.sleep(CONNECT_BACKOFF * 2 ** (attempt - 1))
-            except requests.Timeout:
-                raise DeployError(f"Rasa X at {self.url} did not answer {method} {path} "
-                                  f"within {timeout:.0f} s") from None
-            except requests.RequestException as exc:
-                raise DeployError(self.scrub(f"{method} {path} failed: {exc}")) from None
-        raise AssertionError("unreachable")
+              **kwargs: Any) -> requests.Response:
+        # Rasa X behind its nginx may refuse connections for a moment while it restarts.
+        return request_with_retries(
+            method, self.url, path, timeout, server="Rasa X",
+            auth=self._auth if auth else lambda: ({}, {}), scrub=self.scrub, **kwargs)
 
     def request(self, method: str, path: str, timeout: float = TIMEOUT,
                 **kwargs: Any) -> requests.Response:

@@ -164,7 +164,7 @@ def said_in_mode(mode: str, tmp_path: Path) -> tuple[str, list[str]]:
 
 def test_no_secret_reaches_a_log_line_or_an_error(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("agent.targets.rasa_x_api.CONNECT_BACKOFF", 0.0)
+    monkeypatch.setattr("agent.targets.rasa_api.CONNECT_BACKOFF", 0.0)
     said, token_held = said_in_mode("token", tmp_path)
     more, password_held = said_in_mode("password", tmp_path)
     said += more

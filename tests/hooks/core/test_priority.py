@@ -87,6 +87,9 @@ def test_without_the_binaries_the_command_still_runs_and_says_so_once(
     assert "nice (coreutils) and ionice (util-linux) not found" in notes[0]
 
 
+# Serial: it compares this process's own session and autogroup with a child's,
+# and failed once (not reproduced) in an xdist worker that ran other files first.
+@pytest.mark.serial
 def test_a_background_run_has_a_session_of_its_own_at_the_lowest_weight(tmp_path: Path) -> None:
     # Under autogroup scheduling the CPU is shared between sessions before
     # `nice` counts: a nice-19 child in our session would weigh as much as a
