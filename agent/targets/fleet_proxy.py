@@ -8,10 +8,11 @@ has a server entry for every port of both sets; which of them take requests
 is decided by HAProxy's own checks, not by the agent, because Swarm, not the
 agent, decides when a task starts and stops during its rolling update:
 
-- A replica's port accepts connections only once its model is loaded (Rasa
-  loads the model before it binds), so a TCP check never sends a user to a
-  replica that is still loading; Swarm's health check ("/status reports this
-  release's model_id") is what lets the update go on.
+- A replica takes requests only while its `GET /status` answers 200: Rasa
+  binds its port once it tried to load its model, and answers 409 there when
+  that failed, so no user reaches a replica that still loads or has no model.
+  Swarm's own health check ("/status reports THIS release's model_id") is what
+  lets the update go on. The check carries the token, so the config is 0600.
 - A stopping replica refuses new connections (Sanic closes its listener on
   SIGTERM and finishes what it accepted). `retry-on conn-failure` with
   `redispatch` sends a request that met a refused connect to another
@@ -31,17 +32,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.secrets import Secret
+from agent.targets.base import LogSink
 from agent.targets.haproxy_config import global_section
 from agent.targets.haproxy_process import HaproxyProcess, write_atomically
 
-# As the blue/green proxy (agent/targets/haproxy_config.py): death is a
-# refused connect; one accepted connect is life again.
-CHECK = "check inter 500ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down"
+# A refused connection marks a replica down at once (observe layer4); a
+# failed or slow /status three times in a row too (a busy replica answers
+# within the check timeout; the others take its requests meanwhile).
+CHECK = "check inter 1s fall 3 rise 1 observe layer4 error-limit 1 on-error mark-down"
 SERVER_MAXCONN = 64
 
 
 def render_fleet(*, socket_path: Path, listen_host: str, listen_port: int,
-                 backends: Sequence[tuple[str, int]]) -> str:
+                 backends: Sequence[tuple[str, int]], token: str) -> str:
     servers = "".join(f"    server r{port}-{n} {host}:{port} maxconn {SERVER_MAXCONN} {CHECK}\n"
                       for n, (host, port) in enumerate(backends))
     return (
@@ -65,6 +69,9 @@ def render_fleet(*, socket_path: Path, listen_host: str, listen_port: int,
         "    default_backend fleet\n"
         "backend fleet\n"
         "    balance roundrobin\n"
+        f"    option httpchk GET /status?token={token}\n"
+        "    http-check expect status 200\n"
+        "    timeout check 5s\n"
         + servers
     )
 
@@ -73,16 +80,35 @@ class FleetProxy(HaproxyProcess):
     """The stable port of a fleet: every replica port of both sets, on every host."""
 
     def __init__(self, *, listen_host: str, listen_port: int, state_dir: Path,
-                 backends: Sequence[tuple[str, int]], haproxy: str = "haproxy") -> None:
+                 backends: Sequence[tuple[str, int]], token: Secret,
+                 haproxy: str = "haproxy") -> None:
         super().__init__(listen_host=listen_host, listen_port=listen_port,
                          state_dir=state_dir, haproxy=haproxy)
         self.backends = list(backends)
+        self._token = token
+
+    def _config(self) -> str:
+        return render_fleet(socket_path=self.socket_path, listen_host=self.listen_host,
+                            listen_port=self.listen_port, backends=self.backends,
+                            token=self._token.reveal())
 
     def _write_config(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(self.config_file, mode=0o644, text=render_fleet(
-            socket_path=self.socket_path, listen_host=self.listen_host,
-            listen_port=self.listen_port, backends=self.backends))
+        write_atomically(self.config_file, mode=0o600, text=self._config())
+
+    def ensure_running(self, log: LogSink) -> bool:
+        """Start it, or start it again when its config changed (other ports,
+        replicas or token): a running HAProxy keeps the config it started with."""
+        if self.running():
+            try:
+                current = self.config_file.read_text(encoding="utf-8")
+            except OSError:
+                current = ""
+            if current == self._config():
+                return False
+            log("the fleet's proxy config changed (ports, replicas or token): restarting it")
+            self.stop(log)
+        return super().ensure_running(log)
 
     def up_servers(self) -> list[str]:
         """host:port of each replica HAProxy sends requests to now (`show stat`)."""

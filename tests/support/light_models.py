@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import os
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -44,3 +46,17 @@ def light_coffeebots(rasa: str) -> dict[str, tuple[Path, Path]]:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         built[variant] = (bot, bot / "models" / f"{variant}.tar.gz")
     return built
+
+
+def corrupt_copy(model: Path, dest: Path) -> Path:
+    """A model file whose metadata names a new model_id but holds nothing else."""
+    with tarfile.open(model, "r:gz") as archive:
+        member = archive.extractfile("metadata.json")
+        assert member is not None
+        metadata = json.load(member)
+    metadata["model_id"] = "corrupt-model"
+    (dest / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+    path = dest / "corrupt.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        archive.add(dest / "metadata.json", arcname="metadata.json")
+    return path

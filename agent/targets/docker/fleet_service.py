@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agent.secrets import Secret
 from agent.targets.base import DeployError, ModelRef
 from agent.targets.docker.rasa_images import IN_IMAGE, explain
 from agent.targets.docker.rasa_slots import image_user
+from agent.targets.rasa_api import local_token
 from agent.targets.rasa_config import ServerConfig
 from agent.targets.rasa_launch import LAUNCHER, TOKEN_FILE_VARIABLE
 from agent.targets.rasa_slots import server_env
@@ -26,7 +28,9 @@ LABEL_LOCATION = "io.rasa-gitops.model-file"
 LABEL_BOT_DIR = "io.rasa-gitops.bot-dir"
 TOKEN_SECRET_FILE = "rasa-gitops-token"  # under /run/secrets in every task
 SHARED_TRACKERS = ("redis", "sql (postgresql)", "sql (mysql)", "mongod", "dynamo")
-UPDATE_FAILED = ("rollback_started", "rollback_completed", "rollback_paused", "paused")
+# Swarm's UpdateStatus.State: still moving replicas; stopped with a mix of releases.
+MOVING = ("updating", "rollback_started")
+MIXED = ("paused", "rollback_paused")
 
 # The replica's port, from Swarm's task slot: Swarm templates reach the
 # environment, not the command line. Appended to Rasa's arguments in-process.
@@ -114,11 +118,15 @@ def _owner(client: Any, image: str) -> dict[str, Any]:
     return {"uid": str(owner[0]), "gid": str(owner[1]), "mode": 0o400}
 
 
-def token_secret(client: Any, token: Secret) -> Any:
-    """The token as a Swarm secret named by its hash (a secret can't change)."""
+def token_secret(client: Any, token: Secret, state_dir: Path) -> Any:
+    """The token as a Swarm secret named by a salted hash of it (a secret can't
+    change, so a new token is a new secret; the salt, kept 0600 in `state_dir`,
+    makes the name useless for guessing the token offline)."""
     import docker.errors
 
-    name = "rasa-gitops-fleet-token-" + hashlib.sha256(token.reveal().encode()).hexdigest()[:16]
+    salt = local_token(state_dir / "token-secret-salt").reveal()
+    name = "rasa-gitops-fleet-token-" + hashlib.sha256(
+        (salt + token.reveal()).encode()).hexdigest()[:16]
     found = client.secrets.list(filters={"name": name})
     if found:
         return found[0]

@@ -42,8 +42,9 @@ from agent.targets.docker.fleet_service import (
     LABEL_CONFIG,
     LABEL_MODEL,
     LABEL_PORTS,
+    MIXED,
+    MOVING,
     SHARED_TRACKERS,
-    UPDATE_FAILED,
     FleetSettings,
     healthy_count,
     missing_image,
@@ -51,7 +52,11 @@ from agent.targets.docker.fleet_service import (
     task_error,
     token_secret,
 )
-from agent.targets.docker.rasa_images import build_release_image, explain
+from agent.targets.docker.rasa_images import (
+    build_release_image,
+    explain,
+    prune_release_images,
+)
 from agent.targets.fleet_proxy import FleetProxy
 from agent.targets.rasa_api import RasaApi, model_id_of
 from agent.targets.rasa_config import ServerConfig, check_reachable, render_server_config
@@ -75,7 +80,7 @@ class SwarmRasaTarget:
         parts = urlsplit(self.url)
         self.proxy = FleetProxy(
             listen_host=parts.hostname or "127.0.0.1", listen_port=parts.port or 5005,
-            state_dir=state_dir / "proxy", haproxy=haproxy,
+            state_dir=state_dir / "proxy", haproxy=haproxy, token=token,
             backends=[(settings.public_host, port) for base in settings.port_bases
                       for port in settings.ports(base)])
         self._api = RasaApi(self.url, token)  # through the proxy, as users reach it
@@ -112,10 +117,14 @@ class SwarmRasaTarget:
                               f"{self.settings.service}: {explain(exc, self._token)}") from None
 
     def serves(self, ref: ModelRef) -> bool:
-        # The service's spec is what Swarm converges to; after its own rollback
-        # the spec is the previous one again, so this stays true to what serves.
-        labels = with_engine(self._engine, self._labels, what="reading the Rasa fleet",
-                             log=lambda line: None)
+        # The service's spec is what Swarm converges to once its update or its
+        # own rollback settled (after a rollback the spec is the previous one
+        # again); while Swarm still moves replicas, what serves is a mix.
+        labels, state = with_engine(self._engine, self._settled, what="reading the Rasa fleet",
+                                    log=lambda line: None)
+        if state in MOVING or state in MIXED:
+            raise DeployError(f"Swarm service {self.settings.service} is {state}: its "
+                              "replicas serve more than one release")
         if labels is None or labels.get(LABEL_MODEL) != ref.model_id:
             return False
         try:
@@ -174,9 +183,13 @@ class SwarmRasaTarget:
                 "need one they share, so one conversation's messages run one at a time: add "
                 "lock_store: type: redis")
 
-    def _labels(self, client: Any) -> dict[str, str] | None:
+    def _settled(self, client: Any) -> tuple[dict[str, str] | None, str]:
+        """The service's labels and the state of its last update ("" for none)."""
         service = self._service(client)
-        return None if service is None else dict(service.attrs["Spec"].get("Labels") or {})
+        if service is None:
+            return None, ""
+        return (dict(service.attrs["Spec"].get("Labels") or {}),
+                str((service.attrs.get("UpdateStatus") or {}).get("State", "")))
 
     def _service(self, client: Any) -> Any | None:
         import docker.errors
@@ -194,11 +207,20 @@ class SwarmRasaTarget:
             raise DeployError("the Docker engine is not part of a Swarm (docker swarm init, "
                               "or point the agent at a manager)")
         service = self._service(client)
-        labels = dict(service.attrs["Spec"].get("Labels") or {}) if service else {}
-        if labels.get(LABEL_MODEL) == ref.model_id and labels.get(LABEL_CONFIG) == digest:
+        found, state = self._settled(client)
+        labels = found or {}
+        if state in MOVING:
+            raise DeployError(f"Swarm is still moving the replicas of {self.settings.service} "
+                              f"({state}); nothing was changed: try again once it settled")
+        if (labels.get(LABEL_MODEL) == ref.model_id and labels.get(LABEL_CONFIG) == digest
+                and state not in MIXED):
+            self._confirm(ref, self.settings.ports(int(labels.get(LABEL_PORTS, 0) or 0)), log)
             log(f"model {ref.model_id} is already live on {self.settings.service}")
             return
-        image = build_release_image(client, self.settings.image, ref, config, log)
+        # Tagged per environment and config too: another environment's build of
+        # the same release must not retag what this service restarts from.
+        image = build_release_image(client, self.settings.image, ref, config, log,
+                                    variant=f"{self.settings.place or 'fleet'}-{digest[:12]}")
         node = str((client.info().get("Swarm") or {}).get("NodeID", ""))
         try:
             client.images.get(image)
@@ -209,7 +231,7 @@ class SwarmRasaTarget:
         previous = str((service.attrs.get("UpdateStatus") or {}).get("StartedAt", "")
                        if service is not None else "")
         spec = service_spec(client, self.settings, image, ref, config, digest, base,
-                            token_secret(client, self._token), node)
+                            token_secret(client, self._token, self.state_dir), node)
         ports = self.settings.ports(base)
         log(f"{'updating' if service else 'creating'} Swarm service {self.settings.service}: "
             f"{self.settings.replicas} replica(s) of release {ref.release_id} on port(s) "
@@ -219,6 +241,7 @@ class SwarmRasaTarget:
             if service is None:
                 service = client.services.create(**spec)
             else:
+                service.reload()  # its version now: the build took a while
                 service.update(**spec)
         except docker.errors.APIError as exc:
             raise DeployError(f"Swarm refused the Rasa service spec: {explain(exc)}") from None
@@ -230,11 +253,15 @@ class SwarmRasaTarget:
                 created.remove()  # broken service behind
             raise
         self._confirm(ref, ports, log)
+        prune_release_images(client, image, log)
 
     def _wait(self, client: Any, ref: ModelRef, updating: bool, previous: str,
               ports: list[int], log: LogSink) -> None:
-        # Swarm's start period is the load timeout; then the checks' retries.
-        deadline = time.monotonic() + self.settings.load_timeout + 60
+        # One replica after the other: each may take its start period (the load
+        # timeout), Swarm's monitor and a few health checks.
+        budget = self.settings.replicas * (self.settings.load_timeout
+                                           + self.settings.monitor + 10) + 60
+        deadline = time.monotonic() + budget
         last = ""
         while time.monotonic() < deadline:
             service = self._service(client)
@@ -247,12 +274,18 @@ class SwarmRasaTarget:
             if state and state != last:
                 log(f"Swarm update: {state}")
                 last = state
-            if state in UPDATE_FAILED:
+            if state in MIXED:
+                raise DeployError(
+                    f"Swarm stopped the update of {self.settings.service} half-way ({state}: "
+                    f"{status.get('Message', '')}; {task_error(service)}); its replicas serve "
+                    "more than one release: see `docker service ps`, then `docker service "
+                    "rollback` or a new release")
+            if state == "rollback_completed":
                 raise DeployError(
                     f"Swarm rolled the Rasa service back: a replica of release "
                     f"{ref.release_id} did not report model_id {ref.model_id} "
-                    f"({status.get('Message', '')}; {task_error(service)}); the "
-                    "previous release's replicas keep serving")
+                    f"({status.get('Message', '')}; {task_error(service, ref.release_id)}); "
+                    "the previous release's replicas serve again")
             problem = task_error(service, ref.release_id)
             if missing_image(problem):
                 raise DeployError(_no_image("", "", ref.release_id, problem))
@@ -262,8 +295,8 @@ class SwarmRasaTarget:
             time.sleep(0.5)
         raise DeployError(
             f"the replicas of release {ref.release_id} did not report model_id "
-            f"{ref.model_id} within {self.settings.load_timeout + 60:.0f} s "
-            f"(model.load_timeout; {task_error(self._service(client))})")
+            f"{ref.model_id} within {budget:.0f} s (model.load_timeout per replica; "
+            f"{task_error(self._service(client))})")
 
     def _confirm(self, ref: ModelRef, ports: list[int], log: LogSink) -> None:
         """Each replica of the release answers with its model (not only Swarm's word)."""

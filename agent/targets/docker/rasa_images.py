@@ -30,11 +30,12 @@ COPY release/ {in_image}/
 
 
 def build_release_image(client: Any, base: str, ref: ModelRef, config: ServerConfig,
-                        log: LogSink) -> str:
-    """`rasa-gitops-rasa:<release>`: `base` plus the release's model and config."""
+                        log: LogSink, variant: str = "") -> str:
+    """`rasa-gitops-rasa:<release>[-<variant>]`: `base` plus the release's model and config."""
     import docker.errors
 
-    tag = f"{IMAGE_REPOSITORY}:{_tag_of(ref.release_id)}"
+    name = f"{ref.release_id}-{variant}" if variant else ref.release_id
+    tag = f"{IMAGE_REPOSITORY}:{_tag_of(name)}"
     log(f"building {tag} from {base} with the model of release {ref.release_id}")
     with tempfile.TemporaryFile() as context:  # a model may be hundreds of MB
         _write_context(context, base, Path(ref.location), config)

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from agent.targets.rasa_blue_green import BlueGreenRasaTarget
 from hooks.core.process import alive
 from tests.support.ci import need
 from tests.support.fake_rasa_server import fake_model, fake_rasa_server
-from tests.support.light_models import GREETINGS, light_coffeebots
+from tests.support.light_models import GREETINGS, corrupt_copy, light_coffeebots
 from tests.support.paths import REPO_ROOT
 from tests.support.serving import rasa_servers_of, switch_while_chatting
 
@@ -70,20 +69,6 @@ def test_a_switch_under_chat_loses_no_message_and_leaves_one_server(
         target.stop_all(print)
     assert rasa_servers_of(tmp_path / "bg") == []
     assert not target.proxy.running()
-
-
-def corrupt_copy(model: Path, dest: Path) -> Path:
-    """A model file whose metadata names a new model_id but holds nothing else."""
-    with tarfile.open(model, "r:gz") as archive:
-        member = archive.extractfile("metadata.json")
-        assert member is not None
-        metadata = json.load(member)
-    metadata["model_id"] = "corrupt-model"
-    (dest / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
-    path = dest / "corrupt.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
-        archive.add(dest / "metadata.json", arcname="metadata.json")
-    return path
 
 
 def test_a_model_that_fails_to_load_leaves_the_old_one_serving(

@@ -76,7 +76,7 @@ def test_a_node_without_the_release_image_is_named(
     model.write_bytes(b"not read")
     ref = ModelRef("1", "m", str(model), str(checkout(tmp_path, "release", SHARED_STORES)))
     monkeypatch.setattr(rasa_fleet, "build_release_image",
-                        lambda *args: "rasa-gitops-rasa:not-on-this-node")
+                        lambda *args, **kwargs: "rasa-gitops-rasa:not-on-this-node")
     with pytest.raises(DeployError, match=r"Swarm node \w+ has no image rasa-gitops-rasa:"
                                           r"not-on-this-node for release 1"):
         fleet.activate(ref, lambda line: None)

@@ -7,8 +7,9 @@ shared tracker and lock store, real HAProxy. Release 2 adds a custom action its
 model calls. A sampler checks every 100 ms that each action the model of any
 replica may call (its domain, `GET /domain`) is served by the action service
 (`GET /actions` through its router): the action-subset invariant, held by the
-one switch's order (action service first, then the replicas). Then a replica
-that never reports its release's model makes Swarm roll back by itself.
+one switch's order (action service first, then the replicas). Then a release
+whose model fails to load makes Swarm roll back by itself, with no user
+reaching its replica.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from agent.targets.factory import build_targets
 from tests.support.agent_config import agent_config
 from tests.support.agent_run import tick_promoted
 from tests.support.bots import MENU_ACTION, deploy_repo, push_all
+from tests.support.light_models import corrupt_copy
 from tests.support.services import DockerEngine, RedisServer, free_port
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1500)]
@@ -99,6 +102,7 @@ class Watch:
     violations: list[str] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
     samples: int = 0
+    sender: str = "user"  # each message starts a conversation: "<sender>-<n>"
     models_seen: set[frozenset[str]] = field(default_factory=set)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -109,7 +113,7 @@ class Watch:
             started = time.monotonic()
             try:
                 answer = requests.post(f"{self.rasa_url}/webhooks/rest/webhook", timeout=30,
-                                       json={"sender": f"user-{n}", "message": "hello"})
+                                       json={"sender": f"{self.sender}-{n}", "message": "hello"})
                 if answer.status_code != 200:
                     self.failures.append(f"#{n}: HTTP {answer.status_code}")
                 else:
@@ -117,6 +121,24 @@ class Watch:
             except requests.RequestException as exc:
                 self.failures.append(f"#{n}: {type(exc).__name__}")
             time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The chat and the sampler, each in a thread, for the `with` block."""
+        threads = [threading.Thread(target=self.chat, daemon=True),
+                   threading.Thread(target=self.sample, daemon=True)]
+        for thread in threads:
+            thread.start()
+        try:
+            yield
+        finally:
+            self.stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+
+    def assert_clean(self) -> None:
+        assert self.failures == [], self.failures
+        assert self.violations == [], self.violations[:5]
 
     def sample(self) -> None:
         while not self.stop.is_set():
@@ -205,22 +227,12 @@ def test_both_services_roll_on_swarm_keeping_every_action_served_while_users_cha
     first = int(loaded["model.fleet_ports"][0])
     watch = Watch(rasa_url, [first, first + 1, first + 10, first + 11],
                   f"http://127.0.0.1:{loaded['action_server.port']}/actions", token)
-    threads = [threading.Thread(target=watch.chat, daemon=True),
-               threading.Thread(target=watch.sample, daemon=True)]
     add_menu(src)
     push_all(src, "a menu, told by a new custom action")
-    for thread in threads:
-        thread.start()
-    try:
+    with watch.running():
         tick_promoted(config)
         time.sleep(1.0)
-    finally:
-        watch.stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
-
-    assert watch.failures == [], watch.failures
-    assert watch.violations == [], watch.violations[:5]
+    watch.assert_clean()
     assert watch.samples > 100
     # Both models were live during the sampling, the second calling the new action.
     assert frozenset({"action_tell_opening_hours"}) in watch.models_seen
@@ -236,22 +248,27 @@ def test_both_services_roll_on_swarm_keeping_every_action_served_while_users_cha
     assert update["Order"] == "start-first" and update["FailureAction"] == "rollback"
     print(f"{len(watch.replies)} replies, {watch.samples} invariant samples")
 
-    # A replica that never reports its release's model_id (its health check
-    # never passes): Swarm rolls back by itself, the switch fails naming why,
-    # and release 2's replicas never stopped serving (start-first).
+    # Release 3's model fails to load (its replica binds its port but has no
+    # model, /status 409): Swarm's health check never passes, Swarm rolls back
+    # by itself, the switch fails naming why, and no user reached that replica:
+    # chatting and sampling go on through the whole failed update.
     fleet = build_targets(loaded).model
     assert isinstance(fleet, SwarmRasaTarget)
-    fleet.settings = replace(fleet.settings, load_timeout=12)
+    fleet.settings = replace(fleet.settings, load_timeout=15)
     labels = swarm.services.get(fleet.settings.service).attrs["Spec"]["Labels"]
     live = ModelRef("2", labels[LABEL_MODEL], labels[LABEL_LOCATION], labels[LABEL_BOT_DIR])
-    never = replace(live, release_id="3", model_id="not-this-model")
-    with pytest.raises(DeployError, match=r"rolled the Rasa service back.*model_id "
-                                          r"not-this-model"):
-        fleet.activate(never, lambda line: None)
-    assert fleet.serves(live) and not fleet.serves(never)
-    answer = requests.post(f"{rasa_url}/webhooks/rest/webhook", timeout=30,
-                           json={"sender": "after-rollback", "message": "hello"})
-    assert [m["text"] for m in answer.json()] == [
-        "Hello again! Coffee, the menu, or opening hours?"]
+    broken_dir = config.parent / "broken"
+    broken_dir.mkdir()
+    broken = replace(live, release_id="3", model_id="corrupt-model",
+                     location=str(corrupt_copy(Path(live.location), broken_dir)))
+    watch = Watch(rasa_url, watch.replica_ports, watch.action_url, token, sender="later")
+    with watch.running(), pytest.raises(
+            DeployError, match=r"rolled the Rasa service back.*model_id corrupt-model"):
+        fleet.activate(broken, lambda line: None)
+    watch.assert_clean()
+    assert len(watch.replies) > 20
+    assert set(watch.replies) == {"Hello again! Coffee, the menu, or opening hours?"}
+    assert fleet.serves(live) and not fleet.serves(broken)
     status = swarm.services.get(fleet.settings.service).attrs["UpdateStatus"]
-    assert status["State"].startswith("rollback")
+    assert status["State"] == "rollback_completed"
+    print(f"failed update: {len(watch.replies)} replies, {watch.samples} samples")
