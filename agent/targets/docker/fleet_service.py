@@ -100,9 +100,11 @@ def service_spec(client: Any, settings: FleetSettings, image: str, ref: ModelRef
         secrets=[SecretReference(secret.id, secret.name, filename=TOKEN_SECRET_FILE,
                                  **_owner(client, image))],
         stop_grace_period=int(settings.drain_timeout * SECOND),
+        # A replica busy with chat answers late: only 5 failed checks in a row
+        # (about 20 s) make it unhealthy, which Swarm replaces.
         healthcheck=Healthcheck(
             test=["CMD", "python", "-c", HEALTH_CODE], interval=2 * SECOND,
-            timeout=6 * SECOND, retries=3, start_period=int(settings.load_timeout * SECOND)),
+            timeout=10 * SECOND, retries=5, start_period=int(settings.load_timeout * SECOND)),
         update_config=UpdateConfig(
             parallelism=1, order="start-first", failure_action="rollback",
             monitor=int(settings.monitor * SECOND), max_failure_ratio=0.0),
@@ -146,10 +148,12 @@ def healthy_count(client: Any, service: str, release_id: str) -> int:
 
 
 def task_error(service: Any, release_id: str = "") -> str:
-    """The newest failed task's error (of the release, when named)."""
+    """The newest failed task's error (of the release, when named); else what the
+    release's tasks are doing."""
     if service is None:
         return "no service"
     tasks = sorted(service.tasks(), key=lambda t: str(t.get("UpdatedAt", "")), reverse=True)
+    seen = []
     for task in tasks:
         status = task.get("Status", {})
         labels = ((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels") or {}
@@ -157,7 +161,8 @@ def task_error(service: Any, release_id: str = "") -> str:
             continue
         if status.get("Err") or status.get("State") in ("failed", "rejected"):
             return f"task {status.get('State')}: {status.get('Err') or status.get('Message')}"
-    return "no failed task"
+        seen.append(f"slot {task.get('Slot')}: {status.get('State')} ({status.get('Message')})")
+    return "no failed task" + (f"; {', '.join(seen[:4])}" if seen else "")
 
 
 def missing_image(task_error: str) -> bool:

@@ -103,6 +103,7 @@ class Watch:
     replies: list[str] = field(default_factory=list)
     samples: int = 0
     sender: str = "user"  # each message starts a conversation: "<sender>-<n>"
+    domains: dict[str, frozenset[str]] = field(default_factory=dict)  # model_id -> calls
     models_seen: set[frozenset[str]] = field(default_factory=set)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -140,20 +141,33 @@ class Watch:
         assert self.failures == [], self.failures
         assert self.violations == [], self.violations[:5]
 
+    def _calls(self, port: int) -> frozenset[str] | None:
+        """The custom actions the model of the replica on `port` may call; None
+        when nothing there serves a model. Its /status each time, its domain once
+        per model (a domain is big: asking it 40 times a second loads the host)."""
+        base, auth = f"http://127.0.0.1:{port}", {"token": self.token}
+        try:
+            status = requests.get(f"{base}/status", params=auth, timeout=5)
+            if status.status_code != 200:
+                return None
+            model = str(status.json().get("model_id"))
+            if model not in self.domains:
+                domain = requests.get(f"{base}/domain", params=auth, timeout=5,
+                                      headers={"Accept": "application/json"})
+                domain.raise_for_status()
+                self.domains[model] = frozenset(
+                    a for a in domain.json().get("actions", []) if a.startswith("action_"))
+        except requests.RequestException:
+            return None  # not running (or not yet loaded): serves nobody
+        return self.domains[model]
+
     def sample(self) -> None:
         while not self.stop.is_set():
             started = time.monotonic()
             needed: set[str] = set()
             for port in self.replica_ports:  # both port sets: every replica that runs
-                try:
-                    answer = requests.get(f"http://127.0.0.1:{port}/domain", timeout=5,
-                                          params={"token": self.token},
-                                          headers={"Accept": "application/json"})
-                except requests.RequestException:
-                    continue  # not running (or not yet loaded): serves nobody
-                if answer.status_code == 200:
-                    calls = frozenset(a for a in answer.json().get("actions", [])
-                                      if a.startswith("action_"))
+                calls = self._calls(port)
+                if calls is not None:
                     self.models_seen.add(calls)
                     needed |= calls
             try:
