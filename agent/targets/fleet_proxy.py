@@ -109,15 +109,3 @@ class FleetProxy(HaproxyProcess):
             log("the fleet's proxy config changed (ports, replicas or token): restarting it")
             self.stop(log)
         return super().ensure_running(log)
-
-    def up_servers(self) -> list[str]:
-        """host:port of each replica HAProxy sends requests to now (`show stat`)."""
-        lines = self._command("show stat").splitlines()
-        header = lines[0].lstrip("# ").split(",") if lines else []
-        up = []
-        for line in lines[1:]:
-            row = dict(zip(header, line.split(","), strict=False))
-            if row.get("pxname") == "fleet" and row.get("status") == "UP" \
-                    and row.get("svname", "").startswith("r"):
-                up.append(str(row.get("addr", "")))
-        return up

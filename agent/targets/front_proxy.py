@@ -149,10 +149,7 @@ class FrontProxy(HaproxyProcess):
     def sessions(self, slot: str) -> int:
         """Requests a slot's server still owes an answer: in flight (scur) plus
         queued for it (qcur), from `show stat`."""
-        lines = self._command("show stat").splitlines()
-        header = lines[0].lstrip("# ").split(",") if lines else []
-        for line in lines[1:]:
-            row = dict(zip(header, line.split(","), strict=False))
+        for row in self.stat_rows():
             if row.get("pxname") == slot and row.get("svname") == SERVER:
                 return int(row.get("scur") or 0) + int(row.get("qcur") or 0)
         return 0

@@ -213,3 +213,9 @@ class HaproxyProcess:
         if answer.startswith("Unknown ") or any(word in lowered for word in REFUSALS):
             raise DeployError(f"front proxy refused `{command}`: {answer.strip()[:300]}")
         return answer
+
+    def stat_rows(self) -> list[dict[str, str]]:
+        """`show stat` as one mapping per proxy and server (pxname, svname, status, ...)."""
+        lines = self._command("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",") if lines else []
+        return [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]

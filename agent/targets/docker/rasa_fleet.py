@@ -184,12 +184,7 @@ class SwarmRasaTarget:
                 "lock_store: type: redis")
 
     def _settled(self, client: Any) -> tuple[dict[str, str] | None, str]:
-        """The service's labels and the state of its last update ("" for none)."""
-        service = self._service(client)
-        if service is None:
-            return None, ""
-        return (dict(service.attrs["Spec"].get("Labels") or {}),
-                str((service.attrs.get("UpdateStatus") or {}).get("State", "")))
+        return _labels_and_state(self._service(client))
 
     def _service(self, client: Any) -> Any | None:
         import docker.errors
@@ -203,11 +198,12 @@ class SwarmRasaTarget:
               log: LogSink) -> None:
         import docker.errors
 
-        if (client.info().get("Swarm") or {}).get("LocalNodeState") != "active":
+        swarm = client.info().get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active":
             raise DeployError("the Docker engine is not part of a Swarm (docker swarm init, "
                               "or point the agent at a manager)")
         service = self._service(client)
-        found, state = self._settled(client)
+        found, state = _labels_and_state(service)
         labels = found or {}
         if state in MOVING:
             raise DeployError(f"Swarm is still moving the replicas of {self.settings.service} "
@@ -221,7 +217,7 @@ class SwarmRasaTarget:
         # the same release must not retag what this service restarts from.
         image = build_release_image(client, self.settings.image, ref, config, log,
                                     variant=f"{self.settings.place or 'fleet'}-{digest[:12]}")
-        node = str((client.info().get("Swarm") or {}).get("NodeID", ""))
+        node = str(swarm.get("NodeID", ""))
         try:
             client.images.get(image)
         except docker.errors.ImageNotFound:
@@ -246,7 +242,7 @@ class SwarmRasaTarget:
         except docker.errors.APIError as exc:
             raise DeployError(f"Swarm refused the Rasa service spec: {explain(exc)}") from None
         try:
-            self._wait(client, ref, service is not None and bool(labels), previous, ports, log)
+            self._wait(client, ref, bool(labels), previous, ports, log)
         except DeployError:
             created = self._service(client)
             if not labels and created is not None:  # nothing served before: leave no
@@ -317,3 +313,11 @@ def _no_image(node: str, image: str, release_id: str, detail: str) -> str:
             "Rasa image is built on the engine the agent reaches (the manager) and the "
             "replicas are placed on that node: was it removed meanwhile (docker image prune)? "
             "The next release builds it again")
+
+
+def _labels_and_state(service: Any | None) -> tuple[dict[str, str] | None, str]:
+    """A service's labels and the state of its last update ("" for none)."""
+    if service is None:
+        return None, ""
+    return (dict(service.attrs["Spec"].get("Labels") or {}),
+            str((service.attrs.get("UpdateStatus") or {}).get("State", "")))
