@@ -291,6 +291,12 @@ SCHEMA: dict[str, Key] = {
                               help="swarm: the first port of each of the two port sets the "
                               "replicas alternate between (replica i of a release on "
                               "first + i - 1); default: model.url's port + 10 and + 20"),
+    "model.rasa_repository": _key(str, None, nullable=True,
+                                  help="swarm: a repository every Swarm node can pull from, "
+                                  "e.g. registry.example.com/bot-rasa; each release's Rasa "
+                                  "image is pushed there (image.registry_user and its "
+                                  "password) and replicas run on any node; without it they "
+                                  "run on the engine's own node, where the image is built"),
     "model.fleet_monitor": _key(NUMBER, 5, _positive,
                                 "swarm: seconds Swarm watches a new replica before the "
                                 "update goes on"),

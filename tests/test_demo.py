@@ -40,7 +40,10 @@ GREETING = "Hi! Coffee, or opening hours?"  # examples/coffeebot/domain.yml
 CHAT_SUMMARY = re.compile(r"(\d+) replies \((\d+) old, (\d+) new, (\d+) other\), "
                           r"(\d+) failures, longest reply (\d+) ms")
 
-pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
+# Light (tests/support/ci_split.py): it runs beside another xdist worker. The
+# reply times it prints are not asserted; what is asserted (no failed reply,
+# both releases seen) must hold on a busy machine too.
+pytestmark = [pytest.mark.rasa, pytest.mark.light, pytest.mark.timeout(1800)]
 
 
 def test_the_demo_pushes_the_example_bot_and_talks_to_it(tmp_path: Path) -> None:

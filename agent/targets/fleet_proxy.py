@@ -29,6 +29,7 @@ store makes one conversation's messages run one after the other.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,8 +85,29 @@ class FleetProxy(HaproxyProcess):
                  haproxy: str = "haproxy") -> None:
         super().__init__(listen_host=listen_host, listen_port=listen_port,
                          state_dir=state_dir, haproxy=haproxy)
-        self.backends = list(backends)
+        self._default_backends = list(backends)
         self._token = token
+
+    @property
+    def backends_file(self) -> Path:
+        return self.state_dir / "backends.json"
+
+    @property
+    def backends(self) -> list[tuple[str, int]]:
+        """The last ones the fleet named (its nodes can change), else the defaults."""
+        try:
+            named = json.loads(self.backends_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return self._default_backends
+        return [(str(host), int(port)) for host, port in named]
+
+    def use_backends(self, backends: Sequence[tuple[str, int]], log: LogSink) -> None:
+        """Remember the replicas' addresses (kept for the agent's restarts) and
+        run with them."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.backends_file, mode=0o600,
+                         text=json.dumps([[host, port] for host, port in backends]))
+        self.ensure_running(log)
 
     def _config(self) -> str:
         return render_fleet(socket_path=self.socket_path, listen_host=self.listen_host,
@@ -95,6 +117,12 @@ class FleetProxy(HaproxyProcess):
     def _write_config(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(self.config_file, mode=0o600, text=self._config())
+
+    def replicas_up(self) -> int:
+        """How many replica entries pass HAProxy's checks now (its admin socket)."""
+        return sum(1 for row in self.stat_rows()
+                   if row.get("svname") not in ("FRONTEND", "BACKEND")
+                   and row.get("status", "").startswith("UP"))
 
     def ensure_running(self, log: LogSink) -> bool:
         """Start it, or start it again when its config changed (other ports,
@@ -106,6 +134,7 @@ class FleetProxy(HaproxyProcess):
                 current = ""
             if current == self._config():
                 return False
-            log("the fleet's proxy config changed (ports, replicas or token): restarting it")
+            log("the fleet's proxy config changed (ports, replicas, nodes or token): "
+                "restarting it")
             self.stop(log)
         return super().ensure_running(log)

@@ -30,6 +30,11 @@ from hooks.core.interpreter import shebang_python
 LAUNCHER = """\
 import os, runpy, sys
 kind, target, *args = sys.argv[1:]
+env_file = os.environ.pop("RASA_GITOPS_ENV_FILE", "")
+if env_file:
+    import json
+    with open(env_file, encoding="utf-8") as f:
+        os.environ.update(json.load(f))
 token_file = os.environ.pop("RASA_GITOPS_TOKEN_FILE", "")
 if token_file:
     with open(token_file, encoding="utf-8") as f:
@@ -49,6 +54,9 @@ else:
 # reach through an engine, maybe over SSH): the agent copies it into the
 # container before it starts, readable by the image's user only.
 TOKEN_FILE_VARIABLE = "RASA_GITOPS_TOKEN_FILE"
+# A Swarm task gets the bot's ${VAR} values as a JSON file too (a secret),
+# not in its service spec, which `docker service inspect` shows.
+ENV_FILE_VARIABLE = "RASA_GITOPS_ENV_FILE"
 
 
 def container_entrypoint(python: str = "python") -> list[str]:

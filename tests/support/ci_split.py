@@ -7,13 +7,15 @@ A test is heavy, and never shares the machine with a second worker, when it
   shared deploy host, a blue/green host): each xdist worker would start its own,
   and two dockerd on the one data root would clash;
 - is a deploy-side test with real Rasa (marked `rasa` or using `rasa_bin`, outside
-  tests/hooks/: it trains or serves: serving latency, the blue/green switches, the
-  live pipelines, the demo time what they see), or is marked `serial`;
+  tests/hooks/: it trains or serves: serving latency, the blue/green switches and
+  the live pipelines time what they see), or is marked `serial`;
 - lives in tests/reliability/ (supervision restarts, crashes, faults: timing).
-Everything else is light: unit tests, in-process fakes, short subprocesses on
-free ports and tmp_path, and the commit-time hooks' tests with real Rasa (each
-on its own copy of a bot with its own caches; nothing there is timed). The two
-parts together are exactly the whole suite.
+A test with real Rasa that times nothing and uses no session service may say
+so with the `light` marker (the demo: it only checks that the README's
+command works end to end). Everything else is light: unit tests, in-process
+fakes, short subprocesses on free ports and tmp_path, and the commit-time hooks'
+tests with real Rasa (each on its own copy of a bot with its own caches;
+nothing there is timed). The two parts together are exactly the whole suite.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def is_heavy(item: pytest.Item) -> bool:
     fixtures = set(getattr(item, "fixturenames", ()))
     if SESSION_SERVICES & fixtures:
         return True
+    if item.get_closest_marker("light"):
+        return False
     path = Path(str(item.path)).resolve()
     where = path.relative_to(TESTS).parts if path.is_relative_to(TESTS) else ("",)
     if where[0] == "reliability":
@@ -54,6 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "serial: never runs beside another xdist worker (timing-sensitive)")
+    config.addinivalue_line(
+        "markers", "light: real Rasa, but nothing timed and no session service: may run "
+        "beside another xdist worker")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -76,9 +83,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _cost_rank(item: pytest.Item) -> int:
-    """0: builds a pre-commit env with Rasa; 1: runs real Rasa; 2: the rest."""
+    """0: builds a pre-commit env with Rasa, or the demo (minutes each); 1: runs
+    real Rasa; 2: the rest."""
     fixtures = set(getattr(item, "fixturenames", ()))
-    if "pre_commit_home" in fixtures:
+    if "pre_commit_home" in fixtures or item.get_closest_marker("light"):
         return 0
     if item.get_closest_marker("rasa") or REAL_RASA & fixtures:
         return 1

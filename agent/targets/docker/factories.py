@@ -25,7 +25,8 @@ def _backend_ports(config: AgentConfig) -> tuple[int, int]:
 
 
 def _pull_auth(config: AgentConfig) -> Credentials | None:
-    """The registry credentials for pulls by the deploy engine (else its Docker config)."""
+    """The registry credentials for pulls by the deploy engine, and for the Rasa
+    fleet's pushes to model.rasa_repository (else the engine's Docker config)."""
     user = config["image.registry_user"]
     secret = config.secret("image.registry_password")
     if user and secret is not None:
@@ -135,10 +136,12 @@ def rasa_fleet(config: AgentConfig, action_url: str,
     return SwarmRasaTarget(
         url=str(config["model.url"]), token=token, state_dir=state_dir,
         action_endpoint=action_url, engine=engine, haproxy=str(config["model.haproxy"]),
-        agent_env=dict(agent_env), settings=FleetSettings(
+        agent_env=dict(agent_env), registry_auth=_pull_auth(config), settings=FleetSettings(
             image=str(config["model.rasa_image"]), replicas=int(config["model.replicas"]),
             port_bases=fleet_ports(config, url.port or 80),
             public_host=str(config["model.public_host"] or host),
             load_timeout=float(config["model.load_timeout"]),
             monitor=float(config["model.fleet_monitor"]),
-            drain_timeout=float(config["model.drain_timeout"]), place=config.place))
+            drain_timeout=float(config["model.drain_timeout"]), place=config.place,
+            repository=str(config["model.rasa_repository"] or ""),
+            push_attempts=int(config["image.push_attempts"])))

@@ -4,19 +4,21 @@ what its tasks say about an update."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.secrets import Secret
-from agent.targets.base import DeployError, ModelRef
+from agent.secrets import Redactor, Secret
+from agent.targets.base import DeployError, LogSink, ModelRef
+from agent.targets.docker.fleet_image import PlacedImage
 from agent.targets.docker.rasa_images import IN_IMAGE, explain
 from agent.targets.docker.rasa_slots import image_user
 from agent.targets.rasa_api import local_token
 from agent.targets.rasa_config import ServerConfig
-from agent.targets.rasa_launch import LAUNCHER, TOKEN_FILE_VARIABLE
-from agent.targets.rasa_slots import server_env
+from agent.targets.rasa_launch import ENV_FILE_VARIABLE, LAUNCHER, TOKEN_FILE_VARIABLE
+from hooks.core.child_env import QUIET_RASA_ENV
 
 SECOND = 1_000_000_000
 SERVICE = "rasa-gitops-rasa-fleet"
@@ -27,6 +29,9 @@ LABEL_RELEASE = "io.rasa-gitops.release"
 LABEL_LOCATION = "io.rasa-gitops.model-file"
 LABEL_BOT_DIR = "io.rasa-gitops.bot-dir"
 TOKEN_SECRET_FILE = "rasa-gitops-token"  # under /run/secrets in every task
+ENV_SECRET_FILE = "rasa-gitops-env"  # the bot's ${VAR} values, as JSON
+SECRET_ROLE = "io.rasa-gitops.role"
+SECRET_SERVICE = "io.rasa-gitops.service"
 SHARED_TRACKERS = ("redis", "sql (postgresql)", "sql (mysql)", "mongod", "dynamo")
 # Swarm's UpdateStatus.State: still moving replicas; stopped with a mix of releases.
 MOVING = ("updating", "rollback_started")
@@ -62,6 +67,8 @@ class FleetSettings:
     monitor: float = 5.0  # seconds Swarm watches a new task before it counts
     drain_timeout: float = 30.0  # a stopping replica's grace to finish its requests
     place: str = ""  # the environment, for its own service beside another's
+    repository: str = ""  # model.rasa_repository: every node pulls the image from there
+    push_attempts: int = 4  # image.push_attempts
 
     @property
     def service(self) -> str:
@@ -71,24 +78,55 @@ class FleetSettings:
         return [base + i for i in range(self.replicas)]
 
 
-def service_spec(client: Any, settings: FleetSettings, image: str, ref: ModelRef,
-                 config: ServerConfig, digest: str, base: int, secret: Any,
-                 node: str) -> dict[str, Any]:
-    """docker-py's `services.create`/`update` arguments for the release, its
-    replicas placed on `node` (the engine's own, where the image was built)."""
+def check_shared_stores(ref: ModelRef, config: ServerConfig) -> None:
+    """Every replica may get any message: the stores must be ones they all share."""
+    where = f"{ref.bot_dir or 'the bot'}/endpoints.yml"
+    if not config.tracker_store.startswith(SHARED_TRACKERS):
+        raise DeployError(
+            f"{where}: the tracker store is {config.tracker_store}, which the replicas of "
+            "a Swarm fleet can't share; name a shared one (tracker_store: type: redis, or "
+            "SQL on a PostgreSQL server) or use model.serving blue_green")
+    if config.lock_store != "redis":
+        raise DeployError(
+            f"{where}: the lock store is {config.lock_store}; the replicas of a Swarm fleet "
+            "need one they share, so one conversation's messages run one at a time: add "
+            "lock_store: type: redis")
+
+
+@dataclass(frozen=True)
+class FleetSecrets:
+    """The Swarm secrets a release's tasks mount: the agent's token, and the
+    bot's ${VAR} values (None when its config names none)."""
+
+    token: Any
+    bot_env: Any | None
+
+
+def service_spec(client: Any, settings: FleetSettings, image: PlacedImage, ref: ModelRef,
+                 config: ServerConfig, digest: str, base: int, secrets: FleetSecrets,
+                 interface: str) -> dict[str, Any]:
+    """docker-py's `services.create`/`update` arguments for the release: its
+    replicas on `image.node` (where the image was built) or, when the image is
+    in a registry, on any node."""
     from docker.types import Healthcheck, RollbackConfig, SecretReference, UpdateConfig
 
-    token_path = f"/run/secrets/{TOKEN_SECRET_FILE}"
-    env = {**server_env(config, os.environ), TOKEN_FILE_VARIABLE: token_path,
+    # Only Rasa's quiet settings and the agent's own stay in the spec, which
+    # `docker service inspect` shows: the bot's values come from a secret.
+    env = {**QUIET_RASA_ENV, TOKEN_FILE_VARIABLE: f"/run/secrets/{TOKEN_SECRET_FILE}",
            "RASA_GITOPS_PORT_BASE": str(base), "RASA_GITOPS_TASK_SLOT": "{{.Task.Slot}}",
            "RASA_GITOPS_MODEL_ID": ref.model_id}
+    owner = _owner(client, image.built)
+    mounts = [SecretReference(secrets.token.id, secrets.token.name,
+                              filename=TOKEN_SECRET_FILE, **owner)]
+    if secrets.bot_env is not None:
+        env[ENV_FILE_VARIABLE] = f"/run/secrets/{ENV_SECRET_FILE}"
+        mounts.append(SecretReference(secrets.bot_env.id, secrets.bot_env.name,
+                                      filename=ENV_SECRET_FILE, **owner))
     labels = {LABEL_MODEL: ref.model_id, LABEL_CONFIG: digest, LABEL_PORTS: str(base),
               LABEL_RELEASE: ref.release_id, LABEL_LOCATION: ref.location,
               LABEL_BOT_DIR: ref.bot_dir}
-    # A replica reached from another host listens on every interface.
-    interface = "127.0.0.1" if settings.public_host in ("127.0.0.1", "localhost") else "0.0.0.0"
     return dict(
-        image=image, name=settings.service, labels=labels,
+        image=image.run, name=settings.service, labels=labels,
         command=["python", "-c", PORT_CODE + LAUNCHER, "module", "rasa"],
         args=["run", "--enable-api", "--endpoints", f"{IN_IMAGE}/endpoints.yml",
               "--credentials", f"{IN_IMAGE}/credentials.yml", "--interface", interface,
@@ -96,9 +134,8 @@ def service_spec(client: Any, settings: FleetSettings, image: str, ref: ModelRef
         env=[f"{name}={value}" for name, value in env.items()],
         container_labels={LABEL_RELEASE: ref.release_id, LABEL_PORTS: str(base)},
         networks=["host"], mode={"Replicated": {"Replicas": settings.replicas}},
-        constraints=[f"node.id=={node}"] if node else None,
-        secrets=[SecretReference(secret.id, secret.name, filename=TOKEN_SECRET_FILE,
-                                 **_owner(client, image))],
+        constraints=[f"node.id=={image.node}"] if image.node else None,
+        secrets=mounts,
         stop_grace_period=int(settings.drain_timeout * SECOND),
         # A replica busy with chat answers late: only 5 failed checks in a row
         # (about 20 s) make it unhealthy, which Swarm replaces.
@@ -120,51 +157,53 @@ def _owner(client: Any, image: str) -> dict[str, Any]:
     return {"uid": str(owner[0]), "gid": str(owner[1]), "mode": 0o400}
 
 
-def token_secret(client: Any, token: Secret, state_dir: Path) -> Any:
-    """The token as a Swarm secret named by a salted hash of it (a secret can't
-    change, so a new token is a new secret; the salt, kept 0600 in `state_dir`,
-    makes the name useless for guessing the token offline)."""
+def fleet_secrets(client: Any, settings: FleetSettings, token: Secret, config: ServerConfig,
+                  state_dir: Path) -> FleetSecrets:
+    """The token, and the bot's ${VAR} values as JSON (what the launcher puts in
+    Rasa's environment before it reads endpoints.yml and credentials.yml)."""
+    values = {name: os.environ[name] for name in sorted(config.env_names)
+              if name in os.environ}
+    scrub = Redactor([token.reveal(), *values.values()])
+    salt = local_token(state_dir / "token-secret-salt").reveal()
+    made = swarm_secret(client, settings.service, "token", token.reveal(), salt, scrub)
+    bot_env = (swarm_secret(client, settings.service, "env", json.dumps(values), salt, scrub)
+               if values else None)
+    return FleetSecrets(made, bot_env)
+
+
+def swarm_secret(client: Any, service: str, kind: str, data: str, salt: str,
+                 scrub: Redactor) -> Any:
+    """A Swarm secret holding `data`, named by a salted hash of it: a secret can't
+    change, so new data is a new secret, and the salt (kept 0600 by the agent)
+    makes the name useless for guessing the data offline."""
     import docker.errors
 
-    salt = local_token(state_dir / "token-secret-salt").reveal()
-    name = "rasa-gitops-fleet-token-" + hashlib.sha256(
-        (salt + token.reveal()).encode()).hexdigest()[:16]
+    name = f"rasa-gitops-fleet-{kind}-" + hashlib.sha256(
+        f"{salt}{service}\0{data}".encode()).hexdigest()[:20]
     found = client.secrets.list(filters={"name": name})
     if found:
         return found[0]
     try:
-        return client.secrets.create(name=name, data=token.reveal().encode(),
-                                     labels={"io.rasa-gitops.role": "rasa-token"})
+        return client.secrets.create(name=name, data=data.encode(), labels={
+            SECRET_ROLE: f"rasa-{kind}", SECRET_SERVICE: service})
     except docker.errors.APIError as exc:
-        raise DeployError(f"cannot store the Rasa token as a Swarm secret: "
-                          f"{explain(exc, token)}") from None
+        raise DeployError(f"cannot store the Rasa {kind} as a Swarm secret: "
+                          f"{scrub(explain(exc))}") from None
 
 
-def healthy_count(client: Any, service: str, release_id: str) -> int:
-    found = client.containers.list(filters={"label": [
-        f"com.docker.swarm.service.name={service}", f"{LABEL_RELEASE}={release_id}"]})
-    return sum(1 for c in found
-               if (c.attrs.get("State", {}).get("Health") or {}).get("Status") == "healthy")
+def prune_secrets(client: Any, service: Any, log: LogSink) -> None:
+    """The service's secrets that its spec no longer mounts (Swarm refuses to
+    remove one a task still uses: that one waits for the next release)."""
+    import docker.errors
 
-
-def task_error(service: Any, release_id: str = "") -> str:
-    """The newest failed task's error (of the release, when named); else what the
-    release's tasks are doing."""
-    if service is None:
-        return "no service"
-    tasks = sorted(service.tasks(), key=lambda t: str(t.get("UpdatedAt", "")), reverse=True)
-    seen = []
-    for task in tasks:
-        status = task.get("Status", {})
-        labels = ((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels") or {}
-        if release_id and labels.get(LABEL_RELEASE) != release_id:
+    name = service.attrs["Spec"]["Name"]
+    task = service.attrs["Spec"].get("TaskTemplate", {}).get("ContainerSpec", {})
+    mounted = {str(ref.get("SecretID")) for ref in task.get("Secrets") or []}
+    for secret in client.secrets.list(filters={"label": f"{SECRET_SERVICE}={name}"}):
+        if secret.id in mounted:
             continue
-        if status.get("Err") or status.get("State") in ("failed", "rejected"):
-            return f"task {status.get('State')}: {status.get('Err') or status.get('Message')}"
-        seen.append(f"slot {task.get('Slot')}: {status.get('State')} ({status.get('Message')})")
-    return "no failed task" + (f"; {', '.join(seen[:4])}" if seen else "")
-
-
-def missing_image(task_error: str) -> bool:
-    text = task_error.lower()
-    return "no such image" in text or ("image" in text and "not found" in text)
+        try:
+            secret.remove()
+            log(f"removed the unused Swarm secret {secret.name}")
+        except docker.errors.APIError:
+            pass  # still mounted by a task of the previous spec

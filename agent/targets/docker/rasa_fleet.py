@@ -6,6 +6,8 @@ rolling update. Each release is a service update of `rasa-gitops-rasa-fleet`:
 - **The image** is the release's own, `rasa-gitops-rasa:<release>`:
   `model.rasa_image` plus the model and the rendered endpoints.yml and
   credentials.yml (agent/targets/docker/rasa_images.py, as runtime docker).
+  It runs on the engine's own node, or, pushed to `model.rasa_repository`, on
+  any node (agent/targets/docker/fleet_image.py).
 - **Rolling, start-first, gated on the model.** Swarm starts a replica of the
   new release beside each old one (parallelism 1) and stops the old one only
   once the new one's health check passes: `GET /status` reports THIS
@@ -15,14 +17,16 @@ rolling update. Each release is a service update of `rasa-gitops-rasa-fleet`:
 - **Ports.** Tasks use host networking (no routing mesh here); replica slot
   `i` listens on `base + i - 1`, and a release takes the port set the live
   one doesn't (`model.fleet_ports`), so an old and a new task of a slot run
-  side by side. HAProxy on the stable port (agent/targets/fleet_proxy.py)
-  follows the replicas by its own checks.
+  side by side. HAProxy on the stable port (agent/targets/fleet_proxy.py) has
+  those ports on the engine's node (`model.public_host`), or on every node's
+  address, and follows the replicas by its own checks.
 - **Shared stores.** During an update two releases serve at once, and any
   replica may get any message: the bot's endpoints.yml must name a tracker
   store and a lock store every replica shares (Redis, or SQL on a server).
   SQLite or Rasa's in-memory stores are refused before anything changes.
-- **The token** is a Swarm secret, mounted as a file the launcher reads
-  (agent/targets/rasa_launch.py): on no command line, in no service spec.
+- **The token and the bot's ${VAR} values** are Swarm secrets, mounted as
+  files the launcher reads (agent/targets/rasa_launch.py): on no command
+  line, in no service spec. Secrets the spec no longer mounts are removed.
 
 The action-subset invariant is the one switch's (agent/switch.py): it updates
 the action service before a model that needs a new action reaches any replica.
@@ -31,26 +35,33 @@ the action service before a model that needs a new action reaches any replica.
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 from typing import Any
 
+from agent.image.push import Credentials
 from agent.secrets import Secret
-from agent.targets.base import DeployError, Health, LogSink, ModelRef
+from agent.targets.base import ALIVE, SLOW, DeployError, Health, LogSink, ModelRef
 from agent.targets.docker.engine import EngineFactory, engine_gone, with_engine
+from agent.targets.docker.fleet_image import PlacedImage, place_image
 from agent.targets.docker.fleet_service import (
     LABEL_CONFIG,
     LABEL_MODEL,
     LABEL_PORTS,
     MIXED,
     MOVING,
-    SHARED_TRACKERS,
     FleetSettings,
-    healthy_count,
-    missing_image,
+    check_shared_stores,
+    fleet_secrets,
+    prune_secrets,
     service_spec,
-    task_error,
-    token_secret,
+)
+from agent.targets.docker.fleet_watch import (
+    LOOPBACK,
+    Update,
+    confirm_replicas,
+    node_addresses,
+    replica_endpoints,
+    wait_for_update,
 )
 from agent.targets.docker.rasa_images import (
     build_release_image,
@@ -67,7 +78,8 @@ class SwarmRasaTarget:
 
     def __init__(self, *, url: str, token: Secret, state_dir: Path, action_endpoint: str,
                  engine: EngineFactory, settings: FleetSettings, haproxy: str = "haproxy",
-                 agent_env: dict[str, str] | None = None) -> None:
+                 agent_env: dict[str, str] | None = None,
+                 registry_auth: Credentials | None = None) -> None:
         from urllib.parse import urlsplit
 
         self.url = url.rstrip("/")
@@ -77,12 +89,12 @@ class SwarmRasaTarget:
         self._engine = engine
         self.settings = settings
         self.agent_env = dict(agent_env or {})
+        self._registry_auth = registry_auth  # pushes to model.rasa_repository, and pulls
         parts = urlsplit(self.url)
         self.proxy = FleetProxy(
             listen_host=parts.hostname or "127.0.0.1", listen_port=parts.port or 5005,
             state_dir=state_dir / "proxy", haproxy=haproxy, token=token,
-            backends=[(settings.public_host, port) for base in settings.port_bases
-                      for port in settings.ports(base)])
+            backends=self._backends([settings.public_host]))
         self._api = RasaApi(self.url, token)  # through the proxy, as users reach it
 
     # ------------------------------------------------------------ protocol
@@ -97,7 +109,7 @@ class SwarmRasaTarget:
 
     def activate(self, ref: ModelRef, log: LogSink) -> None:
         config, digest = self._render(ref)
-        self._check_shared(ref, config)
+        check_shared_stores(ref, config)
         check_reachable(config)
         self.proxy.ensure_running(log)
         with_engine(self._engine, lambda client: self._roll_or_explain(client, ref, config,
@@ -148,7 +160,21 @@ class SwarmRasaTarget:
         return self.proxy.ensure_running(log)
 
     def health(self) -> list[Health]:
-        return [self.proxy.health()] if self.proxy.pid_file.exists() else []
+        """The proxy, and how many replicas answer behind it. Swarm, not the agent,
+        restarts replicas: none answering is reported (SLOW), never restarted here."""
+        if not self.proxy.pid_file.exists():
+            return []
+        proxy = self.proxy.health()
+        if proxy.state != ALIVE:
+            return [proxy]
+        try:
+            up = self.proxy.replicas_up()
+        except DeployError as exc:
+            return [proxy, Health("rasa replicas", SLOW, str(exc))]
+        return [proxy, Health("rasa replicas", ALIVE if up else SLOW,
+                              f"{up} pass HAProxy's check ({self.settings.replicas} wanted)"
+                              + ("" if up else f"; see `docker service ps "
+                                 f"{self.settings.service}`"))]
 
     def stop_all(self, log: LogSink) -> None:
         # The service outlives the agent by design, as the Swarm action service.
@@ -169,19 +195,6 @@ class SwarmRasaTarget:
         digest = hashlib.sha256(config.endpoints.read_bytes()
                                 + config.credentials.read_bytes()).hexdigest()
         return config, digest
-
-    def _check_shared(self, ref: ModelRef, config: ServerConfig) -> None:
-        where = f"{ref.bot_dir or 'the bot'}/endpoints.yml"
-        if not config.tracker_store.startswith(SHARED_TRACKERS):
-            raise DeployError(
-                f"{where}: the tracker store is {config.tracker_store}, which the replicas of "
-                "a Swarm fleet can't share; name a shared one (tracker_store: type: redis, or "
-                "SQL on a PostgreSQL server) or use model.serving blue_green")
-        if config.lock_store != "redis":
-            raise DeployError(
-                f"{where}: the lock store is {config.lock_store}; the replicas of a Swarm fleet "
-                "need one they share, so one conversation's messages run one at a time: add "
-                "lock_store: type: redis")
 
     def _settled(self, client: Any) -> tuple[dict[str, str] | None, str]:
         return _labels_and_state(self._service(client))
@@ -210,29 +223,35 @@ class SwarmRasaTarget:
                               f"({state}); nothing was changed: try again once it settled")
         if (labels.get(LABEL_MODEL) == ref.model_id and labels.get(LABEL_CONFIG) == digest
                 and state not in MIXED):
-            self._confirm(ref, self.settings.ports(int(labels.get(LABEL_PORTS, 0) or 0)), log)
+            self._confirm(client, service, ref, log)
             log(f"model {ref.model_id} is already live on {self.settings.service}")
             return
         # Tagged per environment and config too: another environment's build of
         # the same release must not retag what this service restarts from.
-        image = build_release_image(client, self.settings.image, ref, config, log,
+        built = build_release_image(client, self.settings.image, ref, config, log,
                                     variant=f"{self.settings.place or 'fleet'}-{digest[:12]}")
-        node = str(swarm.get("NodeID", ""))
-        try:
-            client.images.get(image)
-        except docker.errors.ImageNotFound:
-            raise DeployError(_no_image(node, image, ref.release_id, "")) from None
+        placed = place_image(client, built, release_id=ref.release_id,
+                             repository=self.settings.repository,
+                             node=str(swarm.get("NodeID", "")),
+                             credentials=self._registry_auth,
+                             push_attempts=self.settings.push_attempts, log=log)
+        hosts = self._hosts(client, placed)
+        self.proxy.use_backends(self._backends(hosts), log)
         old_base = int(labels.get(LABEL_PORTS, 0) or 0)
         base = next(b for b in self.settings.port_bases if b != old_base)
         previous = str((service.attrs.get("UpdateStatus") or {}).get("StartedAt", "")
                        if service is not None else "")
-        spec = service_spec(client, self.settings, image, ref, config, digest, base,
-                            token_secret(client, self._token, self.state_dir), node)
-        ports = self.settings.ports(base)
+        # A replica reached from another host listens on every interface.
+        interface = "127.0.0.1" if set(hosts) <= set(LOOPBACK) else "0.0.0.0"
+        spec = service_spec(client, self.settings, placed, ref, config, digest, base,
+                            fleet_secrets(client, self.settings, self._token, config,
+                                          self.state_dir), interface)
+        where = "any node (pulled from model.rasa_repository)" if placed.spans_nodes else \
+            f"node {placed.node}"
         log(f"{'updating' if service else 'creating'} Swarm service {self.settings.service}: "
             f"{self.settings.replicas} replica(s) of release {ref.release_id} on port(s) "
-            f"{', '.join(map(str, ports))}, start-first (tracker store: {config.tracker_store}, "
-            f"lock store: {config.lock_store})")
+            f"{', '.join(map(str, self.settings.ports(base)))} of {where}, start-first "
+            f"(tracker store: {config.tracker_store}, lock store: {config.lock_store})")
         try:
             if service is None:
                 service = client.services.create(**spec)
@@ -242,77 +261,38 @@ class SwarmRasaTarget:
         except docker.errors.APIError as exc:
             raise DeployError(f"Swarm refused the Rasa service spec: {explain(exc)}") from None
         try:
-            self._wait(client, ref, bool(labels), previous, ports, log)
+            wait_for_update(client, self.settings, Update(
+                ref, bool(labels), previous, self.settings.replicas), self._service, log)
         except DeployError:
             created = self._service(client)
             if not labels and created is not None:  # nothing served before: leave no
                 created.remove()  # broken service behind
             raise
-        self._confirm(ref, ports, log)
-        prune_release_images(client, image, log)
+        service = self._service(client)
+        self._confirm(client, service, ref, log)
+        prune_release_images(client, built, log)
+        prune_secrets(client, service, log)
 
-    def _wait(self, client: Any, ref: ModelRef, updating: bool, previous: str,
-              ports: list[int], log: LogSink) -> None:
-        # One replica after the other: each may take its start period (the load
-        # timeout), Swarm's monitor and a few health checks.
-        budget = self.settings.replicas * (self.settings.load_timeout
-                                           + self.settings.monitor + 10) + 60
-        deadline = time.monotonic() + budget
-        last = ""
-        while time.monotonic() < deadline:
-            service = self._service(client)
-            if service is None:
-                raise DeployError(f"Swarm service {self.settings.service} went away")
-            status = service.attrs.get("UpdateStatus") or {}
-            if updating and str(status.get("StartedAt", "")) == previous:
-                status = {}  # not our update yet
-            state = str(status.get("State", ""))
-            if state and state != last:
-                log(f"Swarm update: {state}")
-                last = state
-            if state in MIXED:
-                raise DeployError(
-                    f"Swarm stopped the update of {self.settings.service} half-way ({state}: "
-                    f"{status.get('Message', '')}; {task_error(service)}); its replicas serve "
-                    "more than one release: see `docker service ps`, then `docker service "
-                    "rollback` or a new release")
-            if state == "rollback_completed":
-                raise DeployError(
-                    f"Swarm rolled the Rasa service back: a replica of release "
-                    f"{ref.release_id} did not report model_id {ref.model_id} "
-                    f"({status.get('Message', '')}; {task_error(service, ref.release_id)}); "
-                    "the previous release's replicas serve again")
-            problem = task_error(service, ref.release_id)
-            if missing_image(problem):
-                raise DeployError(_no_image("", "", ref.release_id, problem))
-            if (updating and state == "completed") or (not updating and healthy_count(
-                    client, self.settings.service, ref.release_id) >= len(ports)):
-                return
-            time.sleep(0.5)
-        raise DeployError(
-            f"the replicas of release {ref.release_id} did not report model_id "
-            f"{ref.model_id} within {budget:.0f} s (model.load_timeout per replica; "
-            f"{task_error(self._service(client))})")
+    def _hosts(self, client: Any, placed: PlacedImage) -> list[str]:
+        """Where the replicas' ports are reached: model.public_host when they all
+        run on the engine's node, else every node's address."""
+        if not placed.spans_nodes:
+            return [self.settings.public_host]
+        return sorted(set(node_addresses(client).values()))
 
-    def _confirm(self, ref: ModelRef, ports: list[int], log: LogSink) -> None:
-        """Each replica of the release answers with its model (not only Swarm's word)."""
-        for port in ports:
-            found = RasaApi(f"http://{self.settings.public_host}:{port}",
-                            self._token).model_id(attempts=3)
-            if found != ref.model_id:
-                raise DeployError(f"the replica on port {port} reports model_id {found}, not "
-                                  f"release {ref.release_id}'s {ref.model_id}")
-        log(f"{len(ports)} replica(s) report model_id {ref.model_id}")
+    def _backends(self, hosts: list[str]) -> list[tuple[str, int]]:
+        return [(host, port) for host in hosts for base in self.settings.port_bases
+                for port in self.settings.ports(base)]
 
-
-def _no_image(node: str, image: str, release_id: str, detail: str) -> str:
-    where = f"Swarm node {node}" if node else "a Swarm node"
-    what = f" {image}" if image else ""
-    because = f" ({detail})" if detail else ""
-    return (f"{where} has no image{what} for release {release_id}{because}; the release's "
-            "Rasa image is built on the engine the agent reaches (the manager) and the "
-            "replicas are placed on that node: was it removed meanwhile (docker image prune)? "
-            "The next release builds it again")
+    def _confirm(self, client: Any, service: Any, ref: ModelRef, log: LogSink) -> None:
+        labels = dict(service.attrs["Spec"].get("Labels") or {})
+        pinned = service.attrs["Spec"].get("TaskTemplate", {}).get("Placement", {}).get(
+            "Constraints")
+        host_of = {"": self.settings.public_host} if pinned else node_addresses(client)
+        endpoints = replica_endpoints(service, ref.release_id,
+                                      int(labels.get(LABEL_PORTS, 0) or 0), host_of)
+        confirm_replicas(ref, endpoints, self.settings.replicas,
+                         lambda url: RasaApi(url, self._token), log)
 
 
 def _labels_and_state(service: Any | None) -> tuple[dict[str, str] | None, str]:

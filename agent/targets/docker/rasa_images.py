@@ -73,8 +73,10 @@ def prune_release_images(client: Any, new_image: str, log: LogSink) -> None:
     for image in images:
         if image.id in keep:
             continue
-        for tag in image.tags:
-            if tag.startswith(f"{IMAGE_REPOSITORY}:"):
+        # A fleet's node pulled it back by digest from model.rasa_repository.
+        pulled = [str(name) for name in image.attrs.get("RepoDigests") or []]
+        for tag in [*pulled, *image.tags]:
+            if tag.startswith(f"{IMAGE_REPOSITORY}:") or tag in pulled:
                 with contextlib.suppress(docker.errors.APIError):
                     client.images.remove(tag)
                     log(f"removed old image {tag}")

@@ -220,6 +220,17 @@ def test_a_swarm_fleet_from_config_and_its_port_sets(tmp_path: Path,
     assert fleet.settings.port_bases == (6015, 6025)  # model.url's port + 10 and + 20
     assert fleet.settings.ports(6015) == [6015, 6016, 6017]
     assert fleet.proxy.listen_port == 6005 and len(fleet.proxy.backends) == 6
+    assert fleet.settings.repository == ""  # the replicas stay on the engine's node
+
+    # Several machines: the image goes to a repository, pushed and pulled with
+    # image.registry_user and its password (never in the target's repr).
+    path.write_text(base + "model:\n  serving: swarm\n  rasa_repository: "
+                    "registry.example.com/bot-rasa\n")
+    spanning = build_targets(load_config(path)).model
+    assert isinstance(spanning, SwarmRasaTarget)
+    assert spanning.settings.repository == "registry.example.com/bot-rasa"
+    assert spanning.settings.push_attempts == 4
+    assert "registry-secret" not in repr(vars(spanning))
 
     # Sets that overlap; one that holds the stable port; a single set.
     for ports in ([6015, 6016], [6003, 6030], [6015]):

@@ -1,25 +1,33 @@
-"""The Rasa server as a Swarm service (model.serving: swarm): what is refused.
+"""The Rasa server as a Swarm service (model.serving: swarm): the image from a
+registry every node pulls from, the bot's ${VAR}s as a Swarm secret, and what
+is refused.
 
-Real dockerd as a single-node Swarm and real HAProxy. The 2-replica rolling
-update under chat, with the action-subset invariant and Swarm's own rollback,
-is tests/agent/targets/test_rasa_fleet_pipeline.py.
+Real dockerd as a single-node Swarm, a real docker-registry with auth, real
+redis-server and real HAProxy. The 2-replica rolling update under chat, with
+the action-subset invariant and Swarm's own rollback, is
+tests/agent/targets/test_rasa_fleet_pipeline.py.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
+from agent.image.push import Credentials
 from agent.secrets import Secret
-from agent.targets.base import DeployError, ModelRef
+from agent.targets.base import ALIVE, DeployError, Health, ModelRef
 from agent.targets.docker import rasa_fleet
 from agent.targets.docker.engine import local_engine
+from agent.targets.docker.fleet_image import PlacedImage, place_image
 from agent.targets.docker.fleet_service import FleetSettings
 from agent.targets.docker.rasa_fleet import SwarmRasaTarget
-from tests.support.services import DockerEngine, RedisServer, free_port
+from tests.support.light_models import GREETINGS, light_coffeebots
+from tests.support.services import DockerEngine, RedisServer, Registry, free_port
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1500)]
 
@@ -46,23 +54,101 @@ def checkout(root: Path, name: str, endpoints: str) -> Path:
     return folder
 
 
+def make_fleet(tmp_path: Path, docker_engine: DockerEngine, rasa_image: str,
+               registry: Registry | None = None) -> SwarmRasaTarget:
+    first, second = free_port(), free_port()
+    while abs(first - second) < 2:
+        second = free_port()
+    return SwarmRasaTarget(
+        url=f"http://127.0.0.1:{free_port()}", token=Secret(TOKEN, "test"),
+        state_dir=tmp_path / "fleet", action_endpoint="http://127.0.0.1:9/webhook",
+        engine=local_engine(docker_engine.base_url),
+        registry_auth=(Credentials(str(registry.username), str(registry.password))
+                       if registry else None),
+        settings=FleetSettings(image=rasa_image, replicas=1, port_bases=(first, second),
+                               public_host="127.0.0.1", load_timeout=90, monitor=2,
+                               drain_timeout=10, repository=(
+                                   f"{registry.address}/bot-rasa" if registry else "")))
+
+
 @pytest.fixture()
 def fleet(tmp_path: Path, swarm: Any, docker_engine: DockerEngine, rasa_image: str,
           redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
           ) -> Iterator[SwarmRasaTarget]:
     monkeypatch.setenv("BOT_REDIS_PORT", str(redis_server.port))
-    first, second = free_port(), free_port()
-    while abs(first - second) < 2:
-        second = free_port()
-    target = SwarmRasaTarget(
-        url=f"http://127.0.0.1:{free_port()}", token=Secret(TOKEN, "test"),
-        state_dir=tmp_path / "fleet", action_endpoint="http://127.0.0.1:9/webhook",
-        engine=local_engine(docker_engine.base_url),
-        settings=FleetSettings(image=rasa_image, replicas=1, port_bases=(first, second),
-                               public_host="127.0.0.1", load_timeout=90, monitor=2,
-                               drain_timeout=10))
+    target = make_fleet(tmp_path, docker_engine, rasa_image)
     try:
         yield target
+    finally:
+        target.stop_all(lambda line: None)
+
+
+def test_with_a_repository_every_node_pulls_the_image_and_a_node_that_cant_is_named(
+        tmp_path: Path, swarm: Any, docker_engine: DockerEngine, rasa_image: str,
+        redis_server: RedisServer, auth_registry: Registry, rasa_bin: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """model.rasa_repository: the release's image goes to a registry with auth and
+    the service runs it by digest on any node. The engine keeps no reference
+    to it by that name, so this node pulls it back like any other node would,
+    with the credentials the update carries (the registry refuses anonymous
+    pulls). The bot's ${VAR} (the Redis port of its stores) is not in the spec
+    `docker service inspect` shows, yet the replica reaches Redis. Then a
+    release whose image is not in the registry: Swarm rejects its task, rolls
+    back by itself, and the agent names the node."""
+    assert auth_registry.username and auth_registry.password
+    monkeypatch.setenv("BOT_REDIS_PORT", str(redis_server.port))
+    target = make_fleet(tmp_path, docker_engine, rasa_image, auth_registry)
+    _, model = light_coffeebots(str(rasa_bin))["one"]
+    release = checkout(tmp_path, "release", SHARED_STORES.replace("db: 6", "db: 10"))
+    lines: list[str] = []
+    unnamed_after_push: list[str] = []
+
+    def place_and_check(client: Any, built: str, **kwargs: Any) -> PlacedImage:
+        placed = place_image(client, built, **kwargs)
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(placed.run)
+        unnamed_after_push.append(placed.run)
+        return placed
+
+    monkeypatch.setattr(rasa_fleet, "place_image", place_and_check)
+    try:
+        assert "db10:" not in redis_server.command("INFO", "keyspace")
+        ref = target.upload("1", model, lines.append, release)
+        target.activate(ref, lines.append)
+        assert target.live_model_id() == ref.model_id
+        assert target.talk("pulled", "hello") == [GREETINGS["one"]]
+        assert "db10:keys=" in redis_server.command("INFO", "keyspace")
+        replicas = [h for h in target.health() if h.part == "rasa replicas"]
+        assert replicas == [Health("rasa replicas", ALIVE, "1 pass HAProxy's check (1 wanted)")]
+
+        inspected = swarm.services.get(target.settings.service).attrs  # docker service inspect
+        task = inspected["Spec"]["TaskTemplate"]
+        image = task["ContainerSpec"]["Image"]
+        assert image.startswith(f"{auth_registry.address}/bot-rasa@sha256:"), image
+        assert not (task.get("Placement") or {}).get("Constraints")  # any node
+        shown = json.dumps(inspected)
+        assert "BOT_REDIS_PORT" not in shown and TOKEN not in shown
+        assert {s["SecretName"].rsplit("-", 2)[1] for s in
+                task["ContainerSpec"]["Secrets"]} == {"token", "env"}
+        # The agent left no reference by the registry's name on the engine
+        # (checked below, right after the push), so this node pulled it back.
+        assert image in swarm.images.get(image).attrs["RepoDigests"]
+        assert unnamed_after_push == [image]
+        assert any(f"pushed {auth_registry.address}/bot-rasa:" in line for line in lines)
+        assert auth_registry.password not in "\n".join(lines)
+
+        def missing(client: Any, built: str, **kwargs: Any) -> PlacedImage:
+            return PlacedImage(f"{auth_registry.address}/bot-rasa@sha256:{'0' * 64}", built, "")
+
+        monkeypatch.setattr(rasa_fleet, "place_image", missing)
+        ref2 = ModelRef("2", "model-two", ref.location, ref.bot_dir)
+        with pytest.raises(DeployError, match=r"a Swarm node has no image for release 2 "
+                                              r"\(task rejected on node [\w.-]+: No such image"
+                                              r".*rolled the update back") as failed:
+            target.activate(ref2, lines.append)
+        assert auth_registry.password not in str(failed.value)
+        assert target.live_model_id() == ref.model_id  # release 1 never stopped
+        assert target.talk("after-rollback", "hello") == [GREETINGS["one"]]
     finally:
         target.stop_all(lambda line: None)
 

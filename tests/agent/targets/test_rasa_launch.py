@@ -13,7 +13,12 @@ from pathlib import Path
 
 import requests
 
-from agent.targets.rasa_launch import launch
+from agent.targets.rasa_launch import (
+    ENV_FILE_VARIABLE,
+    TOKEN_FILE_VARIABLE,
+    container_entrypoint,
+    launch,
+)
 from hooks.core.process import spawn, stop
 from tests.support.fake_rasa_server import fake_model, fake_rasa_server
 from tests.support.procs import processes_showing
@@ -47,6 +52,26 @@ def test_a_script_and_a_module_both_see_the_token_as_their_last_argument(
     assert _run(as_module.argv, as_module.stdin, tmp_path)[1:] == [
         "run", f"--auth-token={token}"]
     assert warnings == []
+
+
+def test_a_container_reads_its_token_and_the_bots_values_from_files(tmp_path: Path) -> None:
+    """The Swarm fleet's tasks (container_entrypoint): the token and the bot's
+    ${VAR} values come from secret files, and neither path stays in Rasa's
+    environment."""
+    token_file, env_file = tmp_path / "token", tmp_path / "env"
+    token_file.write_text("file-token\n", encoding="utf-8")
+    env_file.write_text(json.dumps({"BOT_DB_PASSWORD": "s3cret"}), encoding="utf-8")
+    (tmp_path / "env_echo.py").write_text(
+        "import json, os, sys\nprint(json.dumps([sys.argv[1:], os.environ.get("
+        "'BOT_DB_PASSWORD'), sorted(k for k in os.environ if k.startswith('RASA_GITOPS'))]))\n",
+        encoding="utf-8")
+    _python, *launcher, _rasa = container_entrypoint()
+    argv = [sys.executable, *launcher, "env_echo", "run"]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          check=True, env={"PYTHONPATH": str(tmp_path),
+                                           TOKEN_FILE_VARIABLE: str(token_file),
+                                           ENV_FILE_VARIABLE: str(env_file)})
+    assert json.loads(done.stdout) == [["run", "--auth-token=file-token"], "s3cret", []]
 
 
 def test_a_command_that_is_not_python_gets_the_token_on_its_command_line_with_a_warning(

@@ -1,0 +1,169 @@
+"""Following a Swarm update of a Rasa fleet (agent/targets/docker/rasa_fleet.py)
+until every replica serves the release, or Swarm rolled it back; and where
+each replica is reached.
+
+Swarm decides when tasks start and stop; the agent only reads: the service's
+UpdateStatus, its tasks (their node, slot and error) and the containers'
+health. What it reports names the failed task's node and its error."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent.targets.base import DeployError, LogSink, ModelRef
+from agent.targets.docker.fleet_image import no_image_message
+from agent.targets.docker.fleet_service import LABEL_RELEASE, MIXED, FleetSettings
+from agent.targets.rasa_api import RasaApi
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Update:
+    """The update the agent just asked Swarm for."""
+
+    ref: ModelRef
+    updating: bool  # False: the service was just created (nothing to roll back to)
+    previous: str  # the previous update's StartedAt, still shown until ours starts
+    replicas: int
+
+
+def node_addresses(client: Any) -> dict[str, str]:
+    """Each Swarm node's id and the address its host-network ports are reached at."""
+    found: dict[str, str] = {}
+    for node in client.nodes.list():
+        address = str((node.attrs.get("Status") or {}).get("Addr") or "")
+        if address in ("", "0.0.0.0"):  # some managers report their raft address only
+            manager = str((node.attrs.get("ManagerStatus") or {}).get("Addr") or "")
+            address = manager.rsplit(":", 1)[0]
+        if address:
+            found[node.id] = address
+    return found
+
+
+def wait_for_update(client: Any, settings: FleetSettings, update: Update,
+                    get_service: Any, log: LogSink) -> None:
+    """Until Swarm completed the update (a new service: every replica healthy);
+    a rollback, a pause or the time running out is a DeployError naming why."""
+    # One replica after the other: each may take its start period (the load
+    # timeout), Swarm's monitor and a few health checks.
+    budget = update.replicas * (settings.load_timeout + settings.monitor + 10) + 60
+    deadline = time.monotonic() + budget
+    last, ref = "", update.ref
+    while time.monotonic() < deadline:
+        service = get_service(client)
+        if service is None:
+            raise DeployError(f"Swarm service {settings.service} went away")
+        status = service.attrs.get("UpdateStatus") or {}
+        if update.updating and str(status.get("StartedAt", "")) == update.previous:
+            status = {}  # not our update yet
+        state = str(status.get("State", ""))
+        if state and state != last:
+            log(f"Swarm update: {state}")
+            last = state
+        if state in MIXED:
+            raise DeployError(
+                f"Swarm stopped the update of {settings.service} half-way ({state}: "
+                f"{status.get('Message', '')}; {task_error(client, service)}); its replicas "
+                "serve more than one release: see `docker service ps`, then `docker service "
+                "rollback` or a new release")
+        problem = task_error(client, service, ref.release_id)
+        if state == "rollback_completed":
+            if missing_image(problem):
+                raise DeployError(no_image_message("", "", ref.release_id, problem)
+                                  + "; Swarm rolled the update back: the previous release's "
+                                  "replicas serve again")
+            raise DeployError(
+                f"Swarm rolled the Rasa service back: a replica of release "
+                f"{ref.release_id} did not report model_id {ref.model_id} "
+                f"({status.get('Message', '')}; {problem}); "
+                "the previous release's replicas serve again")
+        if not update.updating and missing_image(problem):  # no rollback to wait for
+            raise DeployError(no_image_message("", "", ref.release_id, problem))
+        if (update.updating and state == "completed") or (not update.updating and healthy_count(
+                client, settings.service, ref.release_id) >= update.replicas):
+            return
+        time.sleep(0.5)
+    raise DeployError(
+        f"the replicas of release {ref.release_id} did not report model_id "
+        f"{ref.model_id} within {budget:.0f} s (model.load_timeout per replica; "
+        f"{task_error(client, get_service(client))})")
+
+
+def replica_endpoints(service: Any, release_id: str, base: int,
+                      host_of: Mapping[str, str]) -> list[tuple[str, int]]:
+    """(host, port) of each running task of the release: its node's address
+    (`host_of` by node id, or "" for every node) and its slot's port."""
+    endpoints = []
+    for task in service.tasks(filters={"desired-state": "running"}):
+        if _release_of(task) != release_id:
+            continue
+        host = host_of.get(str(task.get("NodeID")), host_of.get("", ""))
+        endpoints.append((host, base + int(task.get("Slot", 1)) - 1))
+    return sorted(endpoints)
+
+
+def confirm_replicas(ref: ModelRef, endpoints: list[tuple[str, int]], replicas: int,
+                     api_of: Any, log: LogSink) -> None:
+    """Each replica of the release answers with its model (not only Swarm's word)."""
+    if len(endpoints) < replicas:
+        raise DeployError(f"Swarm runs {len(endpoints)} of {replicas} replica(s) of release "
+                          f"{ref.release_id}")
+    for host, port in endpoints:
+        api: RasaApi = api_of(f"http://{host}:{port}")
+        found = api.model_id(attempts=3)
+        if found != ref.model_id:
+            raise DeployError(f"the replica on {host}:{port} reports model_id {found}, not "
+                              f"release {ref.release_id}'s {ref.model_id}")
+    log(f"{len(endpoints)} replica(s) report model_id {ref.model_id}")
+
+
+def healthy_count(client: Any, service: str, release_id: str) -> int:
+    found = client.containers.list(filters={"label": [
+        f"com.docker.swarm.service.name={service}", f"{LABEL_RELEASE}={release_id}"]})
+    return sum(1 for c in found
+               if (c.attrs.get("State", {}).get("Health") or {}).get("Status") == "healthy")
+
+
+def task_error(client: Any, service: Any, release_id: str = "") -> str:
+    """The newest failed task's error and node (of the release, when named); else
+    what the release's tasks are doing."""
+    if service is None:
+        return "no service"
+    tasks = sorted(service.tasks(), key=lambda t: str(t.get("UpdatedAt", "")), reverse=True)
+    seen = []
+    for task in tasks:
+        status = task.get("Status", {})
+        if release_id and _release_of(task) != release_id:
+            continue
+        if status.get("Err") or status.get("State") in ("failed", "rejected"):
+            return (f"task {status.get('State')} on node {_node_name(client, task)}: "
+                    f"{status.get('Err') or status.get('Message')}")
+        seen.append(f"slot {task.get('Slot')}: {status.get('State')} ({status.get('Message')})")
+    return "no failed task" + (f"; {', '.join(seen[:4])}" if seen else "")
+
+
+def missing_image(task_error: str) -> bool:
+    text = task_error.lower()
+    return "no such image" in text or ("image" in text and "not found" in text)
+
+
+def _release_of(task: Mapping[str, Any]) -> str:
+    labels = ((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels") or {}
+    return str(labels.get(LABEL_RELEASE, ""))
+
+
+def _node_name(client: Any, task: Mapping[str, Any]) -> str:
+    """The node's hostname (its id when it can't be read)."""
+    import docker.errors
+
+    node_id = str(task.get("NodeID") or "")
+    if not node_id:
+        return "(none yet)"
+    try:
+        return str(client.nodes.get(node_id).attrs["Description"]["Hostname"])
+    except (docker.errors.DockerException, KeyError):
+        return node_id

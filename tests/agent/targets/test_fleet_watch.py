@@ -1,0 +1,111 @@
+"""What the Swarm fleet reads from Swarm (agent/targets/docker/fleet_watch.py):
+in-memory stand-ins shaped like docker-py's node and service objects (their
+`attrs` and `tasks()` as the Engine API returns them). The real Swarm runs in
+test_rasa_fleet.py and test_rasa_fleet_pipeline.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from agent.targets.base import DeployError, ModelRef
+from agent.targets.docker.fleet_service import LABEL_RELEASE
+from agent.targets.docker.fleet_watch import (
+    confirm_replicas,
+    missing_image,
+    node_addresses,
+    replica_endpoints,
+    task_error,
+)
+
+
+@dataclass
+class Node:
+    id: str
+    attrs: dict[str, Any]
+
+
+@dataclass
+class Nodes:
+    found: list[Node]
+
+    def list(self) -> list[Node]:
+        return self.found
+
+    def get(self, node_id: str) -> Node:
+        return next(node for node in self.found if node.id == node_id)
+
+
+@dataclass
+class Client:
+    nodes: Nodes
+
+
+@dataclass
+class Service:
+    found: list[dict[str, Any]] = field(default_factory=list)
+
+    def tasks(self, filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        wanted = (filters or {}).get("desired-state")
+        return [t for t in self.found if not wanted or t["DesiredState"] == wanted]
+
+
+def task(release: str, node: str, slot: int, state: str = "running", err: str = "",
+         desired: str = "running") -> dict[str, Any]:
+    return {"NodeID": node, "Slot": slot, "DesiredState": desired,
+            "UpdatedAt": f"2026-11-30T00:00:0{slot}Z",
+            "Status": {"State": state, "Err": err, "Message": state},
+            "Spec": {"ContainerSpec": {"Labels": {LABEL_RELEASE: release}}}}
+
+
+CLIENT = Client(Nodes([
+    Node("n1", {"Status": {"Addr": "10.0.0.1"}, "Description": {"Hostname": "bot-1"}}),
+    # A manager whose node address reads 0.0.0.0: its raft address says where it is.
+    Node("n2", {"Status": {"Addr": "0.0.0.0"}, "ManagerStatus": {"Addr": "10.0.0.2:2377"},
+                "Description": {"Hostname": "bot-2"}}),
+]))
+
+
+def test_each_node_is_reached_at_its_address() -> None:
+    assert node_addresses(CLIENT) == {"n1": "10.0.0.1", "n2": "10.0.0.2"}
+
+
+def test_each_running_replica_of_the_release_is_on_its_node_at_its_slots_port() -> None:
+    service = Service([task("2", "n1", 1), task("2", "n2", 2), task("1", "n1", 2),
+                       task("2", "n1", 2, state="shutdown", desired="shutdown")])
+    assert replica_endpoints(service, "2", 6010, node_addresses(CLIENT)) == [
+        ("10.0.0.1", 6010), ("10.0.0.2", 6011)]
+    # Pinned to the engine's node: every replica at model.public_host.
+    assert replica_endpoints(service, "2", 6010, {"": "bot.example.com"}) == [
+        ("bot.example.com", 6010), ("bot.example.com", 6011)]
+
+
+def test_a_rejected_task_is_named_with_its_node() -> None:
+    service = Service([task("2", "n2", 1, state="rejected", err="No such image: r/x@sha256:0"),
+                       task("1", "n1", 1)])
+    problem = task_error(CLIENT, service, "2")
+    assert problem == "task rejected on node bot-2: No such image: r/x@sha256:0"
+    assert missing_image(problem)
+    assert task_error(CLIENT, service, "1") == "no failed task; slot 1: running (running)"
+
+
+@dataclass
+class Api:
+    answers: str | None
+
+    def model_id(self, *, attempts: int) -> str | None:
+        return self.answers
+
+
+def test_every_replica_must_answer_with_the_release_model() -> None:
+    ref = ModelRef("2", "model-2", "/m", "")
+    lines: list[str] = []
+    confirm_replicas(ref, [("h", 1), ("h", 2)], 2, lambda url: Api("model-2"), lines.append)
+    assert lines == ["2 replica(s) report model_id model-2"]
+    with pytest.raises(DeployError, match="Swarm runs 1 of 2 replica"):
+        confirm_replicas(ref, [("h", 1)], 2, lambda url: Api("model-2"), lines.append)
+    with pytest.raises(DeployError, match=r"replica on h:1 reports model_id model-1, not "
+                                          r"release 2's model-2"):
+        confirm_replicas(ref, [("h", 1)], 1, lambda url: Api("model-1"), lines.append)
