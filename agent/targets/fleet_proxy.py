@@ -30,11 +30,12 @@ store makes one conversation's messages run one after the other.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from agent.secrets import Secret
-from agent.targets.base import LogSink
+from agent.targets.base import DeployError, LogSink
 from agent.targets.haproxy_config import global_section
 from agent.targets.haproxy_process import HaproxyProcess, write_atomically
 
@@ -47,8 +48,9 @@ SERVER_MAXCONN = 64
 
 def render_fleet(*, socket_path: Path, listen_host: str, listen_port: int,
                  backends: Sequence[tuple[str, int]], token: str) -> str:
-    servers = "".join(f"    server r{port}-{n} {host}:{port} maxconn {SERVER_MAXCONN} {CHECK}\n"
-                      for n, (host, port) in enumerate(backends))
+    servers = "".join(
+        f"    server r{port}-{n} {bracketed(host)}:{port} maxconn {SERVER_MAXCONN} {CHECK}\n"
+        for n, (host, port) in enumerate(backends))
     return (
         "# Written by the rasa-gitops agent for its Swarm fleet; edits are lost.\n"
         + global_section(socket_path)
@@ -77,6 +79,11 @@ def render_fleet(*, socket_path: Path, listen_host: str, listen_port: int,
     )
 
 
+def bracketed(host: str) -> str:
+    """A host as it goes into a URL or a `server` line (IPv6 in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 class FleetProxy(HaproxyProcess):
     """The stable port of a fleet: every replica port of both sets, on every host."""
 
@@ -97,9 +104,9 @@ class FleetProxy(HaproxyProcess):
         """The last ones the fleet named (its nodes can change), else the defaults."""
         try:
             named = json.loads(self.backends_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            return [(str(host), int(port)) for host, port in named]
+        except (OSError, ValueError, TypeError):  # none yet, or not in our shape
             return self._default_backends
-        return [(str(host), int(port)) for host, port in named]
 
     def use_backends(self, backends: Sequence[tuple[str, int]], log: LogSink) -> None:
         """Remember the replicas' addresses (kept for the agent's restarts) and
@@ -123,6 +130,16 @@ class FleetProxy(HaproxyProcess):
         return sum(1 for row in self.stat_rows()
                    if row.get("svname") not in ("FRONTEND", "BACKEND")
                    and row.get("status", "").startswith("UP"))
+
+    def wait_for_replicas(self, count: int, timeout: float = 15.0) -> None:
+        """Until `count` entries pass HAProxy's check: a replica that just came up
+        takes requests only after its next check (every second)."""
+        deadline = time.monotonic() + timeout
+        while self.replicas_up() < count:
+            if time.monotonic() > deadline:
+                raise DeployError(f"HAProxy's check passed for {self.replicas_up()} of {count} "
+                                  f"replica(s) within {timeout:.0f} s; see {self.log_file}")
+            time.sleep(0.2)
 
     def ensure_running(self, log: LogSink) -> bool:
         """Start it, or start it again when its config changed (other ports,

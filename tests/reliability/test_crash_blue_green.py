@@ -13,9 +13,12 @@ it reaches these through the `activate_model` step.
 One host, four releases in order (one test function, so the order is its
 own): the first release (nothing serves yet) is killed at `rasa.switched`,
 then three later releases (one serves) at `rasa.started`, `rasa.warmed` and
-`rasa.switched`. Releases flip the greeting, so releases 3 and 4 reuse the
-models of releases 1 and 2 (the journal's `reusable_model`): only two models
-are ever trained. Right after each crash, what the stable port serves is what
+`rasa.switched`. A first release killed before its switch (`rasa.started`,
+`rasa.warmed`) needs a host where nothing served yet: one more host each.
+
+Releases flip the greeting, so releases 3 and 4 reuse the models of releases
+1 and 2 (the journal's `reusable_model`): that host trains only two models.
+Right after each crash, what the stable port serves is what
 the switch had reached; after each restart (one `agent once`) exactly one
 `rasa run` of the host's target is alive, the stable port reports the model of
 the release the journal calls production and answers a REST conversation with
@@ -25,6 +28,7 @@ that release's greeting, and the interrupted release was retried and promoted.
 from __future__ import annotations
 
 import pytest
+import requests
 
 from agent.journal import INTERRUPTED, PROMOTED
 from tests.support.blue_green_host import BlueGreenHost, assert_one_server_serves_production
@@ -133,3 +137,24 @@ def test_crashes_inside_the_blue_green_switch_leave_one_server_serving_productio
     # Releases 2 to 4, each replacing the one before.
     for point in LATER_POINTS:
         _later_release(host, point, _restored(host))
+
+
+@pytest.mark.parametrize("point", ["rasa.started", "rasa.warmed"])
+def test_a_first_release_killed_before_its_switch_serves_nobody_until_its_retry(
+        blue_green_host: BlueGreenHost, point: str) -> None:
+    host = blue_green_host
+    sha = host.push(f"first release killed at {point}")
+    killed = _crash(host, sha, point)
+    journal = host.journal()
+    try:
+        assert journal.production_release("production") is None
+    finally:
+        journal.close()
+    # Its server outlives the agent and is on record, but no user reaches it:
+    # HAProxy was never switched to it (refused, or 503 without a server).
+    assert len(host.servers()) == 1
+    with pytest.raises(requests.RequestException):
+        host.live_model_id()
+    _restart(host, sha, killed)
+    assert_one_server_serves_production(host, f"first-{point}")
+    assert _restored(host) == []  # nothing was production: nothing to put back

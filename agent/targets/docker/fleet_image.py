@@ -6,9 +6,10 @@ the release's Rasa image, and so which nodes they may run on.
   (`node.id==`), and the agent checks it still has the image before the update.
 - **With it** the image is pushed there (`image.registry_user` and its password
   when the registry wants them) and the service runs it by digest, on any node:
-  each node pulls it. The credentials go with the service create/update as
-  Docker's `--with-registry-auth` does (X-Registry-Auth, from the engine's
-  login), so nodes need no `docker login` of their own. A node that still
+  each node pulls it. The credentials (`image.registry_user` and its password;
+  without them, the agent host's Docker config) go with the service
+  create/update as Docker's `--with-registry-auth` sends them, so nodes need no
+  `docker login` of their own. A node that still
   can't get it rejects its task: Swarm rolls the update back and the agent
   names the node (rasa_fleet.py).
 """
@@ -56,9 +57,11 @@ def place_image(client: Any, built: str, *, release_id: str, repository: str, no
         pushed = push_image(client, target, log, credentials=credentials,
                             attempts=push_attempts)
         if credentials is not None:
-            # Stored in the client: Docker's --with-registry-auth for the service.
+            # Kept in this docker-py client (reauth: not a stale entry of the
+            # host's ~/.docker/config.json), which sends it with the service
+            # create/update: Docker's --with-registry-auth.
             client.login(username=credentials.username, password=credentials.password,
-                         registry=registry_of(repository))
+                         registry=registry_of(repository), reauth=True)
     except PushError as exc:
         raise DeployError(f"cannot push the release's Rasa image (model.rasa_repository): "
                           f"{exc}") from None

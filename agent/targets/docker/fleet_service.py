@@ -134,7 +134,8 @@ def service_spec(client: Any, settings: FleetSettings, image: PlacedImage, ref: 
         env=[f"{name}={value}" for name, value in env.items()],
         container_labels={LABEL_RELEASE: ref.release_id, LABEL_PORTS: str(base)},
         networks=["host"], mode={"Replicated": {"Replicas": settings.replicas}},
-        constraints=[f"node.id=={image.node}"] if image.node else None,
+        # [] not None: docker-py keeps the current spec's constraints for a None.
+        constraints=[f"node.id=={image.node}"] if image.node else [],
         secrets=mounts,
         stop_grace_period=int(settings.drain_timeout * SECOND),
         # A replica busy with chat answers late: only 5 failed checks in a row
@@ -192,13 +193,16 @@ def swarm_secret(client: Any, service: str, kind: str, data: str, salt: str,
 
 
 def prune_secrets(client: Any, service: Any, log: LogSink) -> None:
-    """The service's secrets that its spec no longer mounts (Swarm refuses to
-    remove one a task still uses: that one waits for the next release)."""
+    """The service's secrets that neither its spec nor its previous one mounts
+    (the previous spec is what `docker service rollback` goes back to). Secrets
+    of a failed update stay until a later release succeeds."""
     import docker.errors
 
     name = service.attrs["Spec"]["Name"]
-    task = service.attrs["Spec"].get("TaskTemplate", {}).get("ContainerSpec", {})
-    mounted = {str(ref.get("SecretID")) for ref in task.get("Secrets") or []}
+    mounted = {str(ref.get("SecretID"))
+               for spec in (service.attrs.get("Spec"), service.attrs.get("PreviousSpec"))
+               for ref in ((spec or {}).get("TaskTemplate", {}).get("ContainerSpec", {})
+                           .get("Secrets") or [])}
     for secret in client.secrets.list(filters={"label": f"{SECRET_SERVICE}={name}"}):
         if secret.id in mounted:
             continue
@@ -206,4 +210,4 @@ def prune_secrets(client: Any, service: Any, log: LogSink) -> None:
             secret.remove()
             log(f"removed the unused Swarm secret {secret.name}")
         except docker.errors.APIError:
-            pass  # still mounted by a task of the previous spec
+            pass  # Swarm still holds it for a service: the next release tries again

@@ -16,9 +16,11 @@ from typing import Any
 from agent.targets.base import DeployError, LogSink, ModelRef
 from agent.targets.docker.fleet_image import no_image_message
 from agent.targets.docker.fleet_service import LABEL_RELEASE, MIXED, FleetSettings
+from agent.targets.fleet_proxy import bracketed
 from agent.targets.rasa_api import RasaApi
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Replicas reached only at these bind 127.0.0.1 (else 0.0.0.0).
+LOOPBACK = ("127.0.0.1", "localhost")
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,39 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
                 "the previous release's replicas serve again")
         if not update.updating and missing_image(problem):  # no rollback to wait for
             raise DeployError(no_image_message("", "", ref.release_id, problem))
-        if (update.updating and state == "completed") or (not update.updating and healthy_count(
-                client, settings.service, ref.release_id) >= update.replicas):
+        if (update.updating and state == "completed") or (
+                not update.updating and running_count(service, ref.release_id)
+                >= update.replicas):
             return
         time.sleep(0.5)
     raise DeployError(
         f"the replicas of release {ref.release_id} did not report model_id "
         f"{ref.model_id} within {budget:.0f} s (model.load_timeout per replica; "
         f"{task_error(client, get_service(client))})")
+
+
+# Task states that still hold (or will hold) a running container.
+LIVE_TASK_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready",
+                              "starting", "running"})
+
+
+def wait_for_old_replicas(client: Any, settings: FleetSettings, release_id: str,
+                          get_service: Any, log: LogSink) -> None:
+    """Until no replica of another release runs: Swarm calls an update completed
+    once the last new replica is healthy, while the old one may still drain
+    (stop_grace_period). Only then does every request reach the release."""
+    deadline = time.monotonic() + settings.drain_timeout + 30
+    while time.monotonic() < deadline:
+        service = get_service(client)
+        old = [] if service is None else [
+            task for task in service.tasks() if _release_of(task) != release_id
+            and (task.get("Status") or {}).get("State") in LIVE_TASK_STATES]
+        if not old:
+            return
+        time.sleep(0.5)
+    log(f"a replica of an earlier release still runs {settings.drain_timeout + 30:.0f} s "
+        "after the update completed; HAProxy's check keeps users off it once it stops "
+        "answering")
 
 
 def replica_endpoints(service: Any, release_id: str, base: int,
@@ -102,8 +129,12 @@ def replica_endpoints(service: Any, release_id: str, base: int,
         if _release_of(task) != release_id:
             continue
         host = host_of.get(str(task.get("NodeID")), host_of.get("", ""))
+        if not host:
+            raise DeployError(f"Swarm node {task.get('NodeID')} runs a replica of release "
+                              f"{release_id} but reports no address the agent can reach")
         endpoints.append((host, base + int(task.get("Slot", 1)) - 1))
     return sorted(endpoints)
+
 
 
 def confirm_replicas(ref: ModelRef, endpoints: list[tuple[str, int]], replicas: int,
@@ -113,7 +144,7 @@ def confirm_replicas(ref: ModelRef, endpoints: list[tuple[str, int]], replicas: 
         raise DeployError(f"Swarm runs {len(endpoints)} of {replicas} replica(s) of release "
                           f"{ref.release_id}")
     for host, port in endpoints:
-        api: RasaApi = api_of(f"http://{host}:{port}")
+        api: RasaApi = api_of(f"http://{bracketed(host)}:{port}")
         found = api.model_id(attempts=3)
         if found != ref.model_id:
             raise DeployError(f"the replica on {host}:{port} reports model_id {found}, not "
@@ -121,11 +152,12 @@ def confirm_replicas(ref: ModelRef, endpoints: list[tuple[str, int]], replicas: 
     log(f"{len(endpoints)} replica(s) report model_id {ref.model_id}")
 
 
-def healthy_count(client: Any, service: str, release_id: str) -> int:
-    found = client.containers.list(filters={"label": [
-        f"com.docker.swarm.service.name={service}", f"{LABEL_RELEASE}={release_id}"]})
-    return sum(1 for c in found
-               if (c.attrs.get("State", {}).get("Health") or {}).get("Status") == "healthy")
+def running_count(service: Any, release_id: str) -> int:
+    """The release's tasks Swarm calls running, on any node: with a health
+    check, a task is `starting` until its container is healthy."""
+    return sum(1 for task in service.tasks(filters={"desired-state": "running"})
+               if _release_of(task) == release_id
+               and (task.get("Status") or {}).get("State") == "running")
 
 
 def task_error(client: Any, service: Any, release_id: str = "") -> str:

@@ -61,6 +61,7 @@ from agent.targets.docker.fleet_watch import (
     confirm_replicas,
     node_addresses,
     replica_endpoints,
+    wait_for_old_replicas,
     wait_for_update,
 )
 from agent.targets.docker.rasa_images import (
@@ -161,7 +162,8 @@ class SwarmRasaTarget:
 
     def health(self) -> list[Health]:
         """The proxy, and how many replicas answer behind it. Swarm, not the agent,
-        restarts replicas: none answering is reported (SLOW), never restarted here."""
+        restarts replicas: fewer answering than wanted is reported (SLOW), never
+        restarted here."""
         if not self.proxy.pid_file.exists():
             return []
         proxy = self.proxy.health()
@@ -171,10 +173,11 @@ class SwarmRasaTarget:
             up = self.proxy.replicas_up()
         except DeployError as exc:
             return [proxy, Health("rasa replicas", SLOW, str(exc))]
-        return [proxy, Health("rasa replicas", ALIVE if up else SLOW,
+        short = up < self.settings.replicas
+        return [proxy, Health("rasa replicas", SLOW if short else ALIVE,
                               f"{up} pass HAProxy's check ({self.settings.replicas} wanted)"
-                              + ("" if up else f"; see `docker service ps "
-                                 f"{self.settings.service}`"))]
+                              + (f"; see `docker service ps {self.settings.service}`"
+                                 if short else ""))]
 
     def stop_all(self, log: LogSink) -> None:
         # The service outlives the agent by design, as the Swarm action service.
@@ -192,8 +195,11 @@ class SwarmRasaTarget:
             # Never used: a fleet without a shared tracker store is refused.
             default_tracker_db=self.state_dir / "unused" / "tracker.db",
             agent_env=self.agent_env)
+        # The fleet's own settings too: a new replica count or repository is a
+        # change of what should serve, which the next reconcile rolls out.
+        settings = f"{self.settings.replicas}\0{self.settings.repository}".encode()
         digest = hashlib.sha256(config.endpoints.read_bytes()
-                                + config.credentials.read_bytes()).hexdigest()
+                                + config.credentials.read_bytes() + settings).hexdigest()
         return config, digest
 
     def _settled(self, client: Any) -> tuple[dict[str, str] | None, str]:
@@ -236,7 +242,10 @@ class SwarmRasaTarget:
                              credentials=self._registry_auth,
                              push_attempts=self.settings.push_attempts, log=log)
         hosts = self._hosts(client, placed)
-        self.proxy.use_backends(self._backends(hosts), log)
+        # The old replicas' addresses too while Swarm moves them (and after a
+        # rollback); only a confirmed release narrows HAProxy to its own.
+        wanted = self._backends(hosts)
+        self.proxy.use_backends(list(dict.fromkeys([*self.proxy.backends, *wanted])), log)
         old_base = int(labels.get(LABEL_PORTS, 0) or 0)
         base = next(b for b in self.settings.port_bases if b != old_base)
         previous = str((service.attrs.get("UpdateStatus") or {}).get("StartedAt", "")
@@ -268,8 +277,11 @@ class SwarmRasaTarget:
             if not labels and created is not None:  # nothing served before: leave no
                 created.remove()  # broken service behind
             raise
+        wait_for_old_replicas(client, self.settings, ref.release_id, self._service, log)
         service = self._service(client)
         self._confirm(client, service, ref, log)
+        self.proxy.use_backends(wanted, log)
+        self.proxy.wait_for_replicas(self.settings.replicas)
         prune_release_images(client, built, log)
         prune_secrets(client, service, log)
 

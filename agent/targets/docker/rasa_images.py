@@ -73,13 +73,14 @@ def prune_release_images(client: Any, new_image: str, log: LogSink) -> None:
     for image in images:
         if image.id in keep:
             continue
-        # A fleet's node pulled it back by digest from model.rasa_repository.
+        ours = [tag for tag in image.tags if tag.startswith(f"{IMAGE_REPOSITORY}:")]
+        # Also the digests it was pulled back by (a fleet's model.rasa_repository):
+        # while one names it, removing our tags would not free it.
         pulled = [str(name) for name in image.attrs.get("RepoDigests") or []]
-        for tag in [*pulled, *image.tags]:
-            if tag.startswith(f"{IMAGE_REPOSITORY}:") or tag in pulled:
-                with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(tag)
-                    log(f"removed old image {tag}")
+        for name in [*pulled, *ours]:
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(name)
+                log(f"removed old image {name}")
 
 
 def _tagged(image: Any) -> str:

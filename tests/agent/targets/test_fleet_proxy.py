@@ -51,7 +51,8 @@ def test_the_replicas_addresses_survive_a_restart_and_a_change_restarts_it(
             tiny_server("node-b", host="127.0.0.2") as node_b:
         try:
             first.use_backends([("127.0.0.1", node_a)], lines.append)
-            assert answers(url, "node-a")
+            first.wait_for_replicas(1)
+            assert requests.get(url, timeout=5).text == "node-a"
             assert stat.S_IMODE(first.backends_file.stat().st_mode) == 0o600
             assert json.loads(first.backends_file.read_text()) == [["127.0.0.1", node_a]]
             # The agent restarts: the same addresses, so HAProxy is left alone.

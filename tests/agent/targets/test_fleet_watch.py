@@ -17,6 +17,7 @@ from agent.targets.docker.fleet_watch import (
     missing_image,
     node_addresses,
     replica_endpoints,
+    running_count,
     task_error,
 )
 
@@ -80,6 +81,19 @@ def test_each_running_replica_of_the_release_is_on_its_node_at_its_slots_port() 
     # Pinned to the engine's node: every replica at model.public_host.
     assert replica_endpoints(service, "2", 6010, {"": "bot.example.com"}) == [
         ("bot.example.com", 6010), ("bot.example.com", 6011)]
+
+
+def test_a_new_service_counts_the_replicas_swarm_runs_on_every_node() -> None:
+    # `starting`: its container's health check has not passed yet.
+    service = Service([task("1", "n1", 1), task("1", "n2", 2, state="starting"),
+                       task("1", "n2", 3)])
+    assert running_count(service, "1") == 2
+    assert running_count(service, "2") == 0
+
+
+def test_a_replica_on_a_node_without_an_address_is_named() -> None:
+    with pytest.raises(DeployError, match="Swarm node n9 runs a replica of release 2"):
+        replica_endpoints(Service([task("2", "n9", 1)]), "2", 6010, {"n1": "10.0.0.1"})
 
 
 def test_a_rejected_task_is_named_with_its_node() -> None:

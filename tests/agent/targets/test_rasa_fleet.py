@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,22 +84,33 @@ def fleet(tmp_path: Path, swarm: Any, docker_engine: DockerEngine, rasa_image: s
         target.stop_all(lambda line: None)
 
 
+def with_registry(target: SwarmRasaTarget, registry: Registry) -> SwarmRasaTarget:
+    """The same fleet once its config names model.rasa_repository (the agent restarted)."""
+    assert registry.username and registry.password
+    return SwarmRasaTarget(
+        url=target.url, token=Secret(TOKEN, "test"), state_dir=target.state_dir,
+        action_endpoint=target.action_endpoint, engine=target._engine,
+        registry_auth=Credentials(registry.username, registry.password),
+        settings=replace(target.settings, repository=f"{registry.address}/bot-rasa"))
+
+
 def test_with_a_repository_every_node_pulls_the_image_and_a_node_that_cant_is_named(
         tmp_path: Path, swarm: Any, docker_engine: DockerEngine, rasa_image: str,
         redis_server: RedisServer, auth_registry: Registry, rasa_bin: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """model.rasa_repository: the release's image goes to a registry with auth and
-    the service runs it by digest on any node. The engine keeps no reference
-    to it by that name, so this node pulls it back like any other node would,
-    with the credentials the update carries (the registry refuses anonymous
-    pulls). The bot's ${VAR} (the Redis port of its stores) is not in the spec
-    `docker service inspect` shows, yet the replica reaches Redis. Then a
-    release whose image is not in the registry: Swarm rejects its task, rolls
-    back by itself, and the agent names the node."""
-    assert auth_registry.username and auth_registry.password
+    """Release 1 runs pinned to the engine's node. Then the config names
+    model.rasa_repository: release 2's image goes to a registry with auth, and
+    the service runs it by digest with no placement constraint left. The
+    engine keeps no reference to it by that name, so this node pulls it back
+    like any other node would, with the credentials the update carries (the
+    registry refuses anonymous pulls). The bot's ${VAR} (the Redis port of its
+    stores) is not in what `docker service inspect` shows, yet the replicas
+    reach Redis. Then a release whose image is not in the registry: Swarm
+    rejects its task, rolls back by itself, and the agent names the node."""
+    assert auth_registry.password
     monkeypatch.setenv("BOT_REDIS_PORT", str(redis_server.port))
-    target = make_fleet(tmp_path, docker_engine, rasa_image, auth_registry)
-    _, model = light_coffeebots(str(rasa_bin))["one"]
+    pinned = make_fleet(tmp_path, docker_engine, rasa_image)
+    bots = light_coffeebots(str(rasa_bin))
     release = checkout(tmp_path, "release", SHARED_STORES.replace("db: 6", "db: 10"))
     lines: list[str] = []
     unnamed_after_push: list[str] = []
@@ -110,14 +122,21 @@ def test_with_a_repository_every_node_pulls_the_image_and_a_node_that_cant_is_na
         unnamed_after_push.append(placed.run)
         return placed
 
-    monkeypatch.setattr(rasa_fleet, "place_image", place_and_check)
     try:
         assert "db10:" not in redis_server.command("INFO", "keyspace")
-        ref = target.upload("1", model, lines.append, release)
-        target.activate(ref, lines.append)
-        assert target.live_model_id() == ref.model_id
-        assert target.talk("pulled", "hello") == [GREETINGS["one"]]
+        one = pinned.upload("1", bots["one"][1], lines.append, release)
+        pinned.activate(one, lines.append)
+        assert pinned.talk("pinned", "hello") == [GREETINGS["one"]]
         assert "db10:keys=" in redis_server.command("INFO", "keyspace")
+        task = swarm.services.get(pinned.settings.service).attrs["Spec"]["TaskTemplate"]
+        assert task["Placement"]["Constraints"] == [f"node.id=={swarm.info()['Swarm']['NodeID']}"]
+
+        target = with_registry(pinned, auth_registry)
+        monkeypatch.setattr(rasa_fleet, "place_image", place_and_check)
+        two = target.upload("2", bots["two"][1], lines.append, release)
+        target.activate(two, lines.append)
+        assert target.live_model_id() == two.model_id
+        assert target.talk("pulled", "hello") == [GREETINGS["two"]]
         replicas = [h for h in target.health() if h.part == "rasa replicas"]
         assert replicas == [Health("rasa replicas", ALIVE, "1 pass HAProxy's check (1 wanted)")]
 
@@ -125,13 +144,13 @@ def test_with_a_repository_every_node_pulls_the_image_and_a_node_that_cant_is_na
         task = inspected["Spec"]["TaskTemplate"]
         image = task["ContainerSpec"]["Image"]
         assert image.startswith(f"{auth_registry.address}/bot-rasa@sha256:"), image
-        assert not (task.get("Placement") or {}).get("Constraints")  # any node
+        assert not (task.get("Placement") or {}).get("Constraints")  # any node now
         shown = json.dumps(inspected)
         assert "BOT_REDIS_PORT" not in shown and TOKEN not in shown
         assert {s["SecretName"].rsplit("-", 2)[1] for s in
                 task["ContainerSpec"]["Secrets"]} == {"token", "env"}
         # The agent left no reference by the registry's name on the engine
-        # (checked below, right after the push), so this node pulled it back.
+        # (checked right after the push), so this node pulled it back.
         assert image in swarm.images.get(image).attrs["RepoDigests"]
         assert unnamed_after_push == [image]
         assert any(f"pushed {auth_registry.address}/bot-rasa:" in line for line in lines)
@@ -141,16 +160,16 @@ def test_with_a_repository_every_node_pulls_the_image_and_a_node_that_cant_is_na
             return PlacedImage(f"{auth_registry.address}/bot-rasa@sha256:{'0' * 64}", built, "")
 
         monkeypatch.setattr(rasa_fleet, "place_image", missing)
-        ref2 = ModelRef("2", "model-two", ref.location, ref.bot_dir)
-        with pytest.raises(DeployError, match=r"a Swarm node has no image for release 2 "
+        three = ModelRef("3", "model-three", one.location, one.bot_dir)
+        with pytest.raises(DeployError, match=r"a Swarm node has no image for release 3 "
                                               r"\(task rejected on node [\w.-]+: No such image"
                                               r".*rolled the update back") as failed:
-            target.activate(ref2, lines.append)
+            target.activate(three, lines.append)
         assert auth_registry.password not in str(failed.value)
-        assert target.live_model_id() == ref.model_id  # release 1 never stopped
-        assert target.talk("after-rollback", "hello") == [GREETINGS["one"]]
+        assert target.live_model_id() == two.model_id  # release 2 never stopped
+        assert target.talk("after-rollback", "hello") == [GREETINGS["two"]]
     finally:
-        target.stop_all(lambda line: None)
+        pinned.stop_all(lambda line: None)
 
 
 def test_a_node_without_the_release_image_is_named(
