@@ -12,7 +12,10 @@ RASA_CACHE_DIRECTORY, so the second is quick). Then, for each mode in turn, it
 starts the target as agent/targets/factory.py builds it (managed server, state
 in the temporary folder, a dummy action endpoint: orderbot has no custom
 actions) with model A, and runs a client that opens `--rate` conversations a
-second on the stable URL (REST channel, each a new sender saying "hello").
+second on the stable URL (REST channel, each a new sender saying "hello"; one
+a second is instead a customer going through the bot's order form, its two
+turns 3 s apart: the second turn gets the form's next question only if the
+tracker kept the first, so the table counts the conversations a switch lost).
 After `--baseline` seconds of idle chat it trains bot B once beside the live
 server at each `--training` priority (as a release's train step does: through
 hooks.core.process.run, background = its own session at the lowest CPU weight),
@@ -31,6 +34,7 @@ for minutes, and leaves nothing running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import shutil
@@ -40,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from agent.targets.base import ModelRef, ModelTarget  # noqa: E402
 from agent.targets.front_proxy import free_port  # noqa: E402
+from agent.targets.local_process import port_open  # noqa: E402
 from agent.targets.rasa_blue_green import BlueGreenRasaTarget  # noqa: E402
 from agent.targets.rasa_http import RasaHttpModelTarget  # noqa: E402
 from hooks.core.child_env import QUIET_RASA_ENV  # noqa: E402
@@ -75,6 +80,7 @@ class Record:
     switches: list[tuple[float, float]] = field(default_factory=list)  # (start, end)
     # (start, end, priority) of each training run while the client chats
     trainings: list[tuple[float, float, str]] = field(default_factory=list)
+    forms: list[tuple[float, bool]] = field(default_factory=list)  # (due, finished whole)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -85,9 +91,20 @@ def percentile(values: list[float], q: float) -> float:
 # What `--tracker-store memory` writes as the bot's endpoints.yml: Rasa's own
 # in-memory store by its class path (nothing survives a restart or a switch).
 IN_MEMORY_ENDPOINTS = "tracker_store:\n  type: rasa.core.tracker_store.InMemoryTrackerStore\n"
+# `--tracker-store redis`: a redis-server the bench starts, as both stores
+# (what a bot with this traffic names; blue and green share it).
+REDIS_ENDPOINTS = ("tracker_store:\n  type: redis\n  url: 127.0.0.1\n  port: {port}\n"
+                   "  db: 1\nlock_store:\n  type: redis\n  url: 127.0.0.1\n  port: {port}\n"
+                   "  db: 2\n")
+# Once a second a customer goes through orderbot's form across 3 s: the second
+# turn only gets its answer if the tracker kept the first (a switch between
+# the two must not lose the conversation).
+FORM_TURNS = (("I want a coffee", "Small or large?"), ("large", "With milk?"))
+FORM_GAP = 3.0
 
 
-def train(rasa: list[str], tmp: Path, tracker_store: str) -> tuple[Path, Path]:
+def train(rasa: list[str], tmp: Path, tracker_store: str, redis_port: int
+          ) -> tuple[Path, Path]:
     """Models A and B of orderbot (B greets differently), and B's bot folder."""
     if not (BOT / "config.yml").is_file():
         sys.exit(f"{BOT} is missing: this bench needs examples/orderbot")
@@ -104,6 +121,9 @@ def train(rasa: list[str], tmp: Path, tracker_store: str) -> tuple[Path, Path]:
         domain.write_text(text.replace(GREET_A, greet), encoding="utf-8")
         if tracker_store == "memory":
             (bot / "endpoints.yml").write_text(IN_MEMORY_ENDPOINTS, encoding="utf-8")
+        elif tracker_store == "redis":
+            (bot / "endpoints.yml").write_text(REDIS_ENDPOINTS.format(port=redis_port),
+                                               encoding="utf-8")
         print(f"training model {name.upper()} of orderbot ...", file=sys.stderr)
         started = time.monotonic()
         done = subprocess.run(
@@ -155,16 +175,41 @@ def converse(url: str, sender: str, due: float, record: Record) -> None:
         record.errors.append((due, type(exc).__name__))
 
 
+def order(url: str, sender: str, due: float, record: Record) -> None:
+    """One customer through the form, FORM_GAP seconds between the turns; each
+    turn's latency, and whether the second got the answer only a kept tracker gives."""
+    whole = True
+    for turn, (text, expected) in enumerate(FORM_TURNS):
+        if turn:
+            time.sleep(max(0.0, due + FORM_GAP * turn - time.monotonic()))
+        sent = due + FORM_GAP * turn
+        try:
+            answer = requests.post(f"{url}/webhooks/rest/webhook",
+                                   json={"sender": sender, "message": text}, timeout=300)
+            if answer.status_code != 200:
+                record.errors.append((sent, f"HTTP {answer.status_code}"))
+                return
+            record.latencies.append((sent, time.monotonic() - sent))
+            whole = whole and [m.get("text") for m in answer.json()] == [expected]
+        except (requests.RequestException, ValueError) as exc:
+            record.errors.append((sent, type(exc).__name__))
+            return
+    record.forms.append((due, whole))
+
+
 def client(url: str, mode: str, rate: float, record: Record, stop: threading.Event) -> None:
     """Opens `rate` conversations a second until `stop`, each on its own thread
-    from a large pool: a stalled server must not slow the sending down."""
+    from a large pool: a stalled server must not slow the sending down. One of
+    them each second is a customer going through the form (`order`)."""
     period = 1.0 / rate
+    every = max(1, round(rate))
     with ThreadPoolExecutor(max_workers=512) as pool:
         due = time.monotonic()
         n = 0
         while not stop.is_set():
             time.sleep(max(0.0, due - time.monotonic()))
-            pool.submit(converse, url, f"bench-{mode}-{n}", due, record)
+            talk = order if n % every == 0 else converse
+            pool.submit(talk, url, f"bench-{mode}-{n}", due, record)
             n += 1
             due += period
     # Leaving the with block waits for every conversation still in flight.
@@ -244,12 +289,39 @@ def rows(mode: str, record: Record) -> list[tuple[str, ...]]:
                      f"{max(values):.0f}")
         else:
             stats = ("-", "-", "-")
-        result.append((mode, phase, str(len(values) + errors), str(errors), *stats))
+        forms = [whole for due, whole in record.forms if inside(due)]
+        lost = f"{forms.count(False)}/{len(forms)}"
+        result.append((mode, phase, str(len(values) + errors), str(errors), *stats, lost))
     durations = [end - begin for begin, end in record.switches]
     mean = f"{statistics.mean(durations):.1f}" if durations else "-"
     result.append((mode, "switch s", f"n={len(durations)}", "", f"mean {mean}", "",
-                   f"max {max(durations):.1f}" if durations else "-"))
+                   f"max {max(durations):.1f}" if durations else "-", ""))
     return result
+
+
+@contextlib.contextmanager
+def redis_for(tracker_store: str, tmp: Path) -> Iterator[int]:
+    """A redis-server on a free loopback port for `--tracker-store redis` (0 otherwise)."""
+    if tracker_store != "redis":
+        yield 0
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        sys.exit("redis-server is not on PATH (Debian: apt-get install redis-server)")
+    port = free_port(HOST)
+    proc = subprocess.Popen([server, "--bind", HOST, "--port", str(port), "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not port_open(HOST, port):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                sys.exit("redis-server did not start")
+            time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def main() -> None:
@@ -271,19 +343,22 @@ def main() -> None:
                         help="before the switches, train the bot once at each of these "
                              "priorities while chatting (default: background; none: "
                              "--training with no value)")
-    parser.add_argument("--tracker-store", choices=("default", "memory"), default="default",
+    parser.add_argument("--tracker-store", choices=("default", "memory", "redis"),
+                        default="default",
                         help="default: the bot has none, so blue_green serves it with the "
                              "agent's SQLite store; memory: the bot names Rasa's in-memory "
-                             "store (what put_model's server always uses)")
+                             "store (what put_model's server always uses); redis: a "
+                             "redis-server the bench starts, as tracker and lock store")
     parser.add_argument("--rasa", help="how to run Rasa 3.6 (default: found as the hooks do)")
     args = parser.parse_args()
     rasa = args.rasa.split() if args.rasa else rasa_command()
     if "blue_green" in args.modes and shutil.which("haproxy") is None:
         sys.exit("haproxy is not on PATH (Debian: apt-get install haproxy)")
     # Short path: HAProxy's admin socket lives under it (108-byte limit).
-    with tempfile.TemporaryDirectory(prefix="stall-", dir="/tmp") as name:
+    with tempfile.TemporaryDirectory(prefix="stall-", dir="/tmp") as name, \
+            redis_for(args.tracker_store, Path(name)) as redis_port:
         tmp = Path(name)
-        model_a, model_b = train(rasa, tmp, args.tracker_store)
+        model_a, model_b = train(rasa, tmp, args.tracker_store, redis_port)
         table = []
         for mode in args.modes:
             record = run_mode(mode, rasa, tmp, (model_a, model_b),
@@ -295,8 +370,10 @@ def main() -> None:
     counts = ", ".join(f"{mode} {switches_of(mode, args)}" for mode in args.modes)
     print(f"\n{args.rate:.0f} new conversations/s, tracker store: {args.tracker_store}, "
           f"switches: {counts} ({args.pause:.0f} s apart); latency in ms")
-    header = ("mode", "phase", "count", "errors", "p50", "p99", "max")
-    widths = (12, 11, 8, 8, 9, 9, 9)
+    print(f"one customer a second goes through the form, turns {FORM_GAP:.0f} s apart; "
+          "lost: of those started in the phase, how many lost their form")
+    header = ("mode", "phase", "count", "errors", "p50", "p99", "max", "lost")
+    widths = (12, 11, 8, 8, 9, 9, 9, 9)
     for line in (header, *table):
         print("".join(f"{cell:<{width}}" for cell, width in zip(line, widths, strict=True)))
 
