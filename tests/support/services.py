@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -38,6 +39,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def probed_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports below Linux's
+    ephemeral range, for servers that others probe while they are still closed
+    (HAProxy's checks, samplers). A connect to a closed local port inside that
+    range may get that very port as its source and connect to itself (TCP
+    self-connect); it then holds the port, and the server can't bind it (Rasa's
+    Sanic logs "Unable to start server" and exits 0). free_port() picks from
+    that range."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(500):
+        first = random.randrange(10000, low - count)
+        if all(_bindable(port) for port in range(first, first + count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports below {low}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for(check: Any, what: str, timeout: float = 60.0) -> None:

@@ -54,7 +54,7 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
     # timeout), Swarm's monitor and a few health checks.
     budget = update.replicas * (settings.load_timeout + settings.monitor + 10) + 60
     deadline = time.monotonic() + budget
-    last, ref = "", update.ref
+    last, why, ref = "", "", update.ref
     while time.monotonic() < deadline:
         service = get_service(client)
         if service is None:
@@ -64,8 +64,12 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
             status = {}  # not our update yet
         state = str(status.get("State", ""))
         if state and state != last:
-            log(f"Swarm update: {state}")
+            # The reason a rollback started is in this message only until the
+            # rollback completes: keep it for the error.
+            message = str(status.get("Message", ""))
+            log(f"Swarm update: {state} ({message})")
             last = state
+            why = message if state == "rollback_started" else why
         if state in MIXED:
             raise DeployError(
                 f"Swarm stopped the update of {settings.service} half-way ({state}: "
@@ -81,7 +85,7 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
             raise DeployError(
                 f"Swarm rolled the Rasa service back: a replica of release "
                 f"{ref.release_id} did not report model_id {ref.model_id} "
-                f"({status.get('Message', '')}; {problem}); "
+                f"({why or status.get('Message', '')}; {problem}); "
                 "the previous release's replicas serve again")
         if not update.updating and missing_image(problem):  # no rollback to wait for
             raise DeployError(no_image_message("", "", ref.release_id, problem))
@@ -174,6 +178,13 @@ def task_error(client: Any, service: Any, release_id: str = "") -> str:
         if status.get("Err") or status.get("State") in ("failed", "rejected"):
             return (f"task {status.get('State')} on node {_node_name(client, task)}: "
                     f"{status.get('Err') or status.get('Message')}")
+        if release_id and status.get("State") == "complete":
+            # A replica never ends by itself: Rasa (Sanic) exits 0 when it
+            # can't bind its port ("Unable to start server" in the task's log).
+            return (f"a replica exited by itself (code 0) on node {_node_name(client, task)}, "
+                    f"slot {task.get('Slot')}: Rasa does so when its port is taken; "
+                    "see its log (docker service logs) and keep model.fleet_ports below "
+                    "the ephemeral port range")
         seen.append(f"slot {task.get('Slot')}: {status.get('State')} ({status.get('Message')})")
     return "no failed task" + (f"; {', '.join(seen[:4])}" if seen else "")
 

@@ -105,6 +105,14 @@ def test_a_rejected_task_is_named_with_its_node() -> None:
     assert task_error(CLIENT, service, "1") == "no failed task; slot 1: running (running)"
 
 
+def test_a_replica_that_ended_by_itself_is_a_failure_with_the_likely_cause() -> None:
+    # Rasa's Sanic exits 0 after "Unable to start server" (its port was taken).
+    service = Service([task("2", "n1", 2, state="complete")])
+    assert task_error(CLIENT, service, "2").startswith(
+        "a replica exited by itself (code 0) on node bot-1, slot 2: Rasa does so when its "
+        "port is taken")
+
+
 @dataclass
 class Api:
     answers: str | None

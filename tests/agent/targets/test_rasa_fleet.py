@@ -28,7 +28,13 @@ from agent.targets.docker.fleet_image import PlacedImage, place_image
 from agent.targets.docker.fleet_service import FleetSettings
 from agent.targets.docker.rasa_fleet import SwarmRasaTarget
 from tests.support.light_models import GREETINGS, light_coffeebots
-from tests.support.services import DockerEngine, RedisServer, Registry, free_port
+from tests.support.services import (
+    DockerEngine,
+    RedisServer,
+    Registry,
+    free_port,
+    probed_ports,
+)
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1500)]
 
@@ -57,9 +63,10 @@ def checkout(root: Path, name: str, endpoints: str) -> Path:
 
 def make_fleet(tmp_path: Path, docker_engine: DockerEngine, rasa_image: str,
                registry: Registry | None = None) -> SwarmRasaTarget:
-    first, second = free_port(), free_port()
-    while abs(first - second) < 2:
-        second = free_port()
+    # Below the ephemeral range (tests/support/services.py: probed_ports).
+    first, second = probed_ports(1), probed_ports(1)
+    while first == second:
+        second = probed_ports(1)
     return SwarmRasaTarget(
         url=f"http://127.0.0.1:{free_port()}", token=Secret(TOKEN, "test"),
         state_dir=tmp_path / "fleet", action_endpoint="http://127.0.0.1:9/webhook",

@@ -37,7 +37,7 @@ from tests.support.agent_config import agent_config
 from tests.support.agent_run import tick_promoted
 from tests.support.bots import MENU_ACTION, deploy_repo, push_all
 from tests.support.light_models import corrupt_copy
-from tests.support.services import DockerEngine, RedisServer, free_port
+from tests.support.services import DockerEngine, RedisServer, free_port, probed_ports
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1500)]
 
@@ -191,7 +191,10 @@ def fleet_host(tmp_path: Path, rasa_bin: Path, swarm: Any, docker_engine: Docker
     monkeypatch.setenv("RASA_TELEMETRY_ENABLED", "false")
     bare, src = deploy_repo(tmp_path)
     (src / "endpoints.yml").write_text(SHARED_STORES, encoding="utf-8")
-    first = free_port()
+    # Below the ephemeral range: HAProxy and the sampler probe both sets all along.
+    first, second = probed_ports(2), probed_ports(2)
+    while abs(first - second) < 2:
+        second = probed_ports(2)
     config = agent_config(
         tmp_path / "agent.yml", repo=bare, branch="main", rasa_command=rasa_bin,
         pipeline={"test_stories": "tests/none_*.yml"},
@@ -202,7 +205,7 @@ def fleet_host(tmp_path: Path, rasa_bin: Path, swarm: Any, docker_engine: Docker
                "docker_host": docker_engine.base_url, "push": False},
         model={"url": f"http://127.0.0.1:{free_port()}", "serving": "swarm",
                "rasa_image": rasa_image, "replicas": 2, "fleet_monitor": 2,
-               "fleet_ports": [first, first + 10], "load_timeout": 120},
+               "fleet_ports": [first, second], "load_timeout": 120},
     )
     try:
         yield config, src
@@ -238,8 +241,8 @@ def test_both_services_roll_on_swarm_keeping_every_action_served_while_users_cha
     # The token is a Swarm secret: in no spec, label or environment Swarm shows.
     assert token not in str(service.attrs)
 
-    first = int(loaded["model.fleet_ports"][0])
-    watch = Watch(rasa_url, [first, first + 1, first + 10, first + 11],
+    first, second = (int(base) for base in loaded["model.fleet_ports"])
+    watch = Watch(rasa_url, [first, first + 1, second, second + 1],
                   f"http://127.0.0.1:{loaded['action_server.port']}/actions", token)
     add_menu(src)
     push_all(src, "a menu, told by a new custom action")
