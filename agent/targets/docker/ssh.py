@@ -10,6 +10,7 @@ unix socket; each connection to it becomes one SSH session running
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import selectors
 import shlex
@@ -25,6 +26,12 @@ import paramiko
 from agent.secrets import Redactor
 from agent.targets.base import DeployError
 from agent.targets.docker.engine import EngineUnreachable
+
+# paramiko's transport thread logs a dropped connection with its traceback
+# through Python's last-resort handler (stderr). The agent reports and retries
+# each SSH failure itself, with a clear message, so that traceback is noise in
+# its output: paramiko's records go nowhere.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 DROPPED = ("banner", "reset", "eof", "no existing session", "closed", "timed out")
 
