@@ -3,8 +3,9 @@ until every replica serves the release, or Swarm rolled it back; and where
 each replica is reached.
 
 Swarm decides when tasks start and stop; the agent only reads: the service's
-UpdateStatus, its tasks (their node, slot and error) and the containers'
-health. What it reports names the failed task's node and its error."""
+UpdateStatus and its tasks (their node, slot, state and error; with a health
+check a task is `running` only once healthy). What it reports names the failed
+task's node and its error."""
 
 from __future__ import annotations
 
@@ -138,7 +139,6 @@ def replica_endpoints(service: Any, release_id: str, base: int,
                               f"{release_id} but reports no address the agent can reach")
         endpoints.append((host, base + int(task.get("Slot", 1)) - 1))
     return sorted(endpoints)
-
 
 
 def confirm_replicas(ref: ModelRef, endpoints: list[tuple[str, int]], replicas: int,
