@@ -25,9 +25,12 @@ up to the journal write that ends it (a release's `finish_release` after
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from functools import wraps
+from typing import ParamSpec, TypeVar
 
 from agent.config import AgentConfig
 from agent.journal import LockHeld
@@ -139,3 +142,22 @@ def every_deploy_lock(agent: Agent, purpose: str, check: Callable[[], None] | No
         for environment in agent.config.environments:
             locks.enter_context(deploy_lock(agent, purpose, check, environment.name))
         yield
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def exclusive_switch(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """`func(agent, ..., environment, ...)` holding `switching` for that
+    environment: agent/switch.py's changes of what serves, one at a time."""
+    signature = inspect.signature(func)
+
+    @wraps(func)
+    def exclusive(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        bound = signature.bind(*args, **kwargs).arguments
+        agent: Agent = bound["agent"]
+        with switching(lock_name(agent.config, bound["environment"])):
+            return func(*args, **kwargs)
+
+    return exclusive

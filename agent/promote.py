@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent import faults, order, switch
+from agent import faults, order, serving_state, switch
 from agent.deploy_lock import deploy_lock
 from agent.journal import PROMOTED, STAGED, Release
 from agent.runner import ReleaseStopped
@@ -65,7 +65,7 @@ def switch_production(agent: Agent, release: Release, environment: str, *, kind:
     production = journal.production_release(environment)
     worktree = _usable(agent, release)
     try:
-        plan = switch.deploy_plan(agent, release, production, environment)
+        plan = serving_state.deploy_plan(agent, release, production, environment)
     except order.NoSafeOrder as exc:
         journal.event(f"{kind}.refused", release.id, environment, actor(), str(exc))
         raise FatalError(f"refused: {exc}") from None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from agent import faults, order, pipeline, placement, switch
+from agent import faults, order, pipeline, placement, serving_state, switch
 from agent.deploy_lock import every_deploy_lock, release_deploy_lock, take_deploy_lock
 from agent.journal import (
     FAILED,
@@ -137,7 +137,7 @@ def _switch(agent: Agent, ctx: StepContext, release: Release) -> ReleaseStatus:
             agent.progress.info(f"release {release.id} staged: {waiting}")
             return STAGED
         try:
-            plan = switch.deploy_plan(agent, current, production, env)
+            plan = serving_state.deploy_plan(agent, current, production, env)
         except order.NoSafeOrder as exc:
             journal.start_step(release.id, "order")
             journal.finish_step(release.id, "order", StepStatus.FAILED, str(exc), "")

@@ -8,6 +8,7 @@ the action server's process is up.
 
 from __future__ import annotations
 
+from agent import order
 from agent.config import legacy_environment
 from agent.journal import Release
 from agent.runtime import Agent
@@ -59,3 +60,16 @@ def deployment_for(agent: Agent, production: Release,
             frozenset(server.get("served_actions", [])), dict(server.get("handle", {})),
         )
     return None
+
+
+def deploy_plan(agent: Agent, release: Release, production: Release | None,
+                environment: str) -> order.Plan:
+    """The order to make `release` serve in `environment`, where `production` serves now."""
+    live_server = agent.place(environment).action_server.live()
+    served = live_server.served_actions if live_server else frozenset()
+    new_served: frozenset[str] | None = frozenset(release.required_actions)
+    if live_server is not None and same_action_code(agent, release, live_server.release_id):
+        new_served = None  # deploy_actions keeps the live server: nothing switches
+    model_actions = frozenset(production.required_actions) if production else frozenset()
+    return order.plan(order.LiveState(model_actions, served),
+                      frozenset(release.required_actions), new_served)

@@ -4,7 +4,7 @@ A release, `agent promote`, `agent rollback` and the tick's reconcile all come
 here. Every change keeps the invariant `agent.order` defines (each custom
 action the live model may call is served by the live action server):
 
-- `deploy_plan` asks `order.plan` which switch goes first;
+- `serving_state.deploy_plan` asks `order.plan` which switch goes first;
 - `go_live` applies the plan's switches through the step runner (journaled
   step rows, step logs, kill points), runs the smoke test, and on a failure
   undoes what it switched;
@@ -27,14 +27,16 @@ round when either is held.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import ParamSpec, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from agent import order
-from agent.deploy_lock import lock_name, release_deploy_lock, switching, try_deploy_lock
+from agent.deploy_lock import (
+    exclusive_switch,
+    release_deploy_lock,
+    try_deploy_lock,
+)
 from agent.journal import Release
 from agent.pipeline import SMOKE, SWITCHES
 from agent.runner import ReleaseStopped, run_step
@@ -54,39 +56,7 @@ from agent.targets.rasa_standby import FAILED as STANDBY_FAILED
 # What each switch step notes in `ctx.notes` once it changed what serves.
 SWITCHED = {order.ACTION_SERVER: "action_server_switched", order.MODEL: "model_switched"}
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _exclusive(func: Callable[_P, _R]) -> Callable[_P, _R]:
-    """`func(agent, ..., environment, ...)` holding the in-process lock in front of
-    that environment's deploy lock (agent/deploy_lock.py: `switching`)."""
-    signature = inspect.signature(func)
-
-    @wraps(func)
-    def exclusive(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        bound = signature.bind(*args, **kwargs).arguments
-        agent: Agent = bound["agent"]
-        with switching(lock_name(agent.config, bound["environment"])):
-            return func(*args, **kwargs)
-
-    return exclusive
-
-
-def deploy_plan(agent: Agent, release: Release, production: Release | None,
-                environment: str) -> order.Plan:
-    """The order to make `release` serve in `environment`, where `production` serves now."""
-    live_server = agent.place(environment).action_server.live()
-    served = live_server.served_actions if live_server else frozenset()
-    new_served: frozenset[str] | None = frozenset(release.required_actions)
-    if live_server is not None and same_action_code(agent, release, live_server.release_id):
-        new_served = None  # deploy_actions keeps the live server: nothing switches
-    model_actions = frozenset(production.required_actions) if production else frozenset()
-    return order.plan(order.LiveState(model_actions, served),
-                      frozenset(release.required_actions), new_served)
-
-
-@_exclusive
+@exclusive_switch
 def go_live(agent: Agent, ctx: StepContext, plan: order.Plan, production: Release | None,
             environment: str, *, rolled_back_event: str | None = None, actor: str = "") -> str:
     """Switch to ctx's release in the plan's order, then smoke-test it.
@@ -121,7 +91,7 @@ def _smoke(agent: Agent, ctx: StepContext, environment: str, rolled_back_event: 
     return ""
 
 
-@_exclusive
+@exclusive_switch
 def undo(agent: Agent, ctx: StepContext, plan: order.Plan, production: Release | None,
          environment: str) -> None:
     """Put `production` back where the plan switched, last switch first.
@@ -134,15 +104,37 @@ def undo(agent: Agent, ctx: StepContext, plan: order.Plan, production: Release |
     if production is None:
         return  # nothing served before this release; nothing to go back to
     for switch in reversed(plan.switches):
-        if not ctx.notes.get(SWITCHED[switch]):
+        switched = _switched(agent, ctx, switch, environment)
+        if switched is False:
             continue
-        back = (_undo_model(agent, production, environment) if switch == order.MODEL
-                else _undo_server(agent, production, environment))
+        back = switched is not None and (
+            _undo_model(agent, production, environment) if switch == order.MODEL
+            else _undo_server(agent, production, environment))
         if not back:
+            why = "could not be put back" if switched else "could not be checked"
             agent.journal.event("production.undo_stopped", production.id, environment,
-                                detail=f"the {switch} could not be put back; the rest of "
-                                       "the undo waits for the next tick's repair")
+                                detail=f"the {switch} {why}; the rest of the undo waits "
+                                       "for the next tick's repair")
             return
+
+
+def _switched(agent: Agent, ctx: StepContext, switch: str, environment: str) -> bool | None:
+    """Whether `switch` changed what serves; None when that can't be known now.
+
+    A step notes its switch once it returns. An action-server rollout can break
+    after its router switched (the SSH connection cut while the old container
+    stops), so a failed one counts as switched when the live server is this
+    release's.
+    """
+    if ctx.notes.get(SWITCHED[switch]):
+        return True
+    if switch != order.ACTION_SERVER:
+        return False
+    try:
+        live = agent.place(environment).action_server.live()
+    except DeployError:
+        return None
+    return live is not None and live.release_id == str(ctx.release_id)
 
 
 def _undo_model(agent: Agent, production: Release, environment: str) -> bool:
@@ -229,7 +221,7 @@ def _model_drifted(agent: Agent, current: Release, live_model: str | None,
 # ---------------------------------------------------------------- restore
 
 
-@_exclusive
+@exclusive_switch
 def restore(agent: Agent, environment: str) -> list[str]:
     """Put production's model and action server back where they drifted; what was done.
 
@@ -249,7 +241,12 @@ def restore(agent: Agent, environment: str) -> list[str]:
         live_model = model_target.live_model_id()
     except DeployError:
         live_model = _restart_server(agent, current, place)
-    live_server = server_target.live()
+    try:
+        live_server = server_target.live()
+    except DeployError as exc:
+        journal.event("production.restore_failed", current.id, environment, detail=str(exc))
+        progress.info(f"could not read which action server serves: {exc}")
+        return []
     has_actions = current.action_code_fingerprint is not None or bool(current.required_actions)
     if live_server is None and has_actions and action_server_running(place):
         progress.info("the action server runs but did not list its actions in time: "

@@ -17,7 +17,8 @@ from agent import faults, order, switch
 from agent.journal import PROMOTED, StepStatus
 from agent.promote import promote, rollback
 from agent.runner import ReleaseStopped
-from agent.targets.base import ActionServerSpec
+from agent.serving_state import deploy_plan
+from agent.targets.base import ActionServerDeployment, ActionServerSpec, LogSink
 from hooks.core.errors import FatalError
 from tests.support.memory_targets import World, memory_world
 
@@ -32,6 +33,23 @@ def drops_an_action(world: World) -> tuple[int, int]:
                         status=PROMOTED, live=True)
     new = world.release(model_id="model-2", calls={"action_b"}, code="code-2")
     return old, new
+
+
+def adds_an_action(world: World) -> tuple[int, int]:
+    """Production's model calls a; the new release's calls c too: the server goes first."""
+    old = world.release(model_id="model-1", calls={"action_a"}, code="code-1",
+                        status=PROMOTED, live=True)
+    new = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
+    return old, new
+
+
+def failed_go_live(world: World, old: int, new: int) -> ReleaseStopped:
+    """`new` switched in over production `old`, which must fail; how it stopped."""
+    production = world.journal.release(old)
+    plan = deploy_plan(world.agent, world.journal.release(new), production, "production")
+    with pytest.raises(ReleaseStopped) as stopped:
+        switch.go_live(world.agent, world.context(new), plan, production, "production")
+    return stopped.value
 
 
 def events(world: World) -> list[str]:
@@ -54,9 +72,7 @@ def test_undo_after_a_model_first_switch_runs_in_reverse_plan_order(tmp_path: Pa
 
 def test_promote_with_smoke_rollback_off_undoes_a_failed_second_switch(tmp_path: Path) -> None:
     world = memory_world(tmp_path, NO_ROLLBACK)
-    old = world.release(model_id="model-1", calls={"action_a"}, code="code-1",
-                        status=PROMOTED, live=True)
-    new = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
+    old, new = adds_an_action(world)
     world.model.failures.fail_at["activate"] = {1}  # the second switch (the model) fails
     with pytest.raises(FatalError, match="production is unchanged"):
         promote(world.agent, new, "production")
@@ -82,9 +98,7 @@ def test_promote_with_smoke_rollback_off_keeps_a_failed_smoke_test(tmp_path: Pat
 
 def test_promote_with_smoke_rollback_on_undoes_a_failed_smoke_test(tmp_path: Path) -> None:
     world = memory_world(tmp_path, SMOKE)
-    old = world.release(model_id="model-1", calls={"action_a"}, code="code-1",
-                        status=PROMOTED, live=True)
-    new = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
+    old, new = adds_an_action(world)
     world.model.answers["model-2"] = ["Bye"]
     with pytest.raises(FatalError, match="expected 'Hi!'"):
         promote(world.agent, new, "production")
@@ -99,9 +113,7 @@ def test_promote_with_smoke_rollback_on_undoes_a_failed_smoke_test(tmp_path: Pat
 
 def test_promote_with_a_failed_first_switch_changes_nothing(tmp_path: Path) -> None:
     world = memory_world(tmp_path, NO_ROLLBACK)
-    old = world.release(model_id="model-1", calls={"action_a"}, code="code-1",
-                        status=PROMOTED, live=True)
-    new = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
+    old, new = adds_an_action(world)
     world.actions.failures.fail_at["deploy"] = {1}
     with pytest.raises(FatalError, match="deploy failed"):
         promote(world.agent, new, "production")
@@ -174,20 +186,20 @@ def test_deploy_plan_takes_the_server_first_unless_it_drops_a_live_action(
                         status=PROMOTED, live=True)
     production = world.journal.release(old)
     adds = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
-    plan = switch.deploy_plan(world.agent, world.journal.release(adds), production, "production")
+    plan = deploy_plan(world.agent, world.journal.release(adds), production, "production")
     assert plan.switches == (order.ACTION_SERVER, order.MODEL)
     same_code = world.release(model_id="model-3", calls={"action_a"}, code="code-1")
-    plan = switch.deploy_plan(world.agent, world.journal.release(same_code), production,
+    plan = deploy_plan(world.agent, world.journal.release(same_code), production,
                               "production")
     assert plan.switches == (order.MODEL,)  # the live server keeps serving
     drops = world.release(model_id="model-4", calls=set(), code="code-4")
-    plan = switch.deploy_plan(world.agent, world.journal.release(drops), production, "production")
+    plan = deploy_plan(world.agent, world.journal.release(drops), production, "production")
     assert plan.switches == (order.MODEL, order.ACTION_SERVER)
     needs_both = world.release(model_id="model-5", calls={"action_y"}, code="code-5")
     with pytest.raises(order.NoSafeOrder, match="no order is safe"):
         # The live model calls action_a, which the new server drops; the new
         # model calls action_y, which the live server lacks.
-        switch.deploy_plan(world.agent, world.journal.release(needs_both), production, "production")
+        deploy_plan(world.agent, world.journal.release(needs_both), production, "production")
 
 
 def test_a_first_release_switches_the_server_first_and_has_nothing_to_undo(
@@ -195,7 +207,7 @@ def test_a_first_release_switches_the_server_first_and_has_nothing_to_undo(
 ) -> None:
     world = memory_world(tmp_path, SMOKE)
     first = world.release(model_id="model-1", calls={"action_a"}, code="code-1")
-    plan = switch.deploy_plan(world.agent, world.journal.release(first), None, "production")
+    plan = deploy_plan(world.agent, world.journal.release(first), None, "production")
     assert plan.switches == (order.ACTION_SERVER, order.MODEL)
     world.model.answers["model-1"] = ["Bye"]
     ctx = world.context(first)
@@ -221,7 +233,7 @@ def test_a_release_that_fails_its_smoke_test_is_undone_in_reverse_order(
         new = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
     world.model.answers["model-2"] = ["Bye"]
     production = world.journal.release(old)
-    plan = switch.deploy_plan(world.agent, world.journal.release(new), production, "production")
+    plan = deploy_plan(world.agent, world.journal.release(new), production, "production")
     with pytest.raises(ReleaseStopped) as stopped:
         switch.go_live(world.agent, world.context(new), plan, production, "production",
                        rolled_back_event="release.rolled_back")
@@ -240,18 +252,52 @@ def test_a_release_that_fails_its_smoke_test_is_undone_in_reverse_order(
 
 def test_a_failed_second_switch_undoes_only_the_first(tmp_path: Path) -> None:
     world = memory_world(tmp_path, SMOKE)
-    old = world.release(model_id="model-1", calls={"action_a"}, code="code-1",
-                        status=PROMOTED, live=True)
-    new = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
+    old, new = adds_an_action(world)
     world.model.failures.fail_at["activate"] = {1}
-    production = world.journal.release(old)
-    plan = switch.deploy_plan(world.agent, world.journal.release(new), production, "production")
-    with pytest.raises(ReleaseStopped) as stopped:
-        switch.go_live(world.agent, world.context(new), plan, production, "production")
-    assert stopped.value.step == "activate_model"
+    assert failed_go_live(world, old, new).step == "activate_model"
     assert world.serving.history == [("action_server", str(new)), ("action_server", str(old))]
     steps = {s.name: s.status for s in world.journal.steps(new)}
     assert steps == {"deploy_actions": "passed", "activate_model": "failed"}
+
+
+def test_a_rollout_that_broke_after_its_switch_is_undone(tmp_path: Path) -> None:
+    # The router switched to the new action server, then the connection broke while
+    # the old one stopped: the step failed, yet the new server is live.
+    world = memory_world(tmp_path, SMOKE)
+    old, new = adds_an_action(world)
+    world.actions.failures.fail_at["deploy.after_switch"] = {1}
+    assert failed_go_live(world, old, new).step == "deploy_actions"  # the first switch
+    assert world.serving.history == [("action_server", str(new)), ("action_server", str(old))]
+    assert "action_server.restored" in events(world)
+
+
+def test_an_action_server_that_cant_be_read_is_left_to_the_next_restore(
+    tmp_path: Path,
+) -> None:
+    world = memory_world(tmp_path, SMOKE)
+    old, new = adds_an_action(world)
+    failures = world.actions.failures
+    failures.fail_at["deploy.after_switch"] = {1}
+    deploy = world.actions.deploy
+
+    def deploy_then_lose_the_engine(spec: ActionServerSpec, log: LogSink
+                                    ) -> ActionServerDeployment:
+        # The next two reads of what serves (the undo's, then a restore's) fail.
+        failures.fail_at["live"] = {failures.calls["live"] + 1, failures.calls["live"] + 2}
+        return deploy(spec, log)
+
+    world.actions.deploy = deploy_then_lose_the_engine  # type: ignore[method-assign]
+    failed_go_live(world, old, new)
+    assert world.serving.history == [("action_server", str(new))]
+    stopped = world.journal.events()[0]
+    assert stopped.kind == "production.undo_stopped"
+    assert "action_server could not be checked" in stopped.detail
+    assert switch.restore(world.agent, "production") == []
+    assert events(world)[-1] == "production.restore_failed"
+    assert switch.restore(world.agent, "production") == [
+        f"action server (was release {new})"]
+    assert world.serving.history[-1] == ("action_server", str(old))
+    assert world.serving.violations == []
 
 
 def test_a_smoke_failure_is_kept_when_smoke_rollback_is_off(tmp_path: Path) -> None:
@@ -261,7 +307,7 @@ def test_a_smoke_failure_is_kept_when_smoke_rollback_is_off(tmp_path: Path) -> N
     new = world.release(model_id="model-2", calls={"action_a"}, code="code-2")
     world.model.answers["model-2"] = ["Bye"]
     production = world.journal.release(old)
-    plan = switch.deploy_plan(world.agent, world.journal.release(new), production, "production")
+    plan = deploy_plan(world.agent, world.journal.release(new), production, "production")
     kept = switch.go_live(world.agent, world.context(new), plan, production, "production",
                           rolled_back_event="release.rolled_back")
     assert kept.startswith("smoke test failed (kept: smoke.rollback is off): conversation 1")
@@ -330,13 +376,11 @@ def test_an_undo_that_cannot_put_the_model_back_leaves_the_new_action_server(
     # back. Reverting the action server anyway would leave the new model, still
     # live, calling action_c on a server that lacks it.
     world = memory_world(tmp_path, SMOKE)
-    old = world.release(model_id="model-1", calls={"action_a"}, code="code-1",
-                        status=PROMOTED, live=True)
-    new = world.release(model_id="model-2", calls={"action_a", "action_c"}, code="code-2")
+    old, new = adds_an_action(world)
     world.model.answers["model-2"] = ["Bye"]
     world.model.failures.fail_at["activate"] = {2}  # the undo's activation fails
     production = world.journal.release(old)
-    plan = switch.deploy_plan(world.agent, world.journal.release(new), production, "production")
+    plan = deploy_plan(world.agent, world.journal.release(new), production, "production")
     assert plan.switches == (order.ACTION_SERVER, order.MODEL)
     with pytest.raises(ReleaseStopped):
         switch.go_live(world.agent, world.context(new), plan, production, "production")

@@ -163,8 +163,19 @@ def test_the_ssh_connection_cut_mid_deploy_fails_the_release_after_retries(
         assert f"cannot reach {ssh} over SSH" in release.reason
         assert "gave up after 4 attempt(s)" in release.reason
         retried_with_backoff(host.step_log(release.id, "deploy_actions"), "deploy to docker_ssh")
+        # Whether the router had switched to the new server before the cut depends
+        # on when it landed: the undo could not tell with SSH down, and says so.
+        journal = host.journal()
+        try:
+            undo = journal.events(release_id=before.id, kind="production.undo_stopped")
+        finally:
+            journal.close()
+        assert undo and "action_server could not be checked" in undo[0].detail, undo
     finally:
         start_sshd_again(host.sshd)
+    # The next tick's restore puts production's action server back where it moved.
+    again = host.agent("once")  # exit 1: the head commit's release failed
+    assert "Traceback" not in again.stdout + again.stderr, again.stderr[-3000:]
     host.production_is(before.id)
     host.readable()
 

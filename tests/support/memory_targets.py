@@ -97,10 +97,14 @@ class MemoryActionServer:
             spec.release_id, f"memory://actions/{spec.release_id}",
             spec.required_actions | self.extra_served, {"release": spec.release_id})
         self.serving.switch_server(deployment)
+        # A rollout that breaks once its router switched (the connection cut while
+        # the old server stops): `fail_at["deploy.after_switch"]`.
+        self.failures.call("deploy.after_switch")
         log(f"memory action server of release {spec.release_id} is live")
         return deployment
 
     def live(self) -> ActionServerDeployment | None:
+        self.failures.call("live")
         return self.serving.live_server
 
     def served_actions(self) -> frozenset[str]:
