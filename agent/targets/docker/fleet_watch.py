@@ -64,6 +64,7 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
         if update.updating and str(status.get("StartedAt", "")) == update.previous:
             status = {}  # not our update yet
         state = str(status.get("State", ""))
+        tasks = service.tasks()  # one read per poll, for every question below
         if state and state != last:
             # The reason a rollback started is in this message only until the
             # rollback completes: keep it for the error.
@@ -74,10 +75,10 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
         if state in MIXED:
             raise DeployError(
                 f"Swarm stopped the update of {settings.service} half-way ({state}: "
-                f"{status.get('Message', '')}; {task_error(client, service)}); its replicas "
+                f"{status.get('Message', '')}; {task_error(client, tasks)}); its replicas "
                 "serve more than one release: see `docker service ps`, then `docker service "
                 "rollback` or a new release")
-        problem = task_error(client, service, ref.release_id)
+        problem = task_error(client, tasks, ref.release_id)
         if state == "rollback_completed":
             if missing_image(problem):
                 raise DeployError(no_image_message("", "", ref.release_id, problem)
@@ -91,14 +92,15 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
         if not update.updating and missing_image(problem):  # no rollback to wait for
             raise DeployError(no_image_message("", "", ref.release_id, problem))
         if (update.updating and state == "completed") or (
-                not update.updating and running_count(service, ref.release_id)
+                not update.updating and running_count(tasks, ref.release_id)
                 >= update.replicas):
             return
         time.sleep(0.5)
+    service = get_service(client)
     raise DeployError(
         f"the replicas of release {ref.release_id} did not report model_id "
         f"{ref.model_id} within {budget:.0f} s (model.load_timeout per replica; "
-        f"{task_error(client, get_service(client))})")
+        f"{task_error(client, None if service is None else service.tasks())})")
 
 
 # Task states that still hold (or will hold) a running container.
@@ -156,22 +158,22 @@ def confirm_replicas(ref: ModelRef, endpoints: list[tuple[str, int]], replicas: 
     log(f"{len(endpoints)} replica(s) report model_id {ref.model_id}")
 
 
-def running_count(service: Any, release_id: str) -> int:
-    """The release's tasks Swarm calls running, on any node: with a health
-    check, a task is `starting` until its container is healthy."""
-    return sum(1 for task in service.tasks(filters={"desired-state": "running"})
-               if _release_of(task) == release_id
+def running_count(tasks: list[Mapping[str, Any]], release_id: str) -> int:
+    """The release's tasks (of a service's `tasks()`) Swarm calls running, on any
+    node: with a health check, a task is `starting` until its container is healthy."""
+    return sum(1 for task in tasks
+               if _release_of(task) == release_id and task.get("DesiredState") == "running"
                and (task.get("Status") or {}).get("State") == "running")
 
 
-def task_error(client: Any, service: Any, release_id: str = "") -> str:
-    """The newest failed task's error and node (of the release, when named); else
-    what the release's tasks are doing."""
-    if service is None:
+def task_error(client: Any, tasks: list[Mapping[str, Any]] | None,
+               release_id: str = "") -> str:
+    """The newest failed task (of a service's `tasks()`; None: no service) with its
+    error and node, of the release when named; else what the release's tasks do."""
+    if tasks is None:
         return "no service"
-    tasks = sorted(service.tasks(), key=lambda t: str(t.get("UpdatedAt", "")), reverse=True)
     seen = []
-    for task in tasks:
+    for task in sorted(tasks, key=lambda t: str(t.get("UpdatedAt", "")), reverse=True):
         status = task.get("Status", {})
         if release_id and _release_of(task) != release_id:
             continue

@@ -84,11 +84,12 @@ def test_each_running_replica_of_the_release_is_on_its_node_at_its_slots_port() 
 
 
 def test_a_new_service_counts_the_replicas_swarm_runs_on_every_node() -> None:
-    # `starting`: its container's health check has not passed yet.
-    service = Service([task("1", "n1", 1), task("1", "n2", 2, state="starting"),
-                       task("1", "n2", 3)])
-    assert running_count(service, "1") == 2
-    assert running_count(service, "2") == 0
+    # `starting`: its container's health check has not passed yet; the last one
+    # still runs, but Swarm is stopping it.
+    tasks = [task("1", "n1", 1), task("1", "n2", 2, state="starting"), task("1", "n2", 3),
+             task("1", "n1", 4, desired="shutdown")]
+    assert running_count(tasks, "1") == 2
+    assert running_count(tasks, "2") == 0
 
 
 def test_a_replica_on_a_node_without_an_address_is_named() -> None:
@@ -99,16 +100,16 @@ def test_a_replica_on_a_node_without_an_address_is_named() -> None:
 def test_a_rejected_task_is_named_with_its_node() -> None:
     service = Service([task("2", "n2", 1, state="rejected", err="No such image: r/x@sha256:0"),
                        task("1", "n1", 1)])
-    problem = task_error(CLIENT, service, "2")
+    problem = task_error(CLIENT, service.found, "2")
     assert problem == "task rejected on node bot-2: No such image: r/x@sha256:0"
     assert missing_image(problem)
-    assert task_error(CLIENT, service, "1") == "no failed task; slot 1: running (running)"
+    assert task_error(CLIENT, service.found, "1") == "no failed task; slot 1: running (running)"
 
 
 def test_a_replica_that_ended_by_itself_is_a_failure_with_the_likely_cause() -> None:
     # Rasa's Sanic exits 0 after "Unable to start server" (its port was taken).
     service = Service([task("2", "n1", 2, state="complete")])
-    assert task_error(CLIENT, service, "2").startswith(
+    assert task_error(CLIENT, service.found, "2").startswith(
         "a replica exited by itself (code 0) on node bot-1, slot 2: Rasa does so when its "
         "port is taken")
 
