@@ -81,6 +81,7 @@ class Record:
     # (start, end, priority) of each training run while the client chats
     trainings: list[tuple[float, float, str]] = field(default_factory=list)
     forms: list[tuple[float, bool]] = field(default_factory=list)  # (due, finished whole)
+    said: list[tuple[float, str]] = field(default_factory=list)  # (when, the target's log line)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -223,6 +224,7 @@ def run_mode(mode: str, rasa: list[str], tmp: Path, refs: tuple[Path, Path], bot
     record = Record()
 
     def log(line: str) -> None:
+        record.said.append((time.monotonic(), line))
         print(f"  [{mode}] {line}", file=sys.stderr)
 
     stop = threading.Event()
@@ -299,6 +301,25 @@ def rows(mode: str, record: Record) -> list[tuple[str, ...]]:
     return result
 
 
+def slowest(mode: str, record: Record, count: int = 8) -> list[str]:
+    """The slowest replies from the first switch on: where in which switch each
+    was due, and what the target last logged before it (what it was doing)."""
+    if not record.switches:
+        return []
+    first = record.switches[0][0]
+    late = sorted(((seconds, due) for due, seconds in record.latencies if due >= first),
+                  reverse=True)[:count]
+    lines = []
+    for seconds, due in late:
+        where = next((f"switch {i + 1} +{due - begin:.1f} s of {end - begin:.1f} s"
+                      for i, (begin, end) in enumerate(record.switches) if begin <= due < end),
+                     "between switches")
+        doing = [line for when, line in record.said if when <= due]
+        lines.append(f"  [{mode}] {seconds * 1000:.0f} ms, due in {where}; the target had "
+                     f"last said: {doing[-1][:90] if doing else '-'}")
+    return lines
+
+
 @contextlib.contextmanager
 def redis_for(tracker_store: str, tmp: Path) -> Iterator[int]:
     """A redis-server on a free loopback port for `--tracker-store redis` (0 otherwise)."""
@@ -364,6 +385,7 @@ def main() -> None:
             record = run_mode(mode, rasa, tmp, (model_a, model_b),
                               (tmp / "bot-a", tmp / "bot-b"), args)
             table += rows(mode, record)
+            print("\n".join(slowest(mode, record)), file=sys.stderr)
             for due, what in record.errors[:5]:
                 print(f"  [{mode}] error at +{due - record.switches[0][0]:.1f} s: {what}"
                       if record.switches else f"  [{mode}] error: {what}", file=sys.stderr)
