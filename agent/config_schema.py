@@ -180,6 +180,10 @@ SCHEMA: dict[str, Key] = {
     "action_server.replicas": _key(int, 1, _positive, "Swarm replicas"),
     "action_server.monitor": _key(NUMBER, 10, _positive,
                                   "seconds Swarm watches new tasks before an update counts"),
+    "action_server.start_period": _key(NUMBER, 60, _positive,
+                                       "seconds a new Swarm task's failing health checks "
+                                       "don't count (how long the action server may take "
+                                       "to start)"),
     "image.repository": _key(str, None, nullable=True,
                              help="where images go, e.g. registry.example.com/bot-actions"),
     "image.base_image": _key(str, "rasa/rasa-sdk", help="FROM of the default Dockerfile"),

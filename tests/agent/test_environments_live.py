@@ -100,7 +100,8 @@ def test_a_release_moves_from_staging_to_production_and_each_serves_its_own(
         assert host.agent("promote", str(second.id), "--env", "production").returncode == 0
         assert _hours(urls["production"], "p5") == ["Open from 2 am, release 2."]
         set_hours(src, "Open from 4 am, release 4.")
-        make_training_slow(src, 12)  # outlasts the rollback (a few seconds)
+        gate = src.parent / "training-gate"
+        make_training_slow(src, 60, gate)  # outlasts the rollback (a few seconds)
         slow = push_all(src, "release 4 trains slowly")
         once = subprocess.Popen([sys.executable, "-m", "agent.cli", "-c", str(config), "once"],
                                 env=host.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -118,6 +119,7 @@ def test_a_release_moves_from_staging_to_production_and_each_serves_its_own(
                 journal.close()
             assert _hours(urls["production"], "p6") == ["Open from 1 am, release 1."]
         finally:
+            gate.touch()  # the training may end now
             out, err = once.communicate(timeout=600)
         # Release 4's model needs its bot's own component (slow_training.py), which
         # staging's Rasa server, running outside the bot's folder since release 1,

@@ -233,36 +233,14 @@ def test_a_validation_error_fails_the_release_and_production_is_untouched(host: 
     host.commit_and_push("revert the broken story", files={"data/stories.yml": stories})
 
 
-def test_a_failing_test_story_fails_the_release_and_production_is_untouched(
-    host: Host,
-) -> None:
-    live_before = host.live_model_id()
-    production = host.journal().production_release("production")
-    stories = TEST_STORIES
-    wrong = stories.replace("      - action: utter_you_are_welcome",
-                            "      - action: utter_goodbye")
-    assert wrong != stories
-    host.commit_and_push("a test story that expects the wrong reply",
-                         files={"tests/test_stories.yml": wrong})
-    result = host.tick()
-    journal = host.journal()
-    release = journal.release(result.release_id or 0)
-    assert result.status == FAILED
-    assert release.reason.startswith("test: test stories failed"), release.reason
-    steps = {s.name: s.status for s in journal.steps(release.id)}
-    assert steps["train"] == "reused" and steps["test"] == "failed"
-    assert "deploy_actions" not in steps and "activate_model" not in steps
-    assert host.live_model_id() == live_before
-    assert journal.production_release("production").id == production.id  # type: ignore[union-attr]
-    host.commit_and_push("fix the test story", files={"tests/test_stories.yml": stories})
-
-
-def test_a_broken_story_in_a_second_test_file_fails_the_release_and_is_named(
+def test_a_failing_story_in_a_second_test_file_fails_the_release_named_and_untouched(
     host: Host,
 ) -> None:
     # Two files match `tests/test_*.yml`: Rasa reads test stories only from files
     # named test_*, so the agent must hand both over under such names (it once
     # copied them as 000_<name>: Rasa evaluated nothing and the release passed).
+    live_before = host.live_model_id()
+    production = host.journal().production_release("production")
     second = host.src / "tests" / "test_more_stories.yml"
     broken = TEST_STORIES.replace("a coffee order, end to end", "thanks, then goodbye?") \
         .replace("      - action: utter_you_are_welcome", "      - action: utter_goodbye")
@@ -277,6 +255,9 @@ def test_a_broken_story_in_a_second_test_file_fails_the_release_and_is_named(
     assert "story 'thanks, then goodbye?'" in release.reason
     steps = {s.name: s.status for s in journal.steps(release.id)}
     assert steps["train"] == "reused" and steps["test"] == "failed"
+    assert "deploy_actions" not in steps and "activate_model" not in steps
+    assert host.live_model_id() == live_before
+    assert journal.production_release("production").id == production.id  # type: ignore[union-attr]
     second.unlink()
     host.commit_and_push("drop the second test file")
 

@@ -139,7 +139,8 @@ def test_a_rollback_while_a_release_trains_returns_within_30_s_and_the_release_s
     assert current is not None and earlier is not None and earlier.model_id
     assert earlier.model_id != current.model_id
     with running_daemon(host) as proc:
-        fast_config = make_training_slow(host.src, 25)  # outlasts the rollback (~5 s)
+        gate = host.src.parent / f"training-gate-{time.monotonic_ns()}"  # one per run
+        fast_config = make_training_slow(host.src, 60, gate)  # outlasts the rollback (~5 s)
         slow = commit_and_push(host, "a training during an incident")
         trains = training(host.journal, slow)
         time.sleep(1)  # `rasa train` is under way
@@ -159,6 +160,7 @@ def test_a_rollback_while_a_release_trains_returns_within_30_s_and_the_release_s
             journal.close()
         assert host.live()[0] == earlier.model_id
         assert host.say("when are you open", "rollback") == [host.expected[earlier.commit][1]]
+        gate.touch()  # the training may end now
         done = settled(host, slow)
         stop_daemon(proc)
     journal = host.journal()

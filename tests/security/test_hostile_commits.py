@@ -29,7 +29,9 @@ from tests.support.bots import copy_bot, deploy_repo
 from tests.support.git import git
 from tests.support.paths import COFFEEBOT
 
-pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
+# Light (tests/support/ci_split.py): no session service, nothing timed, and no
+# model is ever served (every release fails before its switch).
+pytestmark = [pytest.mark.rasa, pytest.mark.light, pytest.mark.timeout(1800)]
 
 # Runs `agent once` and prints the peak RSS (KiB) of its whole process tree.
 MEASURE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:]); "

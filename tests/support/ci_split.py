@@ -1,6 +1,6 @@
-"""CI runs the suite in two parts: `--ci-part heavy` serially, then `--ci-part light`
-with two pytest-xdist workers, one test file per worker at a time (.ci/test).
-Without the option every test runs, as before.
+"""CI runs the suite in two parts: `--ci-part heavy` serially and, beside it at idle
+CPU priority, `--ci-part light` with two pytest-xdist workers, one test file per
+worker at a time (.ci/test). Without the option every test runs, as before.
 
 A test is heavy, and never shares the machine with a second worker, when it
 - uses a session service (dockerd and its images, the registry, sshd, Redis, the
@@ -12,7 +12,8 @@ A test is heavy, and never shares the machine with a second worker, when it
 - lives in tests/reliability/ (supervision restarts, crashes, faults: timing).
 A test with real Rasa that times nothing and uses no session service may say
 so with the `light` marker (the demo: it only checks that the README's
-command works end to end). Everything else is light: unit tests, in-process
+command works end to end; the NLU gate step's training; the hostile commits,
+which never serve). Everything else is light: unit tests, in-process
 fakes, short subprocesses on free ports and tmp_path, and the commit-time hooks'
 tests with real Rasa (each on its own copy of a bot with its own caches;
 nothing there is timed). The two parts together are exactly the whole suite.

@@ -6,6 +6,8 @@ component of the bot's own (`slow_training.py` at the bot's root, which Rasa
 imports from the working directory) sleeps in `process_training_data` for the
 `seconds` its config names, so the training lasts that long without a CPU
 being busy, and a changed `seconds` is a changed config: never a reused model.
+With a `gate` (a file path), it stops sleeping as soon as that file exists: a
+test opens the gate once it has seen what it needed while the release trained.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from agent.journal import Journal, Release
 MODULE = "slow_training.py"
 
 SOURCE = '''\
-"""Training sleeps `seconds`: the agent's tests need a training that lasts."""
+"""Training sleeps `seconds`, or until the file `gate` exists: the agent's tests
+need a training that lasts."""
+import os
 import time
 from typing import Any, Dict, List, Text
 
@@ -37,7 +41,7 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 class SlowTraining(GraphComponent):
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {"seconds": 30}
+        return {"seconds": 30, "gate": ""}
 
     @classmethod
     def create(cls, config: Dict[Text, Any], model_storage: ModelStorage,
@@ -46,9 +50,12 @@ class SlowTraining(GraphComponent):
 
     def __init__(self, config: Dict[Text, Any]) -> None:
         self.seconds = float(config["seconds"])
+        self.gate = str(config["gate"])
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
-        time.sleep(self.seconds)
+        deadline = time.monotonic() + self.seconds
+        while time.monotonic() < deadline and not (self.gate and os.path.exists(self.gate)):
+            time.sleep(0.1)
         return training_data
 
     def process(self, messages: List[Message]) -> List[Message]:
@@ -58,14 +65,16 @@ class SlowTraining(GraphComponent):
 TOKENIZER = "  - name: WhitespaceTokenizer\n"
 
 
-def make_training_slow(bot: Path, seconds: float) -> str:
-    """Add the sleeping component to `bot` (after its tokenizer); the old config."""
+def make_training_slow(bot: Path, seconds: float, gate: Path | None = None) -> str:
+    """Add the sleeping component to `bot` (after its tokenizer); the old config.
+    `gate`: an absolute path whose file, once made, ends the sleep early."""
     (bot / MODULE).write_text(SOURCE, encoding="utf-8")
     config = bot / "config.yml"
     before = config.read_text(encoding="utf-8")
     assert TOKENIZER in before, before
+    gated = f"\n    gate: {gate}" if gate is not None else ""
     config.write_text(before.replace(TOKENIZER, TOKENIZER + "  - name: slow_training.SlowTraining"
-                                     f"\n    seconds: {seconds}\n"), encoding="utf-8")
+                                     f"\n    seconds: {seconds}{gated}\n"), encoding="utf-8")
     return before
 
 

@@ -94,6 +94,7 @@ def swarm(config: AgentConfig) -> ActionServerTarget:
         backend_ports=_backend_ports(config), replicas=int(config["action_server.replicas"]),
         public_host=str(public), start_timeout=float(config["action_server.start_timeout"]),
         monitor=float(config["action_server.monitor"]), command=_command(config),
+        start_period=float(config["action_server.start_period"]),
         env_names=_env_names(config),
     ))
 

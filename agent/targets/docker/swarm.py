@@ -50,6 +50,9 @@ class SwarmSettings:
     public_host: str = "127.0.0.1"
     start_timeout: float = 180.0
     monitor: float = 5.0  # seconds Swarm watches new tasks before the update counts
+    # Failing checks don't count for this long: a task missing an action is
+    # rolled back only after it (and the retries), so keep it near the start time.
+    start_period: float = 60.0
     command: tuple[str, ...] | None = None  # default: rasa-sdk's, with `{port}` filled in
     env_names: tuple[str, ...] = ()  # action_server.env: the tasks' variables
 
@@ -113,7 +116,8 @@ class SwarmTarget(EngineTarget):
             healthcheck=Healthcheck(
                 test=["CMD", "python3", "-c", HEALTH_CODE, str(port),
                       *sorted(spec.required_actions)],
-                interval=SECOND, timeout=5 * SECOND, retries=3, start_period=60 * SECOND),
+                interval=SECOND, timeout=5 * SECOND, retries=3,
+                start_period=int(self.settings.start_period * SECOND)),
             update_config=UpdateConfig(
                 parallelism=1, order="start-first", failure_action="rollback",
                 monitor=int(self.settings.monitor * SECOND), max_failure_ratio=0.0),

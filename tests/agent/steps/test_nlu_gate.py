@@ -67,6 +67,7 @@ def _context(tmp_path: Path, change: str, **gate: object) -> tuple[StepContext, 
 
 
 @pytest.mark.rasa
+@pytest.mark.light  # trains two tiny NLU models, like the NLU hook's tests; times nothing
 def test_moved_examples_fail_the_gate_then_pass_with_looser_thresholds(
     tmp_path: Path, rasa_on_path: None
 ) -> None:

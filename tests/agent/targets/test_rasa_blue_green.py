@@ -43,7 +43,7 @@ def recorded_pid(record: Path) -> int:
     return int(json.loads(record.read_text())["handle"]["pid"])
 
 
-def test_a_switch_under_chat_loses_no_message_and_leaves_one_server(
+def test_a_switch_under_chat_loses_no_message_leaves_one_server_and_a_bad_load_nothing(
         tmp_path: Path, rasa_bin: Path) -> None:
     target = make_target(tmp_path / "bg", rasa_bin)
     models = light_coffeebots(str(rasa_bin))
@@ -65,27 +65,18 @@ def test_a_switch_under_chat_loses_no_message_and_leaves_one_server(
         again = make_target(tmp_path / "bg", rasa_bin, url=target.url)
         assert again.ensure_server(print) is False
         assert again.live_model_id() == second.model_id
+
+        # A model that fails to load leaves the live one serving, and no new server.
+        broken = target.upload("3", corrupt_copy(model2, tmp_path), print, bot2)
+        with pytest.raises(DeployError, match=r"could not load the model|exited while loading"):
+            target.activate(broken, print)
+        assert target.live_model_id() == second.model_id
+        assert target.talk("someone new", "hello") == [GREETINGS["two"]]
+        assert len(rasa_servers_of(tmp_path / "bg")) == 1
     finally:
         target.stop_all(print)
     assert rasa_servers_of(tmp_path / "bg") == []
     assert not target.proxy.running()
-
-
-def test_a_model_that_fails_to_load_leaves_the_old_one_serving(
-        tmp_path: Path, rasa_bin: Path) -> None:
-    target = make_target(tmp_path / "bg", rasa_bin)
-    models = light_coffeebots(str(rasa_bin))
-    try:
-        bot1, model1 = models["one"]
-        target.activate(target.upload("1", model1, print, bot1), print)
-        broken = target.upload("3", corrupt_copy(model1, tmp_path), print, bot1)
-        with pytest.raises(DeployError, match=r"could not load the model|exited while loading"):
-            target.activate(broken, print)
-        assert target.live_model_id() == target.upload("1", model1, print).model_id
-        assert target.talk("someone", "hello") == [GREETINGS["one"]]
-        assert len(rasa_servers_of(tmp_path / "bg")) == 1
-    finally:
-        target.stop_all(print)
 
 
 # ------------------------------------------------------- with the stand-in
