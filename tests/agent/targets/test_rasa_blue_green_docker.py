@@ -4,7 +4,10 @@ A real dockerd, real HAProxy on this host, and real Rasa 3.6.21 in containers
 of an image made offline in place of rasa/rasa (tests/support/rasa_image.py),
 serving the two light models of the example bot that greet differently
 (tests/support/light_models.py). Each container start loads Rasa (15-25 s),
-so one test walks the whole life of the target in sequence.
+so one test walks the whole life of the target in sequence, ending with the
+agent SIGKILLed inside a switch (at `rasa.started`: the new container loading;
+at `rasa.switched`: HAProxy already on it, the old one still running) and
+started again.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tarfile
 import time
 from pathlib import Path
@@ -23,12 +27,12 @@ import pytest
 import requests
 
 from agent.targets.base import DeployError
-from agent.targets.docker.engine import local_engine
 from agent.targets.docker.rasa_images import IMAGE_REPOSITORY, LABEL_ROLE, ROLE
-from agent.targets.docker.rasa_slots import TRACKER_VOLUME, ContainerSettings, ContainerSlotRunner
+from agent.targets.docker.rasa_slots import TRACKER_VOLUME
 from agent.targets.local_process import free_port
 from agent.targets.rasa_blue_green import BlueGreenRasaTarget
 from tests.support.ci import need
+from tests.support.container_target import ContainerTarget
 from tests.support.light_models import GREETINGS, light_coffeebots
 from tests.support.procs import processes_showing
 from tests.support.services import DockerEngine
@@ -71,12 +75,9 @@ def test_releases_switch_between_containers_keeping_conversations(
     client = docker_engine.client()
     remove_tracker_volume(client)  # an earlier run's conversations
     state = tmp_path / "bg"
-    runner = ContainerSlotRunner(local_engine(docker_engine.base_url), ContainerSettings(
-        image=rasa_image, ports=(free_port(), free_port()), public_host="127.0.0.1",
-        tracker_dir=state / "tracker"))
-    target = BlueGreenRasaTarget(
-        url=f"http://127.0.0.1:{free_port()}", token=None, state_dir=state, runner=runner,
-        action_endpoint="http://127.0.0.1:5055/webhook", load_timeout=300, drain_timeout=10)
+    built = ContainerTarget(docker_engine.base_url, rasa_image, (free_port(), free_port()),
+                            f"http://127.0.0.1:{free_port()}", str(state))
+    target = built.build()
     models = light_coffeebots(str(rasa_bin))
     (bot1, model1), (bot2, model2) = models["one"], models["two"]
     started = time.monotonic()
@@ -85,10 +86,11 @@ def test_releases_switch_between_containers_keeping_conversations(
         print(f"{time.monotonic() - started:6.1f} s  {line}")
 
     try:
-        target.activate(target.upload("1", model1, log, bot1), log)
+        first = target.upload("1", model1, log, bot1)
+        target.activate(first, log)
         assert target.talk("kept", "hello") == [GREETINGS["one"]]
-        first = json.loads((state / "live.json").read_text())["handle"]["container"]
-        assert [c.id for c in rasa_containers(client)] == [first]
+        first_container = json.loads((state / "live.json").read_text())["handle"]["container"]
+        assert [c.id for c in rasa_containers(client)] == [first_container]
 
         chatter, second = switch_while_chatting(target, "2", model2, bot2, log)
         assert chatter.failures == []
@@ -97,7 +99,7 @@ def test_releases_switch_between_containers_keeping_conversations(
         assert target.live_model_id() == second.model_id
         # The old container is gone; the new one serves at the default CPU weight.
         (live,) = rasa_containers(client)
-        assert live.id != first and live.status == "running"
+        assert live.id != first_container and live.status == "running"
         assert live.attrs["HostConfig"]["CpuShares"] == 1024
         assert live.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
         # The token is on no command line on the host (`ps` shows a container's
@@ -129,6 +131,23 @@ def test_releases_switch_between_containers_keeping_conversations(
                 for tag in image.tags}
         assert f"{IMAGE_REPOSITORY}:2" in tags and f"{IMAGE_REPOSITORY}:1" in tags
         assert tags <= {f"{IMAGE_REPOSITORY}:{n}" for n in ("1", "2", "3")}
+
+        # The agent SIGKILLed inside a switch, then started again: its new
+        # container outlives it; the restart leaves exactly one container, the
+        # one the live record names, serving on the stable port.
+        for point, release, serving in (("rasa.started", "4", second.model_id),
+                                        ("rasa.switched", "5", first.model_id)):
+            died = built.activate_killed_at(point, release, model1, bot1)
+            assert died.returncode == -signal.SIGKILL, died.stdout[-2000:] + died.stderr[-2000:]
+            assert len(rasa_containers(client)) == 2
+            log(f"killed at {point}")
+            restarted = built.build()
+            restarted.ensure_server(log)
+            (alone,) = rasa_containers(client)
+            assert alone.status == "running"
+            assert restarted.live_model_id() == serving
+            assert restarted.talk(f"after-{point}", "hello") == [
+                GREETINGS["two" if serving == second.model_id else "one"]]
     finally:
         target.stop_all(log)
     assert rasa_containers(client) == []
