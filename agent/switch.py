@@ -124,15 +124,19 @@ def _switched(agent: Agent, ctx: StepContext, switch: str, environment: str) -> 
     A step notes its switch once it returns. An action-server rollout can break
     after its router switched (the SSH connection cut while the old container
     stops), so a failed one counts as switched when the live server is this
-    release's.
+    release's. One that never ran (an earlier switch failed) is not asked about.
     """
     if ctx.notes.get(SWITCHED[switch]):
         return True
     if switch != order.ACTION_SERVER:
         return False
+    name = SWITCHES[switch].NAME
+    if not any(s.name == name and s.status == "failed"
+               for s in agent.journal.steps(ctx.release_id)):
+        return False
     try:
         live = agent.place(environment).action_server.live()
-    except DeployError:
+    except Exception:  # DeployError, or a transport error with_engine passed on
         return None
     return live is not None and live.release_id == str(ctx.release_id)
 
@@ -241,13 +245,16 @@ def restore(agent: Agent, environment: str) -> list[str]:
         live_model = model_target.live_model_id()
     except DeployError:
         live_model = _restart_server(agent, current, place)
+    has_actions = current.action_code_fingerprint is not None or bool(current.required_actions)
     try:
         live_server = server_target.live()
-    except DeployError as exc:
-        journal.event("production.restore_failed", current.id, environment, detail=str(exc))
-        progress.info(f"could not read which action server serves: {exc}")
-        return []
-    has_actions = current.action_code_fingerprint is not None or bool(current.required_actions)
+    except Exception as exc:  # DeployError, or a transport error
+        if has_actions:  # what serves the actions can't be known: the next tick asks again
+            journal.event("production.restore_failed", current.id, environment,
+                          detail=str(exc))
+            progress.info(f"could not read which action server serves: {exc}")
+            return []
+        live_server = None  # production needs no action server: the model may still drift
     if live_server is None and has_actions and action_server_running(place):
         progress.info("the action server runs but did not list its actions in time: "
                       "busy, left alone; the next tick's restore checks again")

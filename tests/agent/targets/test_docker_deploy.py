@@ -311,7 +311,7 @@ def test_swarm_service_updates_start_first_and_rolls_back_a_missing_action(
     port, backends = three_ports()
     target = SwarmTarget("swarm", local_engine(docker_engine.base_url), SwarmSettings(
         instance=f"swarm{port}", port=port, backend_ports=backends, monitor=3,
-        start_period=10,  # the SDK answers within 3-7 s here; release 3 must fail
+        start_period=20,  # the SDK answers within 3-7 s here; release 3 must fail
         env_names=(BOT_VARIABLE,)))
     lines: list[str] = []
     monkeypatch.setenv(BOT_VARIABLE, "swarm-value-7")
