@@ -37,7 +37,7 @@ from agent.deploy_lock import (
     release_deploy_lock,
     try_deploy_lock,
 )
-from agent.journal import Release
+from agent.journal import Release, StepStatus
 from agent.pipeline import SMOKE, SWITCHES
 from agent.runner import ReleaseStopped, run_step
 from agent.runtime import Agent
@@ -131,7 +131,7 @@ def _switched(agent: Agent, ctx: StepContext, switch: str, environment: str) -> 
     if switch != order.ACTION_SERVER:
         return False
     name = SWITCHES[switch].NAME
-    if not any(s.name == name and s.status == "failed"
+    if not any(s.name == name and s.status == StepStatus.FAILED
                for s in agent.journal.steps(ctx.release_id)):
         return False
     try:
