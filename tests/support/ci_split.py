@@ -1,6 +1,6 @@
-"""CI runs the suite in two parts: `--ci-part heavy` serially and, beside it at idle
-CPU priority, `--ci-part light` with two pytest-xdist workers, one test file per
-worker at a time (.ci/test). Without the option every test runs, as before.
+"""CI runs the suite in two parts: `--ci-part heavy` serially, then `--ci-part
+light` with two pytest-xdist workers, one test file per worker at a time
+(.ci/test). Without the option every test runs, as before.
 
 A test is heavy, and never shares the machine with a second worker, when it
 - uses a session service (dockerd and its images, the registry, sshd, Redis, the

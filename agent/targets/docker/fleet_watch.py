@@ -52,7 +52,10 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
     """Until Swarm completed the update (a new service: every replica healthy);
     a rollback, a pause or the time running out is a DeployError naming why."""
     # One replica after the other: each may take its start period (the load
-    # timeout), Swarm's monitor and a few health checks.
+    # timeout), Swarm's monitor and a few health checks. A rollback is a second
+    # update of the same kind (the previous release's replicas start and load
+    # again), so once Swarm starts one it gets a budget of its own: failing the
+    # release before the previous replicas serve again would say less than it knows.
     budget = update.replicas * (settings.load_timeout + settings.monitor + 10) + 60
     deadline = time.monotonic() + budget
     last, why, ref = "", "", update.ref
@@ -71,7 +74,9 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
             message = str(status.get("Message", ""))
             log(f"Swarm update: {state} ({message})")
             last = state
-            why = message if state == "rollback_started" else why
+            if state == "rollback_started":
+                why = message
+                deadline = time.monotonic() + budget
         if state in MIXED:
             raise DeployError(
                 f"Swarm stopped the update of {settings.service} half-way ({state}: "
@@ -97,6 +102,12 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
             return
         time.sleep(0.5)
     service = get_service(client)
+    if why:
+        raise DeployError(
+            f"Swarm started rolling the Rasa service back ({why}) and did not finish "
+            f"within {budget:.0f} s: its replicas may serve more than one release; see "
+            f"`docker service ps {settings.service}` "
+            f"({task_error(client, None if service is None else service.tasks())})")
     raise DeployError(
         f"the replicas of release {ref.release_id} did not report model_id "
         f"{ref.model_id} within {budget:.0f} s (model.load_timeout per replica; "

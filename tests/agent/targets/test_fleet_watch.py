@@ -11,14 +11,16 @@ from typing import Any
 import pytest
 
 from agent.targets.base import DeployError, ModelRef
-from agent.targets.docker.fleet_service import LABEL_RELEASE
+from agent.targets.docker.fleet_service import LABEL_RELEASE, FleetSettings
 from agent.targets.docker.fleet_watch import (
+    Update,
     confirm_replicas,
     missing_image,
     node_addresses,
     replica_endpoints,
     running_count,
     task_error,
+    wait_for_update,
 )
 
 
@@ -132,3 +134,49 @@ def test_every_replica_must_answer_with_the_release_model() -> None:
     with pytest.raises(DeployError, match=r"replica on h:1 reports model_id model-1, not "
                                           r"release 2's model-2"):
         confirm_replicas(ref, [("h", 1)], 1, lambda url: Api("model-1"), lines.append)
+
+
+@dataclass
+class Rolling:
+    """A service whose UpdateStatus moves on with each read (one poll): Swarm's
+    update of release 3 failing and rolling back."""
+
+    states: list[str]
+    reads: int = 0
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def read(self, client: Any) -> Rolling:
+        state = self.states[min(self.reads, len(self.states) - 1)]
+        self.reads += 1
+        self.attrs = {"UpdateStatus": {"State": state, "StartedAt": "ours",
+                                       "Message": f"{state} message"}}
+        return self
+
+    def tasks(self, filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        return [task("2", "n1", 1)]
+
+
+def test_a_rollback_gets_time_of_its_own_before_the_release_fails(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A poll every 50 simulated seconds. The update's budget (2 replicas, 15 s
+    # load) is 114 s: the rollback starts at 50 s and completes at 150 s, past
+    # the update's own budget but within the rollback's.
+    now = [0.0]
+    monkeypatch.setattr("agent.targets.docker.fleet_watch.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("agent.targets.docker.fleet_watch.time.sleep",
+                        lambda seconds: now.__setitem__(0, now[0] + 50))
+    settings = FleetSettings("image", 2, (31000, 32000), "127.0.0.1", load_timeout=15,
+                             monitor=2.0)
+    update = Update(ModelRef("3", "broken-model", "/releases/3"), True, "before", 2)
+    service = Rolling(["updating", "rollback_started", "rollback_started",
+                       "rollback_completed"])
+    with pytest.raises(DeployError, match=r"rolled the Rasa service back.*broken-model"
+                       r".*rollback_started message.*serve again"):
+        wait_for_update(CLIENT, settings, update, service.read, lambda line: None)
+
+    # A rollback that never completes is named as one, not as a slow update.
+    now[0] = 0.0
+    stuck = Rolling(["updating", "rollback_started"])
+    with pytest.raises(DeployError, match=r"started rolling .* back \(rollback_started "
+                       r"message\) and did not finish.*docker service ps"):
+        wait_for_update(CLIENT, settings, update, stuck.read, lambda line: None)
