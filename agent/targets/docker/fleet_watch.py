@@ -58,7 +58,7 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
     # release before the previous replicas serve again would say less than it knows.
     budget = update.replicas * (settings.load_timeout + settings.monitor + 10) + 60
     deadline = time.monotonic() + budget
-    last, why, ref = "", "", update.ref
+    last, why, ref, rolling_back = "", "", update.ref, False
     while time.monotonic() < deadline:
         service = get_service(client)
         if service is None:
@@ -75,7 +75,7 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
             log(f"Swarm update: {state} ({message})")
             last = state
             if state == "rollback_started":
-                why = message
+                why, rolling_back = message, True
                 deadline = time.monotonic() + budget
         if state in MIXED:
             raise DeployError(
@@ -102,9 +102,10 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
             return
         time.sleep(0.5)
     service = get_service(client)
-    if why:
+    if rolling_back:
         raise DeployError(
-            f"Swarm started rolling the Rasa service back ({why}) and did not finish "
+            f"Swarm started rolling the Rasa service back ({why or 'no reason given'}) and "
+            "did not finish "
             f"within {budget:.0f} s: its replicas may serve more than one release; see "
             f"`docker service ps {settings.service}` "
             f"({task_error(client, None if service is None else service.tasks())})")
