@@ -43,8 +43,9 @@ if [ ! -x "$venv/bin/rasa" ]; then
   say "building $venv (Python 3.10 + Rasa 3.6.21; takes a few minutes once)"
   mkdir -p "$RASA_GITOPS_CACHE"
   PYENV_VERSION=3.10.13 python3.10 -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -r "$here/.ci/requirements-test.txt"
+  "$venv/bin/pip" install -q uv==0.13.9
+  "$venv/bin/uv" pip install -q --python "$venv/bin/python" --compile-bytecode \
+    -r "$here/.ci/requirements-lock.txt"
 fi
 "$venv/bin/pip" install -q --no-deps -e "$here" >"$RASA_GITOPS_CACHE/demo-pip.log" 2>&1 \
   || { cat "$RASA_GITOPS_CACHE/demo-pip.log"; exit 1; }
