@@ -39,14 +39,7 @@ say() { printf '\n== %s\n' "$*"; }
 haproxy="$(command -v haproxy || true)"
 [ -n "$haproxy" ] || { [ -x /usr/sbin/haproxy ] && haproxy=/usr/sbin/haproxy; } || {
   echo "the demo needs HAProxy: sudo apt-get install haproxy" >&2; exit 1; }
-if [ ! -x "$venv/bin/rasa" ]; then
-  say "building $venv (Python 3.10 + Rasa 3.6.21; takes a few minutes once)"
-  mkdir -p "$RASA_GITOPS_CACHE"
-  PYENV_VERSION=3.10.13 python3.10 -m venv "$venv"
-  "$venv/bin/pip" install -q uv==0.13.9
-  "$venv/bin/uv" pip install -q --python "$venv/bin/python" --compile-bytecode \
-    -r "$here/.ci/requirements-lock.txt"
-fi
+bash "$here/.ci/venv" "$venv"  # builds it once (about a minute), else keeps it
 "$venv/bin/pip" install -q --no-deps -e "$here" >"$RASA_GITOPS_CACHE/demo-pip.log" 2>&1 \
   || { cat "$RASA_GITOPS_CACHE/demo-pip.log"; exit 1; }
 export PATH="$venv/bin:$PATH"

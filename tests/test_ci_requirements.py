@@ -13,9 +13,9 @@ CI = REPO_ROOT / ".ci"
 
 
 def _lines(name: str) -> list[str]:
+    """The file's requirements, without comments and blank lines."""
     text = (CI / name).read_text(encoding="utf-8")
-    return [line.split("#")[0].strip() for line in text.splitlines()
-            if line.split("#")[0].strip()]
+    return [kept for line in text.splitlines() if (kept := line.split("#")[0].strip())]
 
 
 def test_the_lock_pins_every_requirement_at_a_version_it_allows() -> None:
@@ -28,7 +28,7 @@ def test_the_lock_pins_every_requirement_at_a_version_it_allows() -> None:
         wanted = Requirement(line)
         version = pinned.get(canonicalize_name(wanted.name))
         assert version is not None, (
-            f".ci/requirements-lock.txt has no {wanted.name}: rebuild the venv with pip from "
-            ".ci/requirements-test.txt, then pip freeze --exclude-editable into the lock")
+            f".ci/requirements-lock.txt has no {wanted.name}: write the lock again as its "
+            "header says (pip freeze --all of a venv pip built from .ci/requirements-test.txt)")
         assert wanted.specifier.contains(version, prereleases=True), (
             f".ci/requirements-lock.txt pins {wanted.name}=={version}, outside {wanted.specifier}")

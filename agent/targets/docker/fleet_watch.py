@@ -102,17 +102,15 @@ def wait_for_update(client: Any, settings: FleetSettings, update: Update,
             return
         time.sleep(0.5)
     service = get_service(client)
+    problem = task_error(client, None if service is None else service.tasks())
     if rolling_back:
         raise DeployError(
             f"Swarm started rolling the Rasa service back ({why or 'no reason given'}) and "
-            "did not finish "
-            f"within {budget:.0f} s: its replicas may serve more than one release; see "
-            f"`docker service ps {settings.service}` "
-            f"({task_error(client, None if service is None else service.tasks())})")
+            f"did not finish within {budget:.0f} s: its replicas may serve more than one "
+            f"release; see `docker service ps {settings.service}` ({problem})")
     raise DeployError(
         f"the replicas of release {ref.release_id} did not report model_id "
-        f"{ref.model_id} within {budget:.0f} s (model.load_timeout per replica; "
-        f"{task_error(client, None if service is None else service.tasks())})")
+        f"{ref.model_id} within {budget:.0f} s (model.load_timeout per replica; {problem})")
 
 
 # Task states that still hold (or will hold) a running container.
