@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import itertools
 import os
 import shutil
 import statistics
@@ -82,6 +83,44 @@ class Record:
     trainings: list[tuple[float, float, str]] = field(default_factory=list)
     forms: list[tuple[float, bool]] = field(default_factory=list)  # (due, finished whole)
     said: list[tuple[float, str]] = field(default_factory=list)  # (when, the target's log line)
+    # (when, /proc/stat's cpu line) once a second: how loaded the host was
+    cpu: list[tuple[float, tuple[int, ...]]] = field(default_factory=list)
+
+
+# /proc/stat's "cpu" columns, in jiffies of all cores together (man 5 proc).
+USER, NICE, SYSTEM, IDLE, IOWAIT, IRQ, SOFTIRQ, STEAL = range(8)
+
+
+def cpu_counters() -> tuple[int, ...]:
+    """The host's CPU time so far: the first 8 columns of /proc/stat's cpu line
+    (empty where there is no /proc)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            return tuple(int(v) for v in stat.readline().split()[1:9])
+    except OSError:
+        return ()
+
+
+def sample_cpu(record: Record, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        record.cpu.append((time.monotonic(), cpu_counters()))
+
+
+def host_load(record: Record, inside: Callable[[float], bool]) -> tuple[str, str, str]:
+    """Busy, niced and stolen shares of all cores over the samples `inside`
+    the phase: busy counts everything but idle and iowait (niced and stolen
+    included), niced is the background work (a training at nice 19, a loading
+    server at nice 10), steal is time the hypervisor gave another guest."""
+    spent = [0] * 8
+    for (_, before), (when, after) in itertools.pairwise(record.cpu):
+        if inside(when) and len(before) == len(after) == 8:
+            spent = [total + b - a for total, a, b in zip(spent, before, after, strict=True)]
+    whole = sum(spent)
+    if whole == 0:
+        return ("-", "-", "-")
+    busy = whole - spent[IDLE] - spent[IOWAIT]
+    shares = [f"{100 * part / whole:.0f}%" for part in (busy, spent[NICE], spent[STEAL])]
+    return shares[0], shares[1], shares[2]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -238,6 +277,8 @@ def run_mode(mode: str, rasa: list[str], tmp: Path, refs: tuple[Path, Path], bot
         log(f"serving model A after {time.monotonic() - started:.0f} s")
         thread = threading.Thread(target=client, args=(url, mode, args.rate, record, stop))
         thread.start()
+        # From the client's start: the idle phase doesn't count model A's load.
+        threading.Thread(target=sample_cpu, args=(record, stop), daemon=True).start()
         time.sleep(args.baseline)
         for priority in args.training:
             begin = time.monotonic()
@@ -293,11 +334,12 @@ def rows(mode: str, record: Record) -> list[tuple[str, ...]]:
             stats = ("-", "-", "-")
         forms = [whole for due, whole in record.forms if inside(due)]
         lost = f"{forms.count(False)}/{len(forms)}"
-        result.append((mode, phase, str(len(values) + errors), str(errors), *stats, lost))
+        result.append((mode, phase, str(len(values) + errors), str(errors), *stats, lost,
+                       *host_load(record, inside)))
     durations = [end - begin for begin, end in record.switches]
     mean = f"{statistics.mean(durations):.1f}" if durations else "-"
     result.append((mode, "switch s", f"n={len(durations)}", "", f"mean {mean}", "",
-                   f"max {max(durations):.1f}" if durations else "-", ""))
+                   f"max {max(durations):.1f}" if durations else "-", "", "", "", ""))
     return result
 
 
@@ -394,8 +436,11 @@ def main() -> None:
           f"switches: {counts} ({args.pause:.0f} s apart); latency in ms")
     print(f"one customer a second goes through the form, turns {FORM_GAP:.0f} s apart; "
           "lost: of those started in the phase, how many lost their form")
-    header = ("mode", "phase", "count", "errors", "p50", "p99", "max", "lost")
-    widths = (12, 11, 8, 8, 9, 9, 9, 9)
+    print(f"host CPU over the phase, share of all {os.cpu_count()} cores: busy (niced and "
+          "stolen included), niced (training, a loading server), stolen by the hypervisor")
+    header = ("mode", "phase", "count", "errors", "p50", "p99", "max", "lost", "busy",
+              "niced", "stolen")
+    widths = (12, 11, 8, 8, 9, 9, 9, 9, 6, 7, 7)
     for line in (header, *table):
         print("".join(f"{cell:<{width}}" for cell, width in zip(line, widths, strict=True)))
 
