@@ -27,6 +27,7 @@ from tests.support.agent_config import agent_config
 from tests.support.bots import deploy_repo, push_all, set_hours
 from tests.support.deploy_host import Host
 from tests.support.procs import kill_processes_of
+from tests.support.rasa_memo import memo_rasa
 from tests.support.slow_training import make_training_slow, training
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(900)]
@@ -46,7 +47,7 @@ def test_a_release_moves_from_staging_to_production_and_each_serves_its_own(
     backends = {name: [free_port(), free_port()] for name in ports}  # not port+1/+2: free
     urls = {name: f"http://127.0.0.1:{rasa}" for name, (rasa, _) in ports.items()}
     config = agent_config(
-        tmp_path / "agent.yml", repo=bare, work_dir="work", rasa_command=rasa_bin,
+        tmp_path / "agent.yml", repo=bare, work_dir="work", rasa_command=memo_rasa(rasa_bin),
         pipeline={"test_stories": "tests/none_*.yml"},
         smoke={"conversations": [[{"say": "when are you open", "expect": "Open from"}]]},
         environments={name: {"promote": "auto" if name == "staging" else "manual",

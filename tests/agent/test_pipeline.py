@@ -37,6 +37,7 @@ from agent.tick import TickResult, tick
 from tests.support.agent_config import agent_config
 from tests.support.bots import deploy_repo
 from tests.support.git import git
+from tests.support.rasa_memo import memo_rasa
 
 # The first release trains, tests and loads a model for real: on a busy
 # 2-core machine that alone can take ten minutes.
@@ -158,7 +159,8 @@ def host(tmp_path_factory: pytest.TempPathFactory, rasa_bin: Path) -> Iterator[H
     (src / "actions_test.py").write_text(ACTION_TEST, encoding="utf-8")
     rasa_port, action_port = free_port(), free_port()
     config = agent_config(
-        root / "agent.yml", repo=bare, branch="main", work_dir="work", rasa_command=rasa_bin,
+        root / "agent.yml", repo=bare, branch="main", work_dir="work",
+        rasa_command=memo_rasa(rasa_bin),
         pipeline={
             "action_tests": f"{sys.executable} -m pytest -q -p no:cacheprovider actions_test.py"},
         action_server={"port": action_port},

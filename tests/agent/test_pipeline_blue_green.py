@@ -27,6 +27,7 @@ from tests.support.bots import deploy_repo
 from tests.support.ci import need
 from tests.support.git import git
 from tests.support.procs import processes_showing
+from tests.support.rasa_memo import memo_rasa
 from tests.support.serving import Chatter, rasa_servers_of
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1800)]
@@ -55,7 +56,7 @@ def test_releases_and_a_rollback_switch_blue_green_servers_while_users_chat(
     url = f"http://127.0.0.1:{free_port()}"
     config = agent_config(
         tmp_path / "agent.yml", repo=bare, branch="main", work_dir="work",
-        rasa_command=rasa_bin, pipeline={"test_stories": "tests/none_*.yml"},
+        rasa_command=memo_rasa(rasa_bin), pipeline={"test_stories": "tests/none_*.yml"},
         action_server={"port": free_port()},
         model={"url": url, "serving": "blue_green", "drain_timeout": 10},
         smoke={"conversations": [[{"say": "hello"}]]},

@@ -32,6 +32,7 @@ from tests.support.bots import deploy_repo
 from tests.support.deploy_host import GREETINGS, assert_journal_settled
 from tests.support.git import git
 from tests.support.procs import kill_processes_of
+from tests.support.rasa_memo import memo_rasa
 from tests.support.serving import rasa_servers_of
 
 
@@ -132,7 +133,8 @@ def make_blue_green_host(root: Path, rasa_bin: Path) -> BlueGreenHost:
     git(src, "commit", "-q", "-m", "coffeebot")  # the first push flips the greeting
     url = f"http://127.0.0.1:{free_port()}"
     config = agent_config(
-        root / "agent.yml", repo=bare, branch="main", work_dir="work", rasa_command=rasa_bin,
+        root / "agent.yml", repo=bare, branch="main", work_dir="work",
+        rasa_command=memo_rasa(rasa_bin),
         pipeline={"test_stories": "tests/none_*.yml"},
         action_server={"port": free_port()},
         model={"url": url, "serving": "blue_green", "drain_timeout": 5},

@@ -38,6 +38,7 @@ from tests.support.deploy_host import assert_journal_settled
 from tests.support.docker_faults import RegistryGate
 from tests.support.env_dump_bot import DUMP_VARIABLE
 from tests.support.git import git
+from tests.support.rasa_memo import memo_rasa
 from tests.support.services import (
     DockerEngine,
     SshServer,
@@ -226,7 +227,7 @@ def running_fault_host(root: Path, rasa_bin: Path, docker_engine: DockerEngine,
         (root / "sshd").mkdir()
         sshd = stack.enter_context(running_sshd(root / "sshd"))
         config = agent_config(
-            root / "agent.yml", repo=bare, branch="main", rasa_command=rasa_bin,
+            root / "agent.yml", repo=bare, branch="main", rasa_command=memo_rasa(rasa_bin),
             pipeline={"test_stories": "tests/none_*.yml", "env": [DUMP_VARIABLE]},
             action_server={
                 "target": "docker_ssh", "port": action_port,

@@ -24,6 +24,7 @@ from agent.tick import tick
 from tests.support.agent_config import agent_config
 from tests.support.bots import deploy_repo
 from tests.support.git import git
+from tests.support.rasa_memo import memo_rasa
 from tests.support.services import DockerEngine, Registry, free_port
 
 HOURS = "We are open 7am to 7pm, every day."
@@ -74,7 +75,8 @@ def docker_host(tmp_path_factory: pytest.TempPathFactory, rasa_bin: Path,
     rasa_port, action_port = free_port(), free_port()
     instance = f"pipeline{action_port}"
     config = agent_config(
-        root / "agent.yml", repo=bare, branch="main", work_dir="work", rasa_command=rasa_bin,
+        root / "agent.yml", repo=bare, branch="main", work_dir="work",
+        rasa_command=memo_rasa(rasa_bin),
         # Test stories are the spine's tests' business; here they only cost time.
         pipeline={"test_stories": "tests/none_*.yml"},
         action_server={

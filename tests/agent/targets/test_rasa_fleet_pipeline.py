@@ -37,6 +37,7 @@ from tests.support.agent_config import agent_config
 from tests.support.agent_run import tick_promoted
 from tests.support.bots import MENU_ACTION, deploy_repo, push_all
 from tests.support.light_models import corrupt_copy
+from tests.support.rasa_memo import memo_rasa
 from tests.support.services import DockerEngine, RedisServer, free_port, probed_ports
 
 pytestmark = [pytest.mark.rasa, pytest.mark.timeout(1500)]
@@ -196,7 +197,7 @@ def fleet_host(tmp_path: Path, rasa_bin: Path, swarm: Any, docker_engine: Docker
     while abs(first - second) < 2:
         second = probed_ports(2)
     config = agent_config(
-        tmp_path / "agent.yml", repo=bare, branch="main", rasa_command=rasa_bin,
+        tmp_path / "agent.yml", repo=bare, branch="main", rasa_command=memo_rasa(rasa_bin),
         pipeline={"test_stories": "tests/none_*.yml"},
         action_server={"target": "swarm", "port": free_port(), "instance": f"fleet{first}",
                        "backend_ports": [free_port(), free_port()], "monitor": 2,
