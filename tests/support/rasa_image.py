@@ -83,10 +83,14 @@ def ensure_rasa_image(client: Any, log: Any = print) -> str:
         with contextlib.suppress(Exception):
             client.images.remove(part, force=True)
         raise
+    import docker.errors
+
     for old in client.images.list(name=RASA_REPOSITORY):  # 3 GB each: one is enough
         for old_tag in old.tags:
             if old_tag != image:
-                client.images.remove(old_tag)
+                # A stopped container may still use it (409): it goes another time.
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(old_tag)
     return image
 
 
