@@ -114,6 +114,17 @@ def test_a_config_with_a_component_of_its_own_always_trains(
     assert not store.exists()
 
 
+def test_without_a_fixed_model_name_every_training_runs(tmp_path: Path) -> None:
+    bot, store = _bot(tmp_path / "bot"), tmp_path / "store"
+    out = bot / "models"
+    args = _args(bot, out, "unused")[:-2]  # no --fixed-model-name: Rasa names the file
+    trainer = FakeTrainer(out, "made-up")
+    for _ in range(2):
+        assert train_with_memo(args, store, version=VERSION, train=trainer, say=print) == 0
+    assert trainer.calls == 2
+    assert not store.exists()
+
+
 def test_what_the_memo_never_answers() -> None:
     assert parse_train(["core"]) is None
     assert parse_train(["--finetune"]) is None

@@ -32,7 +32,6 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
-import importlib
 import os
 import shutil
 import sys
@@ -102,22 +101,13 @@ def parse_train(args: Sequence[str]) -> TrainArgs | None:
 
 def model_path(train: TrainArgs) -> Path | None:
     """Where `rasa train` writes the model (rasa.model_training._determine_model_name);
-    None without --fixed-model-name (Rasa makes up a new name each time)."""
+    None without --fixed-model-name."""
     if train.name is None:
         return None
     name = train.name
     if not name.endswith(".tar.gz"):
         name = Path(name).with_suffix(".tar.gz").name
     return Path(train.out, name)
-
-
-def default_model_path(train: TrainArgs) -> Path:
-    """A name as Rasa's default one: time stamp and a random name."""
-    try:
-        word = str(importlib.import_module("randomname").get_name())
-    except ImportError:
-        word = f"memo-{os.getpid()}"
-    return Path(train.out, f"{time.strftime('%Y%m%d-%H%M%S')}-{word}.tar.gz")
 
 
 def own_components(config: Path) -> bool:
@@ -192,7 +182,10 @@ def train_with_memo(args: Sequence[str], store: Path, *, version: str,
     """`rasa train <args>` through the memo in `store`; `train` is the real training
     (its exit code). Returns the exit code."""
     parsed = parse_train(args)
-    if parsed is None or own_components(Path(parsed.config)):
+    # Without --fixed-model-name Rasa makes up a new name each time: not answered
+    # (the agent's train step always gives one).
+    target = None if parsed is None else model_path(parsed)
+    if parsed is None or target is None or own_components(Path(parsed.config)):
         return train()
     try:
         key = memo_key(parsed, version)
@@ -200,22 +193,14 @@ def train_with_memo(args: Sequence[str], store: Path, *, version: str,
         return train()  # an unreadable input: Rasa says what is wrong
     stored = store / f"{key}.tar.gz"
     if stored.is_file():
-        target = model_path(parsed) or default_model_path(parsed)
         _copy(stored, target)
         say(f"{REUSED}: {target}")
         return 0
-    expected = model_path(parsed)
-    out = Path(parsed.out)
-    before = set(out.glob("*.tar.gz")) if expected is None else set()
     started = time.time()
     code = train()
-    if expected is None:
-        made = sorted(set(out.glob("*.tar.gz")) - before)
-        expected = made[0] if len(made) == 1 else None
-    if code == 0 and expected is not None and expected.is_file() \
-            and expected.stat().st_mtime >= started - 1:
+    if code == 0 and target.is_file() and target.stat().st_mtime >= started - 1:
         store.mkdir(parents=True, exist_ok=True)
-        _copy(expected, stored)
+        _copy(target, stored)
     return code
 
 
